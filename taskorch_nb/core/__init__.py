@@ -1,0 +1,1 @@
+"""The core services: events, clock, breakers, retries, budget, immune system, store."""

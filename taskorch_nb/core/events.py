@@ -1,0 +1,224 @@
+"""Typed events and the bus that carries them.
+
+Every change in taskorch_nb is an event; widgets, traces, DataFrames and the
+store learn of the world only from them. Events are slotted dataclasses: cheap
+to make on the hot path, flattened to plain dicts (`to_record`) at the edges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from taskorch_nb.core.clock import Clock, RealClock
+
+Subscriber = Callable[["Event"], None]
+
+#: The run, agent and phase the current task works for; events pick them up.
+current_run_id: ContextVar[str | None] = ContextVar("taskorch_run_id", default=None)
+current_agent: ContextVar[str | None] = ContextVar("taskorch_agent", default=None)
+current_phase: ContextVar[str | None] = ContextVar("taskorch_phase", default=None)
+
+
+@contextlib.contextmanager
+def scope(
+    *, run_id: str | None = None, agent: str | None = None, phase: str | None = None
+) -> Iterator[None]:
+    """Attribute the events emitted inside the block to a run, agent and phase."""
+    tokens = []
+    if run_id is not None:
+        tokens.append((current_run_id, current_run_id.set(run_id)))
+    if agent is not None:
+        tokens.append((current_agent, current_agent.set(agent)))
+    if phase is not None:
+        tokens.append((current_phase, current_phase.set(phase)))
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+@dataclass(slots=True, kw_only=True)
+class Event:
+    """Base of all events: a `type` like `circuit.opened`, stamped by the bus."""
+
+    type: str
+    run_id: str | None = None
+    ts: float = 0.0
+    """Monotonic seconds from the orchestrator's clock."""
+    wall: float = 0.0
+    """Epoch seconds from the orchestrator's clock."""
+    seq: int = 0
+    """Order of emission on its bus."""
+
+    def to_record(self) -> dict[str, Any]:
+        """A flat dict (class name under `kind`) for JSON, DataFrames and spans."""
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        record["kind"] = type(self).__name__
+        return record
+
+
+@dataclass(slots=True, kw_only=True)
+class ToolEvent(Event):
+    """`tool.called`, `tool.succeeded`, `tool.failed`, `retry.scheduled`, `tool.fallback`."""
+
+    tool: str
+    attempt: int = 1
+    category: str | None = None
+    status: int | None = None
+    error: str | None = None
+    wait: float | None = None
+    duration: float | None = None
+    fallback_of: str | None = None
+    agent: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class CircuitEvent(Event):
+    """`circuit.opened`, `circuit.half_opened`, `circuit.closed`, `circuit.rejected`."""
+
+    name: str
+    state: str
+    previous: str | None = None
+    failures: int = 0
+    reset_at: float | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class PatternEvent(Event):
+    """`pattern.learned`, `pattern.seen`, `pattern.applied`, `pattern.recovered`, ..."""
+
+    name: str
+    signature: str
+    tool: str
+    category: str
+    fallback: str | None = None
+    prompt: str | None = None
+    source: str = "local"
+    occurrences: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class BudgetEvent(Event):
+    """`budget.approved`, `budget.settled`, `budget.warning`, `budget.rejected`, ..."""
+
+    amount: Decimal
+    spent: Decimal
+    reserved: Decimal
+    limit: Decimal
+    remaining: Decimal
+    reservation: int | None = None
+    agent: str | None = None
+    model: str | None = None
+    tool: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class LLMEvent(Event):
+    """`llm.requested`, `llm.completed`, `llm.failed`: one model call."""
+
+    call_id: str
+    provider: str
+    model: str
+    agent: str | None = None
+    phase: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost: Decimal | None = None
+    latency: float | None = None
+    status: int | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class RunEvent(Event):
+    """Run lifecycle: `run.*`, `phase.*`, `agent.*`, `safety.checked`, `qc.*`, `learning.*`."""
+
+    task: str | None = None
+    status: str | None = None
+    workflow: str | None = None
+    phase: str | None = None
+    agent: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class Notice(Event):
+    """Everything else worth a line: `subscriber.failed`, `alert.failed`, `tracing.warning`."""
+
+    message: str
+    level: str = "info"
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+EVENT_KINDS: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (Event, ToolEvent, CircuitEvent, PatternEvent, BudgetEvent, LLMEvent, RunEvent,
+                Notice)
+}
+
+
+def event_from_record(record: dict[str, Any]) -> Event:
+    """Rebuild an event from `to_record()` output (as read back from the store)."""
+    data = dict(record)
+    cls = EVENT_KINDS.get(data.pop("kind", "Event"), Event)
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class EventBus:
+    """Delivers each event to every subscriber, in order, on the emitting thread.
+
+    A subscriber that raises is reported as a `subscriber.failed` notice and
+    never breaks the emitter.
+    """
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or RealClock()
+        self._subscribers: tuple[Subscriber, ...] = ()
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """Call `fn(event)` for every event from now on; returns the unsubscribe."""
+        with self._lock:
+            self._subscribers = (*self._subscribers, fn)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subscribers = tuple(s for s in self._subscribers if s is not fn)
+
+        return unsubscribe
+
+    def emit(self, event: Event) -> Event:
+        """Stamp the event (time, order, current run) and deliver it."""
+        clock = self.clock
+        event.ts = clock.now()
+        event.wall = clock.wall()
+        event.seq = next(self._seq)
+        if event.run_id is None:
+            event.run_id = current_run_id.get()
+        for fn in self._subscribers:
+            try:
+                fn(event)
+            except Exception as exc:  # a broken subscriber must not break the run
+                if event.type != "subscriber.failed":
+                    self.emit(
+                        Notice(
+                            type="subscriber.failed",
+                            level="error",
+                            message=f"subscriber {getattr(fn, '__qualname__', fn)!r} raised "
+                            f"{type(exc).__name__}: {exc}",
+                            detail={"event": event.type},
+                        )
+                    )
+        return event

@@ -1,0 +1,147 @@
+"""The exceptions taskorch_nb raises, each with structured fields.
+
+    TaskorchError
+    ├── ConfigurationError (ValueError)      bad settings, caught when something is built
+    │   └── UnknownToolError                 a tool name nobody registered
+    ├── ToolArgumentsError (TypeError)       arguments that do not fit a tool's signature
+    ├── CircuitOpenError                     a breaker refused the call
+    ├── BudgetExceededError                  the budget guard refused a reservation
+    ├── RetryError                           retries gave up without an underlying error
+    ├── WorkflowError                        a run or workflow cannot go on
+    │   └── SandboxError (PermissionError)   a path tried to leave the workspace
+    ├── ProviderError                        a model provider failed
+    │   ├── ProviderTimeoutError (TimeoutError)
+    │   ├── RateLimitError                   429, with retry_after
+    │   └── ProviderResponseError            malformed or unusable output
+    └── HubError                             the federation hub answered with an error
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+
+class TaskorchError(Exception):
+    """Root of every error taskorch_nb raises on purpose."""
+
+
+class ConfigurationError(TaskorchError, ValueError):
+    """A setting is wrong; the message names the fix."""
+
+
+class UnknownToolError(ConfigurationError):
+    """A tool name that is not registered; `known` lists the registered ones."""
+
+    def __init__(self, name: str, known: list[str], *, referenced_by: str | None = None) -> None:
+        self.name = name
+        self.known = sorted(known)
+        self.referenced_by = referenced_by
+        where = f" (fallback of {referenced_by!r})" if referenced_by else ""
+        listed = ", ".join(self.known) or "none"
+        super().__init__(f"unknown tool {name!r}{where}; registered tools: {listed}")
+
+
+class ToolArgumentsError(TaskorchError, TypeError):
+    """Arguments that do not fit the tool's signature: a caller error, never retried."""
+
+    def __init__(self, tool: str, reason: str) -> None:
+        self.tool = tool
+        self.reason = reason
+        super().__init__(f"bad arguments for tool {tool!r}: {reason}")
+
+
+class CircuitOpenError(TaskorchError):
+    """The breaker `name` is open (or its half-open probe slots are taken)."""
+
+    def __init__(self, name: str, *, retry_in: float | None = None, state: str = "open") -> None:
+        self.name = name
+        self.retry_in = retry_in
+        self.state = state
+        when = f"; retry in {retry_in:.1f} s" if retry_in is not None else ""
+        super().__init__(f"circuit {name!r} is {state}{when}")
+
+
+class BudgetExceededError(TaskorchError):
+    """A reservation would pass the budget limit; `report` is the cost so far."""
+
+    def __init__(
+        self,
+        *,
+        requested: Decimal,
+        remaining: Decimal,
+        limit: Decimal,
+        report: Any = None,
+    ) -> None:
+        self.requested = requested
+        self.remaining = remaining
+        self.limit = limit
+        self.report = report
+        super().__init__(
+            f"budget exceeded: call needs up to ${requested:.4f}, "
+            f"${remaining:.4f} of ${limit:.2f} left"
+        )
+
+
+class RetryError(TaskorchError):
+    """Retries stopped without an underlying exception to re-raise."""
+
+    def __init__(self, name: str, attempts: int) -> None:
+        self.name = name
+        self.attempts = attempts
+        super().__init__(f"{name!r} gave up after {attempts} attempts")
+
+
+class WorkflowError(TaskorchError):
+    """A run or workflow cannot go on (unknown workflow, bad agent output, ...)."""
+
+
+class SandboxError(WorkflowError, PermissionError):
+    """A path that would leave the run's workspace."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"path {path!r} refused: {reason}")
+
+
+class ProviderError(TaskorchError):
+    """A model provider failed; `status` and `retry_after` drive retries and breakers."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        model: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+        body: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.status = status
+        self.retry_after = retry_after
+        self.body = body
+        super().__init__(message)
+
+
+class ProviderTimeoutError(ProviderError, TimeoutError):
+    """The provider did not answer in time."""
+
+
+class RateLimitError(ProviderError):
+    """HTTP 429; `retry_after` carries the server's wish in seconds."""
+
+
+class ProviderResponseError(ProviderError):
+    """The provider answered, but with something unusable (bad JSON, no choices)."""
+
+
+class HubError(TaskorchError):
+    """The federation hub refused a request; `status` and `reason` say why."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(f"hub answered {status}: {reason}")
