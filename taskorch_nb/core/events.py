@@ -71,6 +71,8 @@ class ToolEvent(Event):
     """`tool.called`, `tool.succeeded`, `tool.failed`, `retry.scheduled`, `tool.fallback`."""
 
     tool: str
+    call_id: str | None = None
+    """Shared by the attempts (and the fallback) of one `call_tool`."""
     attempt: int = 1
     category: str | None = None
     status: int | None = None

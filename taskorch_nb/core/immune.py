@@ -1,0 +1,304 @@
+"""The immune system: a memory of failure patterns and of what cures them.
+
+A failure's *signature* hashes (tool, category, HTTP status, message with
+numbers, ids, urls and quoted values masked), so the same outage gives the same
+signature in every project. A pattern keeps how often it occurred and one
+strategy (a fallback tool and a corrective prompt) with its record. A pattern
+is *known* once its strategy recovered at least once; a known pattern is
+applied at the first matching failure, with no backoff. A strategy that stops
+working is demoted and the pattern goes back to learning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from taskorch_nb.core.clock import Clock, RealClock
+from taskorch_nb.core.events import Event, PatternEvent
+from taskorch_nb.core.retry import Failure
+
+_MASKS = [
+    (re.compile(r"https?://\S+"), "<url>"),
+    (re.compile(r"'[^']*'|\"[^\"]*\""), "<str>"),
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<id>"),
+    (re.compile(r"\b(?=[0-9a-f]*\d)[0-9a-f]{12,}\b", re.I), "<id>"),
+    (re.compile(r"\d+(\.\d+)?"), "<n>"),
+]
+
+#: A strategy applied this often that recovered less than half the time is demoted.
+DEMOTE_AFTER = 3
+
+
+def mask_message(message: str) -> str:
+    """The error text with everything that varies between occurrences masked."""
+    for pattern, replacement in _MASKS:
+        message = pattern.sub(replacement, message)
+    return " ".join(message.split())[:500]
+
+
+def failure_signature(tool: str, failure: Failure) -> str:
+    """A stable id for a failure: the same outage gives the same signature anywhere."""
+    text = "\x1f".join(
+        [tool, failure.category, str(failure.status or ""), mask_message(failure.message)]
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def corrective_prompt(tool: str, failure: Failure, fallback: str | None) -> str:
+    what = failure.category.replace("_", " ")
+    status = f" (HTTP {failure.status})" if failure.status else ""
+    advice = (
+        f"Use the `{fallback}` tool instead; it takes the same arguments."
+        if fallback
+        else "Continue without it, or report that the information is unavailable."
+    )
+    return f"The tool `{tool}` is failing with a {what}{status}. Do not call it again now. {advice}"
+
+
+@dataclass(slots=True)
+class Pattern:
+    """A learned (or federated) failure pattern and its strategy's record."""
+
+    signature: str
+    name: str
+    tool: str
+    category: str
+    status: int | None = None
+    message: str = ""
+    occurrences: int = 0
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    fallback: str | None = None
+    corrective_prompt: str | None = None
+    applied: int = 0
+    recovered: int = 0
+    source: str = "local"
+    trust: str = "local"
+    """local | approved | confirmed (federated patterns carry the hub's trust level)."""
+    remote: dict[str, Any] = field(default_factory=dict)
+    """The hub's aggregate view: occurrences, applied, recovered, projects."""
+
+    @property
+    def demoted(self) -> bool:
+        return self.applied >= DEMOTE_AFTER and self.recovered * 2 < self.applied
+
+    @property
+    def known(self) -> bool:
+        """The strategy has worked here, or (federated) elsewhere, and is not demoted."""
+        if self.demoted:
+            return False
+        return self.recovered >= 1 or int(self.remote.get("recovered", 0)) >= 1
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["known"] = self.known
+        record["demoted"] = self.demoted
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Pattern:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in names})
+
+    def wire(self) -> dict[str, Any]:
+        """This project's own totals in the federation's wire format."""
+        return {
+            "signature": self.signature,
+            "name": self.name,
+            "tool": self.tool,
+            "category": self.category,
+            "status": self.status,
+            "message": self.message,
+            "fallback": self.fallback,
+            "corrective_prompt": self.corrective_prompt,
+            "occurrences": self.occurrences,
+            "applied": self.applied,
+            "recovered": self.recovered,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+        }
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+            f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+            for k, v in self.to_record().items()
+            if k != "remote"
+        )
+        return {"text/plain": repr(self), "text/html": f"<table>{rows}</table>"}
+
+
+class ImmuneSystem:
+    """Names failures, remembers them, and hands out the strategy that cured them."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        emit: Callable[[Event], Any] | None = None,
+        save: Callable[[Pattern], None] | None = None,
+        patterns: Iterable[Pattern] = (),
+    ) -> None:
+        self.clock: Clock = clock or RealClock()
+        self._emit = emit or (lambda event: None)
+        self._save = save or (lambda pattern: None)
+        self._lock = threading.Lock()
+        self._patterns: dict[str, Pattern] = {p.signature: p for p in patterns}
+
+    # -- reading -------------------------------------------------------------
+
+    def patterns(self) -> list[Pattern]:
+        with self._lock:
+            return sorted(self._patterns.values(), key=lambda p: (p.tool, p.name, p.signature))
+
+    def get(self, signature: str) -> Pattern | None:
+        return self._patterns.get(signature)
+
+    def __len__(self) -> int:
+        return len(self._patterns)
+
+    def match(self, tool: str, failure: Failure) -> Pattern | None:
+        """The known pattern with a working strategy for this failure, if any."""
+        pattern = self._patterns.get(failure_signature(tool, failure))
+        if pattern is not None and pattern.known and pattern.fallback:
+            return pattern
+        return None
+
+    def latest_for(self, tool: str) -> Pattern | None:
+        """The most recently seen pattern of a tool (for calls refused by an open breaker)."""
+        candidates = [p for p in self._patterns.values() if p.tool == tool and not p.demoted]
+        return max(candidates, key=lambda p: p.last_seen, default=None)
+
+    def relevant(self, tools: Iterable[str]) -> list[Pattern]:
+        """Known patterns of these tools: what a safety check reports before a step."""
+        wanted = set(tools)
+        return [p for p in self.patterns() if p.tool in wanted and p.known]
+
+    def patterns_df(self) -> Any:
+        """Learned and federated patterns as a DataFrame (one row per pattern)."""
+        from taskorch_nb.tracing.frames import patterns_df
+
+        return patterns_df(p.to_record() for p in self.patterns())
+
+    # -- learning ------------------------------------------------------------
+
+    def analyze(self, tool: str, failure: Failure, *, fallback: str | None) -> Pattern:
+        """Record one occurrence of a failure that beat the retries; learn it if new."""
+        signature = failure_signature(tool, failure)
+        now = self.clock.wall()
+        with self._lock:
+            pattern = self._patterns.get(signature)
+            learned = pattern is None
+            if pattern is None:
+                pattern = Pattern(
+                    signature=signature,
+                    name=f"{tool}_{failure.category}",
+                    tool=tool,
+                    category=failure.category,
+                    status=failure.status,
+                    message=mask_message(failure.message),
+                    first_seen=now,
+                    fallback=fallback,
+                    corrective_prompt=corrective_prompt(tool, failure, fallback),
+                )
+                self._patterns[signature] = pattern
+            elif pattern.fallback is None and fallback is not None:
+                pattern.fallback = fallback
+                pattern.corrective_prompt = corrective_prompt(tool, failure, fallback)
+            pattern.occurrences += 1
+            pattern.last_seen = now
+        self._save(pattern)
+        self._notify("pattern.learned" if learned else "pattern.seen", pattern)
+        return pattern
+
+    def applied(self, pattern: Pattern) -> None:
+        """The strategy is being used now (corrective prompt injected, fallback taken)."""
+        with self._lock:
+            pattern.applied += 1
+        self._notify("pattern.applied", pattern, prompt=pattern.corrective_prompt)
+
+    def outcome(self, pattern: Pattern, *, recovered: bool) -> None:
+        """How the applied strategy did; demotes one that stopped working."""
+        with self._lock:
+            was_demoted = pattern.demoted
+            if recovered:
+                pattern.recovered += 1
+        self._save(pattern)
+        if recovered:
+            self._notify("pattern.recovered", pattern)
+        elif pattern.demoted and not was_demoted:
+            self._notify("pattern.demoted", pattern)
+
+    def seen_again(self, pattern: Pattern) -> None:
+        """A known pattern matched a new failure."""
+        with self._lock:
+            pattern.occurrences += 1
+            pattern.last_seen = self.clock.wall()
+
+    # -- federation ----------------------------------------------------------
+
+    def export(self) -> list[dict[str, Any]]:
+        """Local patterns in the hub's wire format (this project's own totals)."""
+        return [p.wire() for p in self.patterns() if p.source == "local" or p.occurrences]
+
+    def merge_federated(self, records: Iterable[Mapping[str, Any]]) -> int:
+        """Take the hub's aggregate view of patterns; returns how many were new here."""
+        new = 0
+        merged: list[Pattern] = []
+        with self._lock:
+            for record in records:
+                signature = str(record["signature"])
+                pattern = self._patterns.get(signature)
+                remote = {
+                    "occurrences": int(record.get("occurrences", 0)),
+                    "applied": int(record.get("applied", 0)),
+                    "recovered": int(record.get("recovered", 0)),
+                    "projects": list(record.get("source") or record.get("projects") or []),
+                }
+                if pattern is None:
+                    new += 1
+                    pattern = Pattern(
+                        signature=signature,
+                        name=str(record["name"]),
+                        tool=str(record["tool"]),
+                        category=str(record["category"]),
+                        status=record.get("status"),
+                        message=str(record.get("message", "")),
+                        first_seen=float(record.get("first_seen", 0.0)),
+                        last_seen=float(record.get("last_seen", 0.0)),
+                        fallback=record.get("fallback"),
+                        corrective_prompt=record.get("corrective_prompt"),
+                        source="federation",
+                    )
+                    self._patterns[signature] = pattern
+                elif pattern.fallback is None:
+                    pattern.fallback = record.get("fallback")
+                    pattern.corrective_prompt = record.get("corrective_prompt")
+                pattern.trust = str(record.get("trust", "approved"))
+                pattern.remote = remote
+                merged.append(pattern)
+        for pattern in merged:
+            self._save(pattern)
+            self._notify("pattern.merged", pattern)
+        return new
+
+    def _notify(self, type_: str, pattern: Pattern, *, prompt: str | None = None) -> None:
+        self._emit(
+            PatternEvent(
+                type=type_,
+                name=pattern.name,
+                signature=pattern.signature,
+                tool=pattern.tool,
+                category=pattern.category,
+                fallback=pattern.fallback,
+                prompt=prompt,
+                source=pattern.source,
+                occurrences=pattern.occurrences,
+            )
+        )

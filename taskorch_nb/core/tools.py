@@ -1,0 +1,330 @@
+"""Guarded tool calls: breaker -> retry -> immune system -> fallback.
+
+The success path is the hot path: a closed breaker, the call, one
+`tool.succeeded` event. Everything else (classification, retries, the immune
+system, the fallback) is built only once an attempt has failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from taskorch_nb.core.circuit import CircuitBreaker, Permit
+from taskorch_nb.core.clock import Clock
+from taskorch_nb.core.events import Event, ToolEvent, current_agent
+from taskorch_nb.core.immune import ImmuneSystem, Pattern
+from taskorch_nb.core.retry import Failure, RetryPolicy, classify
+from taskorch_nb.errors import (
+    CircuitOpenError,
+    ConfigurationError,
+    ToolArgumentsError,
+    UnknownToolError,
+)
+
+_SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
+    str: (str,), "str": (str,),
+    int: (int,), "int": (int,),
+    float: (int, float), "float": (int, float),
+    bool: (bool,), "bool": (bool,),
+    list: (list,), "list": (list,),
+    dict: (dict,), "dict": (dict,),
+}
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean",
+               list: "array", dict: "object"}
+
+
+@dataclass(slots=True)
+class ToolSpec:
+    """A registered tool and its guards."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    fallback: str | None
+    timeout: float | None
+    retry: RetryPolicy
+    breaker: CircuitBreaker
+    description: str
+    params: frozenset[str]
+    required: frozenset[str]
+    open_kwargs: bool
+    checks: tuple[tuple[str, tuple[type, ...]], ...]
+
+    @classmethod
+    def build(cls, fn: Callable[..., Any], *, name: str, fallback: str | None,
+              timeout: float | None, retry: RetryPolicy, breaker: CircuitBreaker) -> ToolSpec:
+        sig = inspect.signature(fn)
+        params, required, checks = set(), set(), []
+        open_kwargs = False
+        for p in sig.parameters.values():
+            if p.kind is p.VAR_KEYWORD:
+                open_kwargs = True
+                continue
+            if p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY):
+                raise ConfigurationError(
+                    f"tool {name!r}: parameter {p.name!r} must be passable by keyword"
+                )
+            params.add(p.name)
+            if p.default is p.empty:
+                required.add(p.name)
+            if p.annotation in _SIMPLE_TYPES:
+                checks.append((p.name, _SIMPLE_TYPES[p.annotation]))
+        return cls(
+            name=name,
+            fn=fn,
+            is_async=inspect.iscoroutinefunction(fn),
+            fallback=fallback,
+            timeout=timeout,
+            retry=retry,
+            breaker=breaker,
+            description=inspect.getdoc(fn) or "",
+            params=frozenset(params),
+            required=frozenset(required),
+            open_kwargs=open_kwargs,
+            checks=tuple(checks),
+        )
+
+    def check(self, kwargs: Mapping[str, Any]) -> None:
+        """Bad arguments are a caller error: raised before any attempt, never retried."""
+        keys = kwargs.keys()
+        if not self.required <= keys:
+            missing = ", ".join(sorted(self.required - keys))
+            raise ToolArgumentsError(self.name, f"missing required argument(s): {missing}")
+        if not self.open_kwargs and not keys <= self.params:
+            extra = ", ".join(sorted(keys - self.params))
+            known = ", ".join(sorted(self.params)) or "none"
+            raise ToolArgumentsError(self.name, f"unexpected argument(s): {extra}; takes {known}")
+        for pname, types in self.checks:
+            value = kwargs.get(pname, None)
+            if (pname in kwargs and not isinstance(value, types)) or (
+                types == (int,) and isinstance(value, bool)
+            ):
+                expected = " or ".join(t.__name__ for t in types)
+                raise ToolArgumentsError(
+                    self.name, f"{pname}={value!r} is {type(value).__name__}, expected {expected}"
+                )
+
+    def json_schema(self) -> dict[str, Any]:
+        """Parameters as JSON schema, for offering the tool to a model."""
+        props: dict[str, Any] = {}
+        for p in inspect.signature(self.fn).parameters.values():
+            if p.name in self.params:
+                kinds = _SIMPLE_TYPES.get(p.annotation, (str,))
+                props[p.name] = {"type": _JSON_TYPES[kinds[-1]]}
+        return {"type": "object", "properties": props, "required": sorted(self.required)}
+
+
+class Toolbox:
+    """The registered tools of one orchestrator and the guarded way to call them."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        emit: Callable[[Event], Any],
+        immune: ImmuneSystem,
+        breaker_for: Callable[[str, CircuitBreaker | None], CircuitBreaker],
+        retry: RetryPolicy,
+    ) -> None:
+        self.clock = clock
+        self._emit = emit
+        self.immune = immune
+        self._breaker_for = breaker_for
+        self.default_retry = retry
+        self._tools: dict[str, ToolSpec] = {}
+        self._ids = itertools.count(1)
+
+    # -- registration --------------------------------------------------------
+
+    def register(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        fallback: str | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> ToolSpec:
+        tool_name = name or fn.__name__
+        if timeout is not None and timeout <= 0:
+            raise ConfigurationError(f"tool {tool_name!r}: timeout must be > 0 seconds")
+        if fallback == tool_name:
+            raise ConfigurationError(f"tool {tool_name!r} cannot be its own fallback")
+        spec = ToolSpec.build(
+            fn,
+            name=tool_name,
+            fallback=fallback,
+            timeout=timeout,
+            retry=retry or self.default_retry,
+            breaker=self._breaker_for(tool_name, breaker),
+        )
+        self._tools[tool_name] = spec
+        return spec
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __getitem__(self, name: str) -> ToolSpec:
+        spec = self._tools.get(name)
+        if spec is None:
+            raise UnknownToolError(name, list(self._tools))
+        return spec
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    # -- calling -------------------------------------------------------------
+
+    async def call(self, name: str, kwargs: dict[str, Any], *, _via: tuple[str, ...] = ()) -> Any:
+        """Call a tool behind its breaker, retries, immune system and fallback."""
+        spec = self._tools.get(name)
+        if spec is None:
+            referenced_by = _via[-1] if _via else None
+            raise UnknownToolError(name, list(self._tools), referenced_by=referenced_by)
+        spec.check(kwargs)
+        call_id = f"{name}#{next(self._ids)}"
+        breaker = spec.breaker
+        try:
+            permit = breaker.acquire()
+        except CircuitOpenError:
+            if spec.fallback is None:
+                raise
+            pattern = self.immune.latest_for(name)
+            return await self._fallback(spec, kwargs, call_id, pattern, _via, cause=None)
+        start = self.clock.now()
+        try:
+            result = await self._invoke(spec, kwargs)
+        except Exception as exc:
+            return await self._recover(spec, kwargs, call_id, permit, exc, start, _via)
+        breaker.record_success(permit)
+        self._emit(ToolEvent(type="tool.succeeded", tool=name, call_id=call_id,
+                             duration=self.clock.now() - start, agent=current_agent.get()))
+        return result
+
+    async def _invoke(self, spec: ToolSpec, kwargs: dict[str, Any]) -> Any:
+        call = spec.fn(**kwargs) if spec.is_async else asyncio.to_thread(spec.fn, **kwargs)
+        if spec.timeout is None:
+            return await call
+        async with asyncio.timeout(spec.timeout):
+            return await call
+
+    async def _attempt(self, spec: ToolSpec, kwargs: dict[str, Any], call_id: str,
+                       attempt: int) -> Any:
+        """One retry attempt: breaker, call, record, event."""
+        permit = spec.breaker.acquire()
+        start = self.clock.now()
+        try:
+            result = await self._invoke(spec, kwargs)
+        except Exception as exc:
+            self._failed(spec, call_id, attempt, permit, classify(exc), start)
+            raise
+        spec.breaker.record_success(permit)
+        self._emit(ToolEvent(type="tool.succeeded", tool=spec.name, call_id=call_id,
+                             attempt=attempt, duration=self.clock.now() - start,
+                             agent=current_agent.get()))
+        return result
+
+    def _failed(self, spec: ToolSpec, call_id: str, attempt: int, permit: Permit,
+                failure: Failure, start: float) -> None:
+        self._emit(ToolEvent(
+            type="tool.failed", tool=spec.name, call_id=call_id, attempt=attempt,
+            category=failure.category, status=failure.status, error=failure.message[:500],
+            duration=self.clock.now() - start, agent=current_agent.get(),
+        ))
+        if failure.transient:
+            spec.breaker.record_failure(permit)
+        else:
+            spec.breaker.release(permit)
+
+    async def _recover(self, spec: ToolSpec, kwargs: dict[str, Any], call_id: str,
+                       permit: Permit, exc: Exception, start: float,
+                       via: tuple[str, ...]) -> Any:
+        """The first attempt failed: known pattern, else retries, else learn and fall back."""
+        failure = classify(exc)
+        self._failed(spec, call_id, 1, permit, failure, start)
+        if not failure.transient:
+            raise exc
+        known = self.immune.match(spec.name, failure)
+        if known is not None:
+            self.immune.seen_again(known)
+            return await self._fallback(spec, kwargs, call_id, known, via, cause=exc)
+        attempts = 1
+        last_exc: Exception = exc
+        policy = spec.retry
+        if policy.max_attempts > 1:
+            wait = policy.wait_for(1, failure)
+            self._scheduled(spec, call_id, 2, wait, failure)
+            await self.clock.sleep(wait)
+
+            def on_wait(next_attempt: int, seconds: float, f: Failure) -> None:
+                self._scheduled(spec, call_id, next_attempt, seconds, f)
+
+            try:
+                async for attempt in policy.retrying(self.clock, on_wait=on_wait):
+                    with attempt:
+                        attempts = attempt.retry_state.attempt_number + 1
+                        result = await self._attempt(spec, kwargs, call_id, attempts)
+                return result
+            except CircuitOpenError:
+                pass  # the breaker opened under us: stop trying, keep the real failure
+            except Exception as retry_exc:
+                last_exc = retry_exc
+                failure = classify(retry_exc)
+                if not failure.transient:
+                    raise
+        pattern = self.immune.analyze(spec.name, failure, fallback=spec.fallback)
+        if spec.fallback is None:
+            last_exc.add_note(
+                f"taskorch: {spec.name!r} failed {attempts} attempt(s); pattern {pattern.name!r}"
+            )
+            raise last_exc
+        return await self._fallback(spec, kwargs, call_id, pattern, via, cause=last_exc)
+
+    def _scheduled(self, spec: ToolSpec, call_id: str, attempt: int, wait: float,
+                   failure: Failure) -> None:
+        self._emit(ToolEvent(
+            type="retry.scheduled", tool=spec.name, call_id=call_id, attempt=attempt,
+            wait=wait, category=failure.category, status=failure.status,
+            agent=current_agent.get(),
+        ))
+
+    async def _fallback(self, spec: ToolSpec, kwargs: dict[str, Any], call_id: str,
+                        pattern: Pattern | None, via: tuple[str, ...],
+                        cause: Exception | None) -> Any:
+        """Apply the strategy: corrective prompt out, the fallback tool called instead."""
+        fallback = spec.fallback if pattern is None or not pattern.fallback else pattern.fallback
+        if fallback is None or fallback not in self._tools:
+            if fallback is not None:
+                raise UnknownToolError(fallback, list(self._tools), referenced_by=spec.name)
+            assert cause is not None
+            raise cause
+        chain = (*via, spec.name)
+        if fallback in chain:
+            path = " -> ".join((*chain, fallback))
+            raise ConfigurationError(f"fallback cycle between {spec.name!r} and {fallback!r}: "
+                                     f"{path}")
+        if pattern is not None:
+            self.immune.applied(pattern)
+        self._emit(ToolEvent(type="tool.fallback", tool=fallback, call_id=call_id,
+                             fallback_of=spec.name, agent=current_agent.get()))
+        try:
+            result = await self.call(fallback, kwargs, _via=chain)
+        except (ConfigurationError, ToolArgumentsError):
+            raise
+        except Exception as fallback_exc:
+            if pattern is not None:
+                self.immune.outcome(pattern, recovered=False)
+            fallback_exc.add_note(
+                f"taskorch: fallback {fallback!r} of {spec.name!r} failed too"
+            )
+            raise
+        if pattern is not None:
+            self.immune.outcome(pattern, recovered=True)
+        return result
