@@ -40,6 +40,9 @@ class Permit:
     generation: int
 
 
+_CLOSED = Permit(False, 0.0, -1)
+"""The permit of every call through a closed breaker (it carries no state)."""
+
 _TRANSITION_TYPES = {
     CircuitState.OPEN: "circuit.opened",
     CircuitState.HALF_OPEN: "circuit.half_opened",
@@ -159,11 +162,13 @@ class CircuitBreaker:
 
     def acquire(self) -> Permit:
         """Let one call through or raise `CircuitOpenError`."""
+        if self._state is CircuitState.CLOSED:
+            return _CLOSED  # the hot path: no lock, no allocation
         with self._lock:
             events = self._tick()
             state = self._state
             if state is CircuitState.CLOSED:
-                permit = Permit(False, 0.0, self._generation)
+                permit = _CLOSED
             elif state is CircuitState.HALF_OPEN and len(self._probes) < self.half_open_max_calls:
                 permit = Permit(True, self.clock.now(), self._generation)
                 self._probes.append(permit)
@@ -180,6 +185,10 @@ class CircuitBreaker:
         return permit
 
     def record_success(self, permit: Permit | None = None) -> None:
+        if self._failures == 0 and self.failure_rate is None and (
+            permit is None or not permit.probe
+        ):
+            return  # the hot path: nothing to reset
         with self._lock:
             events: list[CircuitEvent] = []
             if self.failure_rate is not None:

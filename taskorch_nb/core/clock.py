@@ -21,6 +21,11 @@ class Clock(Protocol):
 class RealClock:
     """The machine's clocks."""
 
+    def __init__(self) -> None:
+        # Bound builtins: the hot path reads the clock several times per call.
+        self.now = time.monotonic
+        self.wall = time.time
+
     def now(self) -> float:
         return time.monotonic()
 

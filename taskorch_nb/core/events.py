@@ -46,6 +46,9 @@ def scope(
             var.reset(token)
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 @dataclass(slots=True, kw_only=True)
 class Event:
     """Base of all events: a `type` like `circuit.opened`, stamped by the bus."""
@@ -61,8 +64,12 @@ class Event:
 
     def to_record(self) -> dict[str, Any]:
         """A flat dict (class name under `kind`) for JSON, DataFrames and spans."""
-        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        record["kind"] = type(self).__name__
+        cls = type(self)
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+        record = {name: getattr(self, name) for name in names}
+        record["kind"] = cls.__name__
         return record
 
 
@@ -209,18 +216,22 @@ class EventBus:
         event.seq = next(self._seq)
         if event.run_id is None:
             event.run_id = current_run_id.get()
+        failures = None
         for fn in self._subscribers:
             try:
                 fn(event)
             except Exception as exc:  # a broken subscriber must not break the run
-                if event.type != "subscriber.failed":
-                    self.emit(
-                        Notice(
-                            type="subscriber.failed",
-                            level="error",
-                            message=f"subscriber {getattr(fn, '__qualname__', fn)!r} raised "
-                            f"{type(exc).__name__}: {exc}",
-                            detail={"event": event.type},
-                        )
+                failures = failures or []
+                failures.append((fn, exc))
+        if failures and event.type != "subscriber.failed":
+            for fn, exc in failures:
+                self.emit(
+                    Notice(
+                        type="subscriber.failed",
+                        level="error",
+                        message=f"subscriber {getattr(fn, '__qualname__', fn)!r} raised "
+                        f"{type(exc).__name__}: {exc}",
+                        detail={"event": event.type},
                     )
+                )
         return event

@@ -31,6 +31,10 @@ from taskorch_nb.errors import (
 )
 
 _NOT_TRANSIENT_5XX = {501, 505}
+#: Errors that say the request itself was wrong (a missing file, a bad value, a
+#: path outside the sandbox): trying again cannot help.
+_CALLER_ERRORS = (ValueError, LookupError, FileNotFoundError, FileExistsError,
+                  IsADirectoryError, NotADirectoryError, PermissionError)
 _TRANSIENT_4XX = {408, 425, 429}
 
 
@@ -82,6 +86,8 @@ def classify(exc: BaseException) -> Failure:
         return Failure("circuit_open", False, message=message)
     if isinstance(exc, ToolArgumentsError | TypeError):
         return Failure("bad_arguments", False, message=message)
+    if isinstance(exc, _CALLER_ERRORS):
+        return Failure("bad_request", False, message=message)
     status, headers = _status_of(exc)
     retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
     if retry_after is None and headers is not None:

@@ -78,7 +78,8 @@ class ToolSpec:
         return cls(
             name=name,
             fn=fn,
-            is_async=inspect.iscoroutinefunction(fn),
+            is_async=inspect.iscoroutinefunction(fn)
+            or inspect.iscoroutinefunction(type(fn).__call__),
             fallback=fallback,
             timeout=timeout,
             retry=retry,

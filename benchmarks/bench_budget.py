@@ -1,0 +1,121 @@
+"""Budget guard throughput: reserve + commit pairs per second, 1 and 8 threads.
+
+Baseline, measured in the same run: a bare `threading.Lock` guarding two
+Decimal additions (the least any thread-safe ledger must do). Also the price
+lookups the guard is fed from (a cached `PriceTable.cost` vs genai-prices'
+`calc_price`).
+
+    .venv/bin/python benchmarks/bench_budget.py [--ops N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+from taskorch_nb.core.budget import BudgetGuard
+from taskorch_nb.core.events import EventBus
+from taskorch_nb.core.pricing import PriceTable
+
+AMOUNT = Decimal("0.0012")
+ACTUAL = Decimal("0.0010")
+
+
+def run_threads(threads: int, ops: int, body: Callable[[int], None]) -> float:
+    """Ops per second of `body(n)` split over `threads` threads started together."""
+    per_thread = ops // threads
+    start = threading.Barrier(threads + 1)
+
+    def worker() -> None:
+        start.wait()
+        body(per_thread)
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in pool:
+        t.join()
+    return per_thread * threads / (time.perf_counter() - t0)
+
+
+def baseline(threads: int, ops: int) -> float:
+    lock = threading.Lock()
+    totals = {"spent": Decimal(0), "reserved": Decimal(0)}
+
+    def body(n: int) -> None:
+        for _ in range(n):
+            with lock:
+                totals["reserved"] += AMOUNT
+            with lock:
+                totals["reserved"] -= AMOUNT
+                totals["spent"] += ACTUAL
+
+    return run_threads(threads, ops, body)
+
+
+def guarded(threads: int, ops: int, *, with_bus: bool) -> float:
+    limit = ACTUAL * ops * 2
+    bus = EventBus()
+    bus.subscribe(lambda e: None)
+    guard = BudgetGuard(limit, on_event=bus.emit if with_bus else None)
+
+    def body(n: int) -> None:
+        for _ in range(n):
+            guard.commit(guard.reserve(AMOUNT, agent="a", model="m"), ACTUAL)
+
+    rate = run_threads(threads, ops, body)
+    assert guard.reserved == 0
+    assert guard.report().calls == ops // threads * threads
+    return rate
+
+
+def best(fn: Callable[[], float], repeat: int = 3) -> float:
+    return max(fn() for _ in range(repeat))
+
+
+def per_call_us(fn: Callable[[], object], n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", type=int, default=80_000, help="reserve+commit pairs per run")
+    ops = parser.parse_args().ops
+
+    print(f"reserve+commit pairs per second ({ops} pairs, best of 3)")
+    print(f"{'threads':>7}  {'bare lock':>12}  {'guard':>12}  {'guard+bus':>12}  "
+          f"{'guard/lock':>10}  {'us/pair':>8}")
+    for threads in (1, 8):
+        base = best(lambda t=threads: baseline(t, ops))
+        plain = best(lambda t=threads: guarded(t, ops, with_bus=False))
+        bus = best(lambda t=threads: guarded(t, ops, with_bus=True))
+        print(f"{threads:>7}  {base:>12,.0f}  {plain:>12,.0f}  {bus:>12,.0f}  "
+              f"{plain / base:>10.2f}  {1e6 / plain:>8.2f}")
+
+    from genai_prices import Usage, calc_price
+
+    table = PriceTable()
+    table.resolve("openai", "gpt-4o")
+    usage = Usage(input_tokens=1200, output_tokens=300, cache_read_tokens=200)
+    n = 20_000
+    ours = per_call_us(lambda: table.cost("openai", "gpt-4o", input_tokens=1200,
+                                          output_tokens=300, cached_tokens=200), n)
+    resolve = per_call_us(lambda: table.resolve("openai", "gpt-4o"), n)
+    theirs = per_call_us(lambda: calc_price(usage, "gpt-4o", provider_id="openai"), n // 10)
+    print()
+    print("price of one call (us)")
+    print(f"{'PriceTable.resolve (cached)':<32}{resolve:>8.2f}")
+    print(f"{'PriceTable.cost (cached)':<32}{ours:>8.2f}")
+    print(f"{'genai_prices.calc_price':<32}{theirs:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,377 @@
+"""The budget guard: every paid call is approved before it is made.
+
+A call reserves its worst-case cost (`reserve`), and after it returns settles
+its real cost (`commit`) or, if it failed, gives the reservation back
+(`release`). Spent plus reserved never passes the limit, so concurrent agents
+cannot overspend between them. State changes are reported as `BudgetEvent`s.
+
+Thread- and task-safe: one `threading.Lock` guards a few Decimal additions;
+events are emitted after the lock is released, so a slow subscriber cannot
+stall other callers.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any, Literal
+
+from taskorch_nb.core.events import BudgetEvent
+from taskorch_nb.core.pricing import to_decimal
+from taskorch_nb.errors import BudgetExceededError, ConfigurationError
+
+BudgetStatus = Literal["ok", "warning", "exceeded"]
+
+#: Key under which costs of untagged calls are counted in `by_agent` and `by_model`.
+UNTAGGED = "unknown"
+
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Money set aside for one call, until it is committed or released."""
+
+    id: int
+    amount: Decimal
+    agent: str | None = None
+    model: str | None = None
+    tool: str | None = None
+
+
+def _usd(value: Decimal, places: int = 4) -> str:
+    return f"${value:,.{places}f}"
+
+
+@dataclass(frozen=True, slots=True)
+class CostReport:
+    """What a budget has spent, and on what.
+
+    `by_agent` and `by_model` sum to `spent` (untagged costs under "unknown");
+    `by_tool` holds only the costs committed with a `tool` tag.
+    """
+
+    spent: Decimal
+    limit: Decimal
+    remaining: Decimal
+    by_agent: dict[str, Decimal] = field(default_factory=dict)
+    by_model: dict[str, Decimal] = field(default_factory=dict)
+    by_tool: dict[str, Decimal] = field(default_factory=dict)
+    calls: int = 0
+    reserved: Decimal = _ZERO
+
+    @property
+    def used_fraction(self) -> float:
+        """Spent over limit (0.0 to 1.0, above 1.0 after an overspend)."""
+        return float(self.spent / self.limit) if self.limit else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: amounts as float USD."""
+        return {
+            "spent": float(self.spent),
+            "limit": float(self.limit),
+            "remaining": float(self.remaining),
+            "reserved": float(self.reserved),
+            "calls": self.calls,
+            "by_agent": {k: float(v) for k, v in self.by_agent.items()},
+            "by_model": {k: float(v) for k, v in self.by_model.items()},
+            "by_tool": {k: float(v) for k, v in self.by_tool.items()},
+        }
+
+    def _breakdowns(self) -> list[tuple[str, dict[str, Decimal]]]:
+        groups = [("agent", self.by_agent), ("model", self.by_model), ("tool", self.by_tool)]
+        return [(name, values) for name, values in groups if values]
+
+    def __str__(self) -> str:
+        head = (
+            f"Cost: {_usd(self.spent)} of {_usd(self.limit, 2)} "
+            f"({self.used_fraction:.1%} used, {_usd(self.remaining)} left, {self.calls} calls)"
+        )
+        lines = [head]
+        for name, values in self._breakdowns():
+            items = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
+            lines.append(f"  by {name}: " + ", ".join(f"{k} {_usd(v)}" for k, v in items))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"CostReport(spent={self.spent}, limit={self.limit}, remaining={self.remaining}, "
+            f"calls={self.calls})"
+        )
+
+    def _repr_html_table(self) -> str:
+        rows = [
+            ("Spent", _usd(self.spent)),
+            ("Limit", _usd(self.limit, 2)),
+            ("Remaining", _usd(self.remaining)),
+            ("Used", f"{self.used_fraction:.1%}"),
+            ("Calls", str(self.calls)),
+        ]
+        cells = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td style='text-align:right'>{v}</td></tr>"
+            for k, v in rows
+        )
+        for name, values in self._breakdowns():
+            cells += f"<tr><th colspan='2' style='text-align:left'>By {name}</th></tr>"
+            for key, value in sorted(values.items(), key=lambda kv: (-kv[1], kv[0])):
+                cells += (
+                    f"<tr><td>{html.escape(key)}</td>"
+                    f"<td style='text-align:right'>{_usd(value)}</td></tr>"
+                )
+        return f"<table class='taskorch-cost-report'>{cells}</table>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return {"text/plain": str(self), "text/html": self._repr_html_table()}
+
+
+def _amount(value: Any, what: str) -> Decimal:
+    if type(value) is Decimal and value.is_finite() and value >= 0:
+        return value  # the hot path: prices already come as Decimal
+    amount = to_decimal(value, what)
+    if amount < 0:
+        raise ValueError(f"{what} must not be negative, got {amount}")
+    return amount
+
+
+class BudgetGuard:
+    """A USD limit that paid calls reserve against before they run.
+
+    `status` is "warning" once a reservation left less than `warn_below` of the
+    limit (reported once, as `budget.warning`), "exceeded" once a reservation
+    was refused or an overspend passed the limit; `extend` clears both when the
+    new limit leaves room again.
+    """
+
+    def __init__(
+        self,
+        limit: Decimal | float | int | str,
+        *,
+        warn_below: float = 0.20,
+        on_event: Callable[[BudgetEvent], Any] | None = None,
+    ) -> None:
+        try:
+            parsed = to_decimal(limit, "budget limit")
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"{exc}: pass the budget in USD as a positive number, e.g. budget=5.0"
+            ) from None
+        if parsed <= 0:
+            raise ConfigurationError(
+                f"budget limit must be more than $0, got {parsed}: pass e.g. budget=5.0"
+            )
+        if isinstance(warn_below, bool) or not 0 <= warn_below < 1:
+            raise ConfigurationError(
+                f"warn_below must be a fraction in [0, 1), got {warn_below!r}: e.g. 0.20 warns "
+                "when less than 20 % of the budget is left"
+            )
+        self.warn_below = warn_below
+        self.on_event = on_event
+        self._fraction = Decimal(str(warn_below))
+        self._limit = parsed
+        self._threshold = parsed * self._fraction
+        self._spent = _ZERO
+        self._reserved = _ZERO
+        self._open: dict[int, Reservation] = {}
+        self._ids = itertools.count(1)
+        self._warned = False
+        self._exceeded = False
+        self._calls = 0
+        self._by_agent: dict[str, Decimal] = {}
+        self._by_model: dict[str, Decimal] = {}
+        self._by_tool: dict[str, Decimal] = {}
+        self._lock = threading.Lock()
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def limit(self) -> Decimal:
+        return self._limit
+
+    @property
+    def spent(self) -> Decimal:
+        return self._spent
+
+    @property
+    def reserved(self) -> Decimal:
+        return self._reserved
+
+    @property
+    def remaining(self) -> Decimal:
+        """Limit minus spent minus reserved (negative only after an overspend)."""
+        with self._lock:
+            return self._limit - self._spent - self._reserved
+
+    @property
+    def status(self) -> BudgetStatus:
+        if self._exceeded:
+            return "exceeded"
+        return "warning" if self._warned else "ok"
+
+    def report(self) -> CostReport:
+        """A snapshot of spending so far."""
+        with self._lock:
+            return self._report()
+
+    def _report(self) -> CostReport:
+        return CostReport(
+            spent=self._spent,
+            limit=self._limit,
+            remaining=self._limit - self._spent - self._reserved,
+            by_agent=dict(self._by_agent),
+            by_model=dict(self._by_model),
+            by_tool=dict(self._by_tool),
+            calls=self._calls,
+            reserved=self._reserved,
+        )
+
+    # -- operations ----------------------------------------------------------------------
+
+    def reserve(
+        self,
+        amount: Decimal | float | int | str,
+        *,
+        agent: str | None = None,
+        model: str | None = None,
+        tool: str | None = None,
+    ) -> Reservation:
+        """Set aside `amount` for a call, or raise `BudgetExceededError` if it would not fit."""
+        value = _amount(amount, "reservation amount")
+        emit = self.on_event
+        events: list[BudgetEvent] = []
+        with self._lock:
+            remaining = self._limit - self._spent - self._reserved
+            if value > remaining:
+                self._exceeded = True
+                report = self._report()
+                rejected = self._event("budget.rejected", value, None, agent, model, tool)
+            else:
+                report = None
+                self._reserved += value
+                reservation = Reservation(next(self._ids), value, agent, model, tool)
+                self._open[reservation.id] = reservation
+                warn = not self._warned and remaining - value < self._threshold
+                if warn:
+                    self._warned = True
+                if emit is not None:
+                    approved = self._event("budget.approved", value, reservation.id, agent,
+                                           model, tool)
+                    events.append(approved)
+                    if warn:
+                        events.append(replace(approved, type="budget.warning"))
+        if report is not None:
+            if emit is not None:
+                emit(rejected)
+            raise BudgetExceededError(
+                requested=value, remaining=remaining, limit=report.limit, report=report
+            )
+        if emit is not None:
+            for event in events:
+                emit(event)
+        return reservation
+
+    def commit(self, reservation: Reservation, actual: Decimal | float | int | str) -> None:
+        """Charge the call's real cost and release the rest of its reservation.
+
+        A cost above the reservation is charged anyway and reported as `budget.overspent`
+        (its `amount` is the excess).
+        """
+        cost = _amount(actual, "actual cost")
+        emit = self.on_event
+        with self._lock:
+            self._take(reservation, "commit")
+            self._reserved -= reservation.amount
+            self._spent += cost
+            self._calls += 1
+            by_agent, by_model = self._by_agent, self._by_model
+            key = reservation.agent or UNTAGGED
+            by_agent[key] = by_agent.get(key, _ZERO) + cost
+            key = reservation.model or UNTAGGED
+            by_model[key] = by_model.get(key, _ZERO) + cost
+            if reservation.tool is not None:
+                self._by_tool[reservation.tool] = self._by_tool.get(reservation.tool, _ZERO) + cost
+            over = cost - reservation.amount
+            if over > 0 and self._spent + self._reserved > self._limit:
+                self._exceeded = True
+            if emit is None:
+                return
+            settled = self._event("budget.settled", cost, reservation.id, reservation.agent,
+                                  reservation.model, reservation.tool)
+        emit(settled)
+        if over > 0:
+            emit(replace(settled, type="budget.overspent", amount=over))
+
+    def release(self, reservation: Reservation) -> None:
+        """The call failed before costing anything: give its reservation back."""
+        emit = self.on_event
+        with self._lock:
+            self._take(reservation, "release")
+            self._reserved -= reservation.amount
+            if emit is None:
+                return
+            event = self._event("budget.released", reservation.amount, reservation.id,
+                                reservation.agent, reservation.model, reservation.tool)
+        emit(event)
+
+    def extend(self, extra: Decimal | float | int | str) -> None:
+        """Raise the limit by `extra` (to resume a paused run)."""
+        value = _amount(extra, "budget extension")
+        if value == 0:
+            raise ValueError("budget extension must be more than $0")
+        emit = self.on_event
+        with self._lock:
+            self._limit += value
+            self._threshold = self._limit * self._fraction
+            remaining = self._limit - self._spent - self._reserved
+            if remaining >= 0:
+                self._exceeded = False
+            if remaining >= self._threshold:
+                self._warned = False  # re-armed: the next dip under the threshold warns again
+            if emit is None:
+                return
+            event = self._event("budget.extended", value, None, None, None, None)
+        emit(event)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _take(self, reservation: Reservation, action: str) -> None:
+        if self._open.pop(reservation.id, None) is None:
+            raise ValueError(
+                f"cannot {action} reservation {reservation.id}: it was already committed or "
+                "released (or belongs to another budget)"
+            )
+
+    def _event(
+        self,
+        type_: str,
+        amount: Decimal,
+        reservation: int | None,
+        agent: str | None,
+        model: str | None,
+        tool: str | None,
+    ) -> BudgetEvent:
+        # called under the lock: a consistent snapshot of the totals
+        return BudgetEvent(
+            type=type_,
+            amount=amount,
+            spent=self._spent,
+            reserved=self._reserved,
+            limit=self._limit,
+            remaining=self._limit - self._spent - self._reserved,
+            reservation=reservation,
+            agent=agent,
+            model=model,
+            tool=tool,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"BudgetGuard(limit={self._limit}, spent={self._spent}, reserved={self._reserved}, "
+            f"status={self.status!r})"
+        )
+
+
+__all__ = ["UNTAGGED", "BudgetGuard", "BudgetStatus", "CostReport", "Reservation"]

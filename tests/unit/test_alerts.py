@@ -1,0 +1,275 @@
+"""Alert sinks: the one-line texts, the logging sink, and a webhook against a loopback server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from taskorch_nb.core.alerts import ALERT_TYPES, LoggingAlerts, WebhookAlerts, alert_text
+from taskorch_nb.core.budget import BudgetGuard
+from taskorch_nb.core.events import (
+    BudgetEvent,
+    CircuitEvent,
+    Event,
+    EventBus,
+    Notice,
+    RunEvent,
+    ToolEvent,
+)
+from taskorch_nb.errors import BudgetExceededError, ConfigurationError
+
+D = Decimal
+
+
+def budget_event(type_: str, **kw) -> BudgetEvent:
+    base = {"amount": D("0.12"), "spent": D("3.98"), "reserved": D("0.12"), "limit": D(5),
+            "remaining": D("0.90")}
+    return BudgetEvent(type=type_, **{**base, **kw})
+
+
+# -- texts -------------------------------------------------------------------------------
+
+
+def test_budget_warning_text() -> None:
+    assert alert_text(budget_event("budget.warning")) == "Budget at 18% ($0.90 of $5.00 left)"
+
+
+def test_budget_rejected_text() -> None:
+    event = budget_event("budget.rejected", amount=D("1.5"), agent="qc", model="sim-small")
+    assert alert_text(event) == (
+        "Budget exceeded: call (agent qc, model sim-small) needs up to $1.5000, "
+        "$0.90 of $5.00 left"
+    )
+
+
+def test_budget_overspent_text() -> None:
+    event = budget_event("budget.overspent", amount=D("0.03"), spent=D("4.01"))
+    assert alert_text(event) == "Call cost $0.0300 more than reserved (spent $4.01 of $5.00)"
+
+
+def test_circuit_opened_text() -> None:
+    event = CircuitEvent(type="circuit.opened", name="search_api", state="open",
+                         previous="closed", failures=3, reset_at=40.0, ts=10.0)
+    assert alert_text(event) == "Circuit 'search_api' opened after 3 failures; half-open in 30 s"
+
+
+def test_run_texts() -> None:
+    paused = RunEvent(type="run.paused", run_id="r1", task="Add auth",
+                      detail={"reason": "budget exceeded"})
+    assert alert_text(paused) == "Run r1 ('Add auth') paused: budget exceeded"
+    failed = RunEvent(type="run.failed", run_id="r2", detail={"error": "ValueError: x"})
+    assert alert_text(failed) == "Run r2 failed: ValueError: x"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        budget_event("budget.approved"),
+        budget_event("budget.settled"),
+        ToolEvent(type="tool.failed", tool="search_api"),
+        CircuitEvent(type="circuit.closed", name="x", state="closed"),
+        RunEvent(type="run.completed"),
+    ],
+)
+def test_routine_events_are_not_alerts(event: Event) -> None:
+    assert alert_text(event) is None
+
+
+def test_every_alert_type_has_a_text() -> None:
+    samples = {
+        "budget.warning": budget_event("budget.warning"),
+        "budget.rejected": budget_event("budget.rejected"),
+        "budget.overspent": budget_event("budget.overspent"),
+        "circuit.opened": CircuitEvent(type="circuit.opened", name="t", state="open"),
+        "run.paused": RunEvent(type="run.paused"),
+        "run.failed": RunEvent(type="run.failed"),
+    }
+    assert set(samples) == ALERT_TYPES
+    for event in samples.values():
+        text = alert_text(event)
+        assert text
+        assert "\n" not in text
+
+
+# -- logging sink ------------------------------------------------------------------------
+
+
+def test_logging_sink_levels(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="taskorch_nb.alerts")
+    sink = LoggingAlerts()
+    sink(budget_event("budget.approved"))
+    sink(budget_event("budget.warning"))
+    sink(RunEvent(type="run.failed", run_id="r9", detail={"reason": "boom"}))
+    records = [r for r in caplog.records if r.name == "taskorch_nb.alerts"]
+    assert [(r.levelname, r.getMessage()) for r in records] == [
+        ("WARNING", "Budget at 18% ($0.90 of $5.00 left)"),
+        ("ERROR", "Run r9 failed: boom"),
+    ]
+    assert records[1].event_type == "run.failed"  # type: ignore[attr-defined]
+
+
+def test_logging_sink_on_a_bus_with_a_real_guard(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="taskorch_nb.alerts")
+    bus = EventBus()
+    bus.subscribe(LoggingAlerts())
+    guard = BudgetGuard(1, on_event=bus.emit)
+    guard.commit(guard.reserve(D("0.85")), D("0.85"))
+    with pytest.raises(BudgetExceededError):
+        guard.reserve(D("0.5"))
+    assert [r.getMessage() for r in caplog.records] == [
+        "Budget at 15% ($0.15 of $1.00 left)",
+        "Budget exceeded: call needs up to $0.5000, $0.15 of $1.00 left",
+    ]
+
+
+# -- webhook sink ------------------------------------------------------------------------
+
+
+class Hook:
+    """A loopback webhook endpoint that records the JSON bodies it receives."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.bodies: list[dict] = []
+        self.received = threading.Event()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                hook.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(hook.status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+                hook.received.set()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T0/B0/secret"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    server = Hook()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def failing_hook() -> Iterator[Hook]:
+    server = Hook(status=500)
+    yield server
+    server.stop()
+
+
+def test_webhook_posts_slack_json(hook: Hook) -> None:
+    notices: list[Event] = []
+    sink = WebhookAlerts(hook.url, on_error=notices.append)
+    sink(budget_event("budget.settled"))  # not an alert: not posted
+    sink(budget_event("budget.warning"))
+    sink(CircuitEvent(type="circuit.opened", name="search_api", state="open", failures=3))
+    sink.close()
+    assert hook.bodies == [
+        {"text": "Budget at 18% ($0.90 of $5.00 left)"},
+        {"text": "Circuit 'search_api' opened after 3 failures"},
+    ]
+    assert (sink.sent, sink.failed) == (2, 0)
+    assert notices == []
+
+
+def test_webhook_on_a_bus(hook: Hook) -> None:
+    bus = EventBus()
+    sink = WebhookAlerts(hook.url, on_error=bus.emit)
+    bus.subscribe(sink)
+    bus.emit(RunEvent(type="run.paused", run_id="r1", detail={"reason": "budget"}))
+    assert hook.received.wait(5)
+    sink.close()
+    assert hook.bodies == [{"text": "Run r1 paused: budget"}]
+
+
+def test_webhook_500_reports_alert_failed(failing_hook: Hook) -> None:
+    notices: list[Event] = []
+    sink = WebhookAlerts(failing_hook.url, on_error=notices.append)
+    sink(budget_event("budget.warning", run_id="r7"))
+    sink.close()
+    assert len(failing_hook.bodies) == 1
+    assert len(notices) == 1
+    notice = notices[0]
+    assert isinstance(notice, Notice)
+    assert (notice.type, notice.level, notice.run_id) == ("alert.failed", "warning", "r7")
+    assert "answered 500" in notice.message
+    assert notice.detail["event"] == "budget.warning"
+    assert notice.detail["status"] == 500
+    assert "secret" not in notice.message  # the webhook's secret path is not leaked
+    assert sink.failed == 1
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_webhook_closed_port_never_raises() -> None:
+    notices: list[Event] = []
+    sink = WebhookAlerts(f"http://127.0.0.1:{closed_port()}/hook", timeout=2.0,
+                         on_error=notices.append)
+    sink(budget_event("budget.rejected"))  # returns at once, no exception
+    sink(RunEvent(type="run.failed"))
+    sink.close()
+    assert [n.type for n in notices] == ["alert.failed", "alert.failed"]
+    assert all("unreachable" in n.message for n in notices)
+
+
+def test_webhook_without_on_error_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="taskorch_nb.alerts")
+    sink = WebhookAlerts(f"http://127.0.0.1:{closed_port()}/hook", timeout=2.0)
+    sink(budget_event("budget.warning"))
+    sink.close()
+    assert any("alert for budget.warning not delivered" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_broken_on_error_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(event: Event) -> None:
+        raise RuntimeError("handler down")
+
+    sink = WebhookAlerts(f"http://127.0.0.1:{closed_port()}/hook", timeout=2.0, on_error=broken)
+    sink(budget_event("budget.warning"))
+    sink.close()
+    assert any("alert.failed handler raised" in r.getMessage() for r in caplog.records)
+
+
+def test_after_close_alerts_are_reported_not_sent(hook: Hook) -> None:
+    notices: list[Event] = []
+    sink = WebhookAlerts(hook.url, on_error=notices.append)
+    sink.close()  # never started: nothing to drain
+    sink(budget_event("budget.warning"))
+    assert hook.bodies == []
+    assert [n.message for n in notices] == [
+        "alert for budget.warning not delivered: webhook sink is closed"
+    ]
+
+
+@pytest.mark.parametrize("url", ["", "hooks.slack.com/x", "ftp://host/x"])
+def test_bad_url_is_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="http"):
+        WebhookAlerts(url)

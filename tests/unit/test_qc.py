@@ -1,0 +1,311 @@
+"""QC runs a workspace's tests for real, in a locked-down subprocess, and audits its code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from taskorch_nb.agents.qc import QCVerdict, run_qc, security_audit, severity_of
+from taskorch_nb.agents.workspace import Workspace
+
+CALC = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
+CALC_TESTS = (
+    "from calc import add, sub\n\n\n"
+    "def test_add():\n    assert add(2, 3) == 5\n\n\n"
+    "def test_sub():\n    assert sub(5, 3) == 2\n"
+)
+
+
+def make_ws(tmp_path: Path, files: dict[str, str]) -> Workspace:
+    ws = Workspace(tmp_path / "ws")
+    for path, text in files.items():
+        ws.write(path, text)
+    return ws
+
+
+async def test_passing_module_and_tests_are_approved(tmp_path: Path) -> None:
+    ws = make_ws(tmp_path, {"calc.py": CALC, "tests/test_calc.py": CALC_TESTS})
+    verdict = await run_qc(ws, timeout=30)
+    assert verdict.approved, verdict.summary
+    assert (verdict.tests_passed, verdict.tests_failed, verdict.tests_errors) == (2, 0, 0)
+    assert verdict.tests_total == 2
+    assert verdict.failures == []
+    assert verdict.findings == []
+    assert verdict.audit_engine == "ruff"
+    assert verdict.perf_ok
+    assert verdict.error is None
+    assert verdict.exit_code == 0
+    assert set(verdict.performance) == {"pytest_seconds", "tests_seconds", "slowest_test_seconds"}
+    assert set(verdict.durations) == {"pytest", "audit", "total"}
+    assert "2 passed" in verdict.output_tail
+    assert verdict.summary.startswith("approved: 2/2 tests passed")
+    evidence = json.loads(json.dumps(verdict.model_dump()))  # the event evidence is plain data
+    assert QCVerdict.model_validate(evidence) == verdict
+    # QC leaves no caches behind in the workspace.
+    assert ws.list() == ["calc.py", "tests/test_calc.py"]
+    assert not (ws.root / "__pycache__").exists()
+
+
+async def test_failing_tests_are_named_by_node_id(tmp_path: Path) -> None:
+    broken = CALC.replace("return a - b", "return b - a")
+    tests = CALC_TESTS + (
+        "\n\nclass TestMore:\n    def test_sub_again(self):\n        assert sub(9, 1) == 8\n"
+    )
+    ws = make_ws(tmp_path, {"calc.py": broken, "tests/test_calc.py": tests})
+    verdict = await run_qc(ws, timeout=30)
+    assert not verdict.approved
+    assert (verdict.tests_passed, verdict.tests_failed, verdict.tests_total) == (1, 2, 3)
+    assert verdict.failures == [
+        "tests/test_calc.py::test_sub",
+        "tests/test_calc.py::TestMore::test_sub_again",
+    ]
+    assert "FAILED tests/test_calc.py::test_sub" in verdict.output_tail
+    assert "2 failed" in verdict.summary
+
+
+async def test_collection_errors_count_as_errors(tmp_path: Path) -> None:
+    ws = make_ws(tmp_path, {"tests/test_x.py": "from missing_module import thing\n"})
+    verdict = await run_qc(ws, timeout=30)
+    assert not verdict.approved
+    assert verdict.tests_errors == 1
+    assert verdict.failures == ["tests/test_x.py"]
+    assert verdict.error is None
+
+
+async def test_no_tests_is_not_approved(tmp_path: Path) -> None:
+    verdict = await run_qc(make_ws(tmp_path, {"calc.py": CALC}), timeout=30)
+    assert not verdict.approved
+    assert verdict.tests_total == 0
+    assert verdict.exit_code == 5
+    assert "no tests collected" in verdict.summary
+
+
+async def test_security_findings_block_approval(tmp_path: Path) -> None:
+    risky = (
+        "import subprocess\n\n\n"
+        "def calc(expr):\n    return eval(expr)\n\n\n"
+        "def run(cmd):\n    return subprocess.run(cmd, shell=True, check=False)\n"
+    )
+    tests = "from risky import calc\n\n\ndef test_calc():\n    assert calc('1 + 1') == 2\n"
+    ws = make_ws(tmp_path, {"risky.py": risky, "tests/test_risky.py": tests})
+    verdict = await run_qc(ws, timeout=30)
+    assert verdict.tests_passed == 1
+    assert not verdict.approved
+    rules = {(f.rule, f.severity, f.path, f.line) for f in verdict.findings}
+    assert ("S307", "high", "risky.py", 5) in rules
+    assert ("S602", "high", "risky.py", 9) in rules
+    assert all(f.path == "risky.py" for f in verdict.findings)  # tests' asserts not audited
+    assert "blocking finding" in verdict.summary
+    # The same code passes when only critical findings would block.
+    lenient = await run_qc(ws, timeout=30, block_severities=frozenset({"critical"}))
+    assert lenient.approved, lenient.summary
+
+
+async def test_workspace_tests_cannot_read_the_parents_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKORCH_SECRET_PROBE", "s3cr3t")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
+    monkeypatch.setenv("PYTHONWARNINGS", "error")
+    probe = (
+        "import os\n\n\n"
+        "def test_no_secrets():\n"
+        "    assert os.environ.get('TASKORCH_SECRET_PROBE') is None\n"
+        "    assert os.environ.get('OPENAI_API_KEY') is None\n"
+        "    assert 'PYTHONWARNINGS' not in os.environ\n"
+        f"    assert os.environ['HOME'] != {os.environ.get('HOME', '')!r}\n"
+        "    leaked = [v for v in os.environ.values() if 's3cr3t' in v or 'sk-' in v]\n"
+        "    assert leaked == []\n"
+    )
+    verdict = await run_qc(make_ws(tmp_path, {"tests/test_env.py": probe}), timeout=30)
+    assert verdict.approved, verdict.output_tail
+    assert verdict.tests_passed == 1
+
+
+async def test_our_pytest_config_does_not_leak_into_the_workspace(tmp_path: Path) -> None:
+    # A workspace inside a project whose config turns warnings into errors and whose
+    # conftest would fail: neither may touch the workspace's own run.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\nfilterwarnings = ["error"]\naddopts = "-x --strict-markers"\n',
+        encoding="utf-8",
+    )
+    (project / "conftest.py").write_text("raise RuntimeError('parent conftest loaded')\n")
+    ws = Workspace(project / "ws")
+    ws.write(
+        "tests/test_warn.py",
+        "import warnings\n\nimport pytest\n\n\n"
+        "@pytest.mark.custom\n"
+        "def test_warns():\n    warnings.warn('harmless', UserWarning)\n",
+    )
+    ws.write(
+        "tests/conftest.py", "import pytest\n\n\n@pytest.fixture\ndef answer():\n    return 42\n"
+    )
+    ws.write("tests/test_fixture.py", "def test_fixture(answer):\n    assert answer == 42\n")
+    verdict = await run_qc(ws, timeout=30)
+    assert verdict.approved, verdict.output_tail
+    assert verdict.tests_passed == 2
+
+
+async def test_async_tests_in_the_workspace_run(tmp_path: Path) -> None:
+    test = "import asyncio\n\n\nasync def test_sleep():\n    await asyncio.sleep(0)\n"
+    verdict = await run_qc(make_ws(tmp_path, {"tests/test_async.py": test}), timeout=30)
+    assert verdict.approved, verdict.output_tail
+
+
+async def test_a_hanging_test_times_out_and_its_process_group_dies(tmp_path: Path) -> None:
+    hang = (
+        "import pathlib, subprocess, sys, time\n\n\n"
+        "def test_hang():\n"
+        "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "    pathlib.Path('child.pid').write_text(str(child.pid))\n"
+        "    while True:\n        time.sleep(0.05)\n"
+    )
+    ws = make_ws(tmp_path, {"tests/test_hang.py": hang})
+    loop_ticks = 0
+
+    async def ticker() -> None:
+        nonlocal loop_ticks
+        while True:
+            await asyncio.sleep(0.05)
+            loop_ticks += 1
+
+    async with asyncio.TaskGroup() as tg:
+        tick = tg.create_task(ticker())
+        verdict = await run_qc(ws, timeout=3)
+        tick.cancel()
+    assert verdict.timed_out
+    assert not verdict.approved
+    assert verdict.error == "pytest timed out after 3 s"
+    assert verdict.summary.startswith("rejected: pytest timed out after 3 s")
+    assert loop_ticks >= 3  # the event loop kept running while QC waited
+    child = int(ws.read("child.pid"))
+    assert _wait_until_gone(child), f"grandchild {child} survived the timeout"
+
+
+async def test_a_memory_hog_fails_its_test_not_the_parent(tmp_path: Path) -> None:
+    hog = "def test_hog():\n    data = bytearray(1024 ** 3)\n    assert len(data) > 0\n"
+    verdict = await run_qc(make_ws(tmp_path, {"tests/test_hog.py": hog}), memory_mb=256)
+    assert not verdict.approved
+    assert verdict.failures == ["tests/test_hog.py::test_hog"]
+    assert "MemoryError" in verdict.output_tail
+
+
+async def test_cpu_limit_kills_a_busy_loop(tmp_path: Path) -> None:
+    busy = "def test_spin():\n    while True:\n        pass\n"
+    verdict = await run_qc(make_ws(tmp_path, {"tests/test_spin.py": busy}), cpu_seconds=1)
+    assert not verdict.approved
+    assert not verdict.timed_out
+    assert verdict.error is not None
+    assert verdict.error.startswith("pytest was killed by SIG")
+
+
+async def test_slow_tests_fail_the_performance_check(tmp_path: Path) -> None:
+    slow = (
+        "import time\n\n\ndef test_slow():\n    time.sleep(0.3)\n\n\ndef test_fast():\n    pass\n"
+    )
+    ws = make_ws(tmp_path, {"tests/test_perf.py": slow})
+    verdict = await run_qc(ws, timeout=30, slow_test_seconds=0.1)
+    assert verdict.tests_passed == 2
+    assert not verdict.perf_ok
+    assert not verdict.approved
+    assert verdict.slow_tests == ["tests/test_perf.py::test_slow"]
+    assert verdict.performance["slowest_test_seconds"] >= 0.3
+    assert "slowest test" in verdict.summary
+
+
+async def test_bad_limits_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        await run_qc(Workspace(tmp_path), timeout=0)
+
+
+SAMPLE = """\
+import hashlib
+import pickle
+import random
+import subprocess as sp
+import tempfile
+from marshal import loads as mloads
+
+import requests
+import yaml
+
+PASSWORD = "hunter2"
+
+
+def handler(data, cmd, url, token="abc123"):
+    exec(data)
+    sp.call(cmd, shell=True)
+    pickle.loads(data)
+    mloads(data)
+    yaml.load(data)
+    yaml.load(data, Loader=yaml.SafeLoader)
+    hashlib.md5(data)
+    hashlib.sha256(data)
+    random.choice("abc")
+    tempfile.mktemp()
+    requests.get(url, verify=False)
+    requests.get(url, timeout=5)
+    try:
+        pass
+    except Exception:
+        pass
+    assert data
+    return "0.0.0.0"
+"""
+
+
+async def test_ast_fallback_covers_the_main_rules(tmp_path: Path) -> None:
+    ws = make_ws(tmp_path, {"app.py": SAMPLE, "tests/test_app.py": "assert True\n"})
+    findings, engine = await security_audit(ws.root, engine="ast")
+    assert engine == "ast"
+    got = {(f.rule, f.line) for f in findings}
+    expected = {
+        ("S105", 11), ("S107", 14), ("S102", 15), ("S602", 16), ("S301", 17), ("S302", 18),
+        ("S506", 19), ("S324", 21), ("S311", 23), ("S306", 24), ("S501", 25), ("S113", 25),
+        ("S110", 29), ("S101", 31), ("S104", 32),
+    }  # fmt: skip
+    assert got == expected
+    assert all(f.path == "app.py" for f in findings)
+    # ruff finds at least the same high-severity issues on the same code.
+    ruff_findings, ruff_engine = await security_audit(ws.root, engine="ruff")
+    assert ruff_engine == "ruff"
+    high = {(f.rule, f.line) for f in findings if f.severity == "high"}
+    assert high <= {(f.rule, f.line) for f in ruff_findings}
+
+
+async def test_ast_fallback_reports_unparsable_code(tmp_path: Path) -> None:
+    ws = make_ws(tmp_path, {"broken.py": "def f(:\n"})
+    findings, _ = await security_audit(ws.root, engine="ast")
+    assert [(f.rule, f.severity, f.path) for f in findings] == [
+        ("syntax-error", "low", "broken.py")
+    ]
+
+
+def test_severity_mapping() -> None:
+    assert severity_of("S307") == "high"
+    assert severity_of("S602") == "high"
+    assert severity_of("S324") == "medium"
+    assert severity_of("S608") == "medium"
+    assert severity_of("S101") == "low"
+    assert severity_of("S403") == "low"
+
+
+def _wait_until_gone(pid: int, within: float = 5.0) -> bool:
+    """True once `pid` is dead or a zombie (a container's init may never reap it)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False

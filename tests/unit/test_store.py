@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import time
+
+from taskorch_nb import CircuitState, FakeClock, Orchestrator, RetryPolicy
+from taskorch_nb.core.events import Notice, ToolEvent
+from taskorch_nb.core.store import Store
+from taskorch_nb.testing import FlakyTool
+
+
+async def test_patterns_events_and_circuits_survive_a_new_orchestrator(tmp_path) -> None:
+    db = tmp_path / "taskorch.db"
+    clock = FakeClock()
+    first = Orchestrator(store=db, clock=clock, retry=RetryPolicy(jitter=0.0))
+    broken = FlakyTool(always=504)
+    first.tool(broken, name="search_api", fallback="cached_search")
+    first.tool(lambda **kw: "cached", name="cached_search")
+    assert await first.call_tool("search_api") == "cached"
+    first.close()
+
+    second = Orchestrator(store=db, clock=FakeClock(start=clock.now()))
+    second.tool(broken, name="search_api", fallback="cached_search")
+    second.tool(lambda **kw: "cached", name="cached_search")
+    [pattern] = [p for p in second.immune.patterns() if p.tool == "search_api"]
+    assert (pattern.name, pattern.recovered, pattern.known) == ("search_api_timeout", 1, True)
+    assert second.circuits["search_api"].state is CircuitState.OPEN
+    types = [e.type for e in second.store.events()]
+    assert types[:2] == ["tool.failed", "retry.scheduled"]
+    assert "pattern.recovered" in types
+    # The open breaker still answers from the fallback without touching the tool.
+    calls = len(broken.calls)
+    assert await second.call_tool("search_api") == "cached"
+    assert len(broken.calls) == calls
+    second.close()
+
+
+def test_routine_events_are_batched_and_durable_ones_written_at_once(tmp_path) -> None:
+    store = Store(tmp_path / "t.db")
+    store.record(ToolEvent(type="tool.succeeded", tool="x", seq=1))
+    # A second connection sees nothing yet: routine events wait for the batch ...
+    reader = Store(tmp_path / "t.db")
+    store.record(Notice(type="run.completed", message="done", seq=2))
+    # ... but a durable event is committed at once, with what came before it.
+    assert [e.type for e in reader.events()] == ["tool.succeeded", "run.completed"]
+    store.record(ToolEvent(type="tool.succeeded", tool="y", seq=3))
+    deadline = time.monotonic() + 5
+    while len(reader.events()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [e.tool for e in reader.events() if e.type == "tool.succeeded"] == ["x", "y"]
+    store.close()
+    reader.close()
+
+
+def test_runs_table_roundtrip(tmp_path) -> None:
+    store = Store(tmp_path / "t.db")
+    store.save_run("r1", task="t", workflow="full", status="RUNNING", wall=1.0, data={"a": 1})
+    store.save_run("r1", task="t", workflow="full", status="COMPLETED", wall=2.0)
+    row = store.load_run("r1")
+    assert row is not None
+    assert (row["status"], row["created"], row["updated"]) == ("COMPLETED", 1.0, 2.0)
+    assert [r["id"] for r in store.runs()] == ["r1"]
+    store.close()
+
+
+def test_taskorch_home_sets_the_default_path(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TASKORCH_HOME", str(tmp_path / "home"))
+    store = Store()
+    assert store.path == str(tmp_path / "home" / "taskorch.db")
+    store.close()
