@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
@@ -334,6 +334,40 @@ class BudgetGuard:
                 return
             event = self._event("budget.extended", value, None, None, None, None)
         emit(event)
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Exact state (Decimal as strings) for a run's checkpoint; open reservations
+        are not included: a checkpoint is taken between calls."""
+        with self._lock:
+            return {
+                "limit": str(self._limit),
+                "spent": str(self._spent),
+                "calls": self._calls,
+                "warned": self._warned,
+                "by_agent": {k: str(v) for k, v in self._by_agent.items()},
+                "by_model": {k: str(v) for k, v in self._by_model.items()},
+                "by_tool": {k: str(v) for k, v in self._by_tool.items()},
+            }
+
+    @classmethod
+    def restored(
+        cls,
+        state: Mapping[str, Any],
+        *,
+        warn_below: float = 0.20,
+        on_event: Callable[[BudgetEvent], Any] | None = None,
+    ) -> BudgetGuard:
+        """A guard that continues from `checkpoint()` (a resumed run after a crash)."""
+        guard = cls(state["limit"], warn_below=warn_below, on_event=on_event)
+        guard._spent = Decimal(state["spent"])
+        guard._calls = int(state.get("calls", 0))
+        guard._warned = bool(state.get("warned", False))
+        guard._exceeded = guard._spent > guard._limit
+        for name in ("by_agent", "by_model", "by_tool"):
+            setattr(guard, f"_{name}", {k: Decimal(v) for k, v in state.get(name, {}).items()})
+        return guard
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -2,35 +2,90 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping
+from decimal import Decimal
 from typing import Any, TypeVar
 
+from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.circuit import CircuitBreaker
 from taskorch_nb.core.clock import Clock, RealClock
-from taskorch_nb.core.events import CircuitEvent, Event, EventBus
+from taskorch_nb.core.events import (
+    CircuitEvent,
+    Event,
+    EventBus,
+    LLMEvent,
+    current_agent,
+    current_phase,
+)
+from taskorch_nb.core.execution import workspace_tools
 from taskorch_nb.core.immune import ImmuneSystem, Pattern
-from taskorch_nb.core.retry import RetryPolicy
+from taskorch_nb.core.pricing import ModelPrice, PriceTable
+from taskorch_nb.core.retry import RetryPolicy, classify
+from taskorch_nb.core.run import Run
+from taskorch_nb.core.runner import Runner
 from taskorch_nb.core.store import Store
 from taskorch_nb.core.tools import Toolbox
+from taskorch_nb.errors import ConfigurationError
+from taskorch_nb.llm.base import Completion, Provider, estimate_input_tokens
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+#: The budget of a run when neither the run nor the Orchestrator names one.
+DEFAULT_BUDGET = Decimal("5.00")
 
 
 class Orchestrator:
-    """Every tool and model call of your agents, behind breakers, retries, a budget
-    and a memory of failure patterns; every step an event."""
+    """Every tool and model call of your agents behind breakers, retries, a budget
+    and a memory of failure patterns; every step an event.
+
+    `provider` is a name ("simulated", "openai", "anthropic", "auto") or a
+    provider object; `budget` is the default USD limit of each run (and of
+    model calls made outside runs); `store` a SQLite path or ":memory:".
+    """
 
     def __init__(
         self,
+        provider: str | Provider = "simulated",
+        model: str | None = None,
+        budget: float | str | Decimal | None = None,
         *,
         store: Store | str | os.PathLike[str] | None = None,
         clock: Clock | None = None,
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
+        prices: Mapping[str, ModelPrice | Mapping[str, Any]] | None = None,
+        federation: Any = None,
+        seed: int = 0,
+        latency: float | tuple[float, float] = 0.0,
+        faults: Any = None,
+        warn_below: float = 0.20,
+        max_rounds: int = 3,
+        qc_timeout: float = 120.0,
     ) -> None:
         self.clock: Clock = clock or RealClock()
         self.bus = EventBus(self.clock)
+        self.provider = self._make_provider(provider, clock=self.clock, seed=seed,
+                                            latency=latency, faults=faults)
+        self.model = model or ("sim-small" if self.provider.name == "simulated" else "")
+        if not self.model:
+            raise ConfigurationError(
+                f"provider {self.provider.name!r} needs a model: pass model='...'"
+            )
+        self.prices = PriceTable(prices, clock=self.clock)
+        self.prices.resolve(self.provider.price_provider, self.model)  # unknown: fail now
+        self.warn_below = warn_below
+        self.default_budget = DEFAULT_BUDGET if budget is None else budget
+        self.budget = BudgetGuard(self.default_budget, warn_below=warn_below,
+                                  on_event=self.bus.emit)
+        if max_rounds < 1:
+            raise ConfigurationError("max_rounds must be >= 1")
+        self.max_rounds = max_rounds
+        self.qc_timeout = qc_timeout
         self.store = store if isinstance(store, Store) else Store(store)
         self._owns_store = not isinstance(store, Store)
         self.bus.subscribe(self.store.record)
@@ -45,13 +100,29 @@ class Orchestrator:
             save=lambda p: self.store.save_pattern(p.to_record(), self.clock.wall()),
             patterns=[Pattern.from_record(r) for r in self.store.load_patterns()],
         )
-        self.tools = Toolbox(
-            clock=self.clock,
-            emit=self.bus.emit,
-            immune=self.immune,
-            breaker_for=self.breaker,
-            retry=self.retry,
-        )
+        self.tools = Toolbox(clock=self.clock, emit=self.bus.emit, immune=self.immune,
+                             breaker_for=self.breaker, retry=self.retry)
+        for name, fn in workspace_tools().items():
+            self.tools.register(fn, name=name, retry=RetryPolicy(max_attempts=1))
+        self._call_ids = itertools.count(1)
+        self.runner = Runner(self)
+        self.federation = federation
+        if federation is not None:
+            federation.bind(self.immune, local_tools=self.tools.names)
+
+    @staticmethod
+    def _make_provider(provider: str | Provider, *, clock: Clock, seed: int, latency: Any,
+                       faults: Any) -> Provider:
+        if not isinstance(provider, str):
+            return provider
+        from taskorch_nb.llm.registry import make_provider
+
+        if provider.strip().lower() == "simulated":
+            from taskorch_nb.agents.simteam import team_responder
+
+            return make_provider("simulated", clock=clock, seed=seed, latency=latency,
+                                 faults=faults, responder=team_responder)
+        return make_provider(provider, clock=clock)
 
     # -- events ----------------------------------------------------------------
 
@@ -111,7 +182,156 @@ class Orchestrator:
         """Call a tool: breaker -> retry -> immune system -> fallback."""
         return await self.tools.call(name, kwargs)
 
+    # -- model calls -----------------------------------------------------------
+
+    def model_key(self, model: str | None = None) -> str:
+        """The breaker name of a model: `provider:model`."""
+        return f"{self.provider.name}:{model or self.model}"
+
+    def _model_tool(self, model: str) -> str:
+        key = self.model_key(model)
+        if key not in self.tools:
+            provider = self.provider
+
+            async def model_call(messages: list, max_tokens: int, tools: Any = None,
+                                 response_format: Any = None,
+                                 temperature: Any = None) -> Completion:
+                return await provider.complete(
+                    messages, model=model, max_tokens=max_tokens, tools=tools,
+                    response_format=response_format, temperature=temperature,
+                )
+
+            self.prices.resolve(provider.price_provider, model)
+            self.tools.register(model_call, name=key)
+        return key
+
+    async def complete(
+        self,
+        messages: list[dict],
+        *,
+        model: str | None = None,
+        max_tokens: int = 1024,
+        tools: list[dict] | None = None,
+        response_format: dict | None = None,
+        temperature: float | None = None,
+        guard: BudgetGuard | None = None,
+    ) -> Completion:
+        """One guarded model call: approve (reserve the worst case), call through the
+        `provider:model` breaker and retries, price, settle. A refusal raises
+        `BudgetExceededError` carrying the cost report."""
+        model = model or self.model
+        key = self._model_tool(model)
+        guard = guard or self.budget
+        agent = current_agent.get()
+        price_provider = self.provider.price_provider
+        worst = self.prices.worst_case(
+            price_provider, model,
+            input_tokens=estimate_input_tokens(messages, tools), max_tokens=max_tokens,
+        )
+        reservation = guard.reserve(worst, agent=agent, model=model)
+        call_id = f"llm#{next(self._call_ids)}"
+        emit = self.bus.emit
+        emit(LLMEvent(type="llm.requested", call_id=call_id, provider=self.provider.name,
+                      model=model, agent=agent, phase=_phase()))
+        try:
+            completion: Completion = await self.tools.call(key, {
+                "messages": messages, "max_tokens": max_tokens, "tools": tools,
+                "response_format": response_format, "temperature": temperature,
+            })
+        except BaseException as exc:
+            guard.release(reservation)
+            if isinstance(exc, Exception):
+                failure = classify(exc)
+                emit(LLMEvent(type="llm.failed", call_id=call_id, provider=self.provider.name,
+                              model=model, agent=agent, phase=_phase(), status=failure.status,
+                              error=f"{type(exc).__name__}: {exc}"[:500]))
+            raise
+        usage = completion.usage
+        cost = self.prices.cost(price_provider, model, input_tokens=usage.input_tokens,
+                                output_tokens=usage.output_tokens,
+                                cached_tokens=usage.cached_tokens)
+        guard.commit(reservation, cost)
+        emit(LLMEvent(type="llm.completed", call_id=call_id, provider=self.provider.name,
+                      model=model, agent=agent, phase=_phase(),
+                      input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                      cached_tokens=usage.cached_tokens, cost=cost, latency=completion.latency))
+        return completion
+
+    # -- runs ------------------------------------------------------------------
+
+    async def run(
+        self,
+        task: str,
+        *,
+        workflow: str = "full",
+        archetype: str | None = None,
+        budget: float | str | Decimal | None = None,
+        workspace: str | os.PathLike[str] | None = None,
+        max_rounds: int | None = None,
+        tools: tuple[str, ...] | list[str] = (),
+        **names: Any,
+    ) -> Run:
+        """Run a task through a workflow (`full` or `single`) and return the `Run`.
+
+        `{name}` in the task is filled from `names`. A budget rejection pauses
+        the run (`status` PAUSED); `await run.resume(extra_budget=...)` goes on.
+        """
+        run = self.runner.create(task, workflow=workflow, archetype=archetype, budget=budget,
+                                 workspace=workspace, max_rounds=max_rounds, tools=tools,
+                                 names=names)
+        return await self.runner.execute(run)
+
+    def run_sync(self, task: str, **options: Any) -> Run:
+        """`run` for scripts and blocking notebook cells (works inside a running loop)."""
+        return self._sync(self.run(task, **options))
+
+    def start(self, task: str, **options: Any) -> Run:
+        """Schedule a run on the running loop and return it at once (`await run` waits)."""
+        run = self.runner.create(
+            task, **{k: options.pop(k) for k in list(options) if k in _RUN_OPTIONS},
+            names=options,
+        )
+        run._task = asyncio.get_running_loop().create_task(self.runner.execute(run))
+        return run
+
+    async def resume(self, run: Run | str, *, extra_budget: float | str | None = None) -> Run:
+        """Continue a PAUSED or INTERRUPTED run (by object or id) from its checkpoint."""
+        return await self.runner.resume(run, extra_budget=extra_budget)
+
+    def get_run(self, run_id: str) -> Run:
+        """A run of this orchestrator or, by id, from the store (`KeyError` if unknown)."""
+        return self.runner.get(run_id)
+
+    def history(self, limit: int | None = None) -> Any:
+        """Past runs from the store as a DataFrame (crashed ones show as INTERRUPTED)."""
+        return self.runner.history(limit)
+
+    def workspace_for(self, run: Run) -> Any:
+        return self.runner.workspace(run)
+
+    def _save_run(self, run: Run) -> None:
+        self.runner.save(run)
+
+    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(coro)
+        # A loop runs here (a notebook cell): run on a worker thread's own loop.
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="taskorch") as pool:
+            return pool.submit(asyncio.run, coro).result()
+
     # -- lifecycle -------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Budget and circuits now: what `%orchestrate status` and MCP show."""
+        return {
+            "budget": self.budget.report().to_dict() | {"status": self.budget.status},
+            "circuits": {n: b.snapshot() for n, b in sorted(self.circuits.items())},
+            "patterns": len(self.immune),
+            "provider": self.provider.name,
+            "model": self.model,
+        }
 
     def close(self) -> None:
         """Write what is pending and release the store."""
@@ -131,3 +351,10 @@ class Orchestrator:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+
+
+_RUN_OPTIONS = {"workflow", "archetype", "budget", "workspace", "max_rounds", "tools"}
+
+
+def _phase() -> str | None:
+    return current_phase.get()

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import email.utils
 import random
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from taskorch_nb.core.clock import Clock
@@ -51,8 +51,14 @@ class Failure:
     message: str = ""
 
 
+def _httpx() -> Any:
+    # httpx costs ~0.3 s to import; if nobody imported it, no httpx error can exist.
+    return sys.modules.get("httpx")
+
+
 def _status_of(exc: BaseException) -> tuple[int | None, Any]:
-    if isinstance(exc, httpx.HTTPStatusError):
+    httpx = _httpx()
+    if httpx is not None and isinstance(exc, httpx.HTTPStatusError):
         return exc.response.status_code, exc.response.headers
     if isinstance(exc, ProviderError):
         return exc.status, None
@@ -92,13 +98,18 @@ def classify(exc: BaseException) -> Failure:
     retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
     if retry_after is None and headers is not None:
         retry_after = parse_retry_after(headers.get("retry-after"))
-    if isinstance(exc, ProviderTimeoutError | TimeoutError | httpx.TimeoutException):
+    httpx = _httpx()
+    if isinstance(exc, ProviderTimeoutError | TimeoutError) or (
+        httpx is not None and isinstance(exc, httpx.TimeoutException)
+    ):
         return Failure("timeout", True, status, retry_after, message)
     if isinstance(exc, ProviderResponseError):
         return Failure("malformed", True, status, retry_after, message)
     if isinstance(exc, RateLimitError):
         return Failure("rate_limit", True, status or 429, retry_after, message)
-    if isinstance(exc, httpx.TransportError | ConnectionError):
+    if isinstance(exc, ConnectionError) or (
+        httpx is not None and isinstance(exc, httpx.TransportError)
+    ):
         return Failure("connection", True, status, retry_after, message)
     if status is not None:
         if status in (408, 504):

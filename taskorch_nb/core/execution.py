@@ -1,0 +1,246 @@
+"""How a run executes: the context its workflow and agents work through.
+
+`RunContext` gives agents their guarded calls (budget, breakers, retries,
+immune system), runs the safety checks before every agent step, emits the
+phase/agent/QC events, and keeps the run's checkpoint: the typed output of
+every finished agent and a journal of every model and tool call, so a resumed
+run replays what it already paid for instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from taskorch_nb.agents.archetypes import Archetype, get_archetype
+from taskorch_nb.agents.loop import run_agent
+from taskorch_nb.agents.workspace import Workspace
+from taskorch_nb.core.circuit import CircuitState
+from taskorch_nb.core.events import Event, RunEvent, current_phase, scope
+from taskorch_nb.errors import BudgetExceededError, SandboxError, WorkflowError
+from taskorch_nb.llm.base import Completion, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from taskorch_nb.agents.qc import QCVerdict
+    from taskorch_nb.core.orchestrator import Orchestrator
+    from taskorch_nb.core.run import Run
+
+
+def _is_test_path(path: str) -> bool:
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return path.startswith("tests/") or name.startswith("test_") or name == "conftest.py"
+
+
+def _completion_record(c: Completion) -> dict[str, Any]:
+    return {
+        "text": c.text,
+        "tool_calls": [{"id": t.id, "name": t.name, "arguments": t.arguments}
+                       for t in c.tool_calls],
+        "usage": [c.usage.input_tokens, c.usage.output_tokens, c.usage.cached_tokens],
+        "model": c.model, "provider": c.provider, "latency": c.latency,
+        "finish_reason": c.finish_reason,
+    }
+
+
+def _completion_from(record: dict[str, Any]) -> Completion:
+    i, o, cached = record["usage"]
+    return Completion(
+        text=record["text"],
+        tool_calls=[ToolCall(**t) for t in record["tool_calls"]],
+        usage=Usage(input_tokens=i, output_tokens=o, cached_tokens=cached),
+        model=record["model"], provider=record["provider"], latency=record["latency"],
+        finish_reason=record.get("finish_reason"),
+    )
+
+
+#: The workspace of the run the current task works for (file tools read it).
+current_workspace: ContextVar[Workspace | None] = ContextVar("taskorch_workspace", default=None)
+
+
+class _CurrentWorkspace:
+    """Stands in for the current run's workspace, so one set of file tools serves all runs."""
+
+    def __getattr__(self, name: str) -> Any:
+        workspace = current_workspace.get()
+        if workspace is None:
+            raise WorkflowError("file tools work inside a run: there is no workspace here")
+        return getattr(workspace, name)
+
+
+def workspace_tools() -> dict[str, Any]:
+    """`list_files`, `read_file`, `write_file`, `search_files` on the current run's workspace."""
+    return Workspace.tool_functions(_CurrentWorkspace())  # type: ignore[arg-type]
+
+
+class RunContext:
+    """The workflow's and the agents' only door to the world during one run."""
+
+    def __init__(self, orch: Orchestrator, run: Run) -> None:
+        self.orch = orch
+        self.run = run
+        self.task = run.task
+        self.max_rounds = run.max_rounds
+        self.archetype = run.archetype
+        self._key = ""
+        self._calls = 0
+        self._write_scope: str | None = None
+        self._prompts: list[str] = []
+        self._unsubscribe = orch.subscribe(self._collect_prompts)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    # -- checkpoint ------------------------------------------------------------------
+
+    def _save(self) -> None:
+        self.run.checkpoint["budget"] = self.run.guard.checkpoint()
+        self.orch._save_run(self.run)
+
+    def _journal(self) -> dict[str, Any]:
+        return self.run.checkpoint["journal"]
+
+    def _next_key(self, kind: str) -> str:
+        self._calls += 1
+        return f"{self._key}:{self._calls}:{kind}"
+
+    # -- workflow side ---------------------------------------------------------------
+
+    def _emit(self, type_: str, **fields: Any) -> Event:
+        fields.setdefault("phase", current_phase.get())
+        return self.orch.bus.emit(RunEvent(type=type_, **fields))
+
+    @contextlib.asynccontextmanager
+    async def phase(self, name: str, round: int = 1) -> AsyncIterator[None]:
+        done = self.run.checkpoint["phases_done"]
+        marker = f"{name}:{round}"
+        if marker in done:  # finished before a pause or crash: replayed silently
+            with scope(phase=name):
+                yield
+            return
+        self._emit("phase.started", phase=name, detail={"round": round})
+        with scope(phase=name):
+            yield
+        done.append(marker)
+        self._save()
+        self._emit("phase.completed", phase=name, detail={"round": round})
+
+    async def agent(self, archetype: str, instruction: str, *, key: str,
+                    write_scope: str | None = None) -> BaseModel:
+        arch = get_archetype(archetype)
+        saved = self.run.checkpoint["outputs"].get(key)
+        if saved is not None:
+            return arch.output.model_validate(saved)
+        tools = (*arch.tools, *self.run.tools)
+        self.safety_checks(arch, tools)
+        self._key, self._calls, self._write_scope = key, 0, write_scope
+        self._emit("agent.started", agent=arch.name, detail={"step": key})
+        with scope(agent=arch.name):
+            output = await run_agent(self, _with_tools(arch, tools), instruction)
+        self.run.checkpoint["outputs"][key] = output.model_dump(mode="json")
+        self._save()
+        self._emit("agent.completed", agent=arch.name, detail={"step": key})
+        return output
+
+    async def qc(self, *, key: str) -> QCVerdict:
+        from taskorch_nb.agents.qc import QCVerdict, run_qc
+
+        saved = self.run.checkpoint["outputs"].get(key)
+        if saved is not None:
+            return QCVerdict.model_validate(saved)
+        self._emit("agent.started", agent="qc", detail={"step": key})
+        with scope(agent="qc"):
+            verdict = await run_qc(self.orch.workspace_for(self.run), timeout=self.orch.qc_timeout)
+        self.run.checkpoint["outputs"][key] = verdict.model_dump(mode="json")
+        self._save()
+        self._emit("qc.passed" if verdict.approved else "qc.failed", phase="qc", agent="qc",
+                   detail=verdict.model_dump(mode="json"))
+        self._emit("agent.completed", agent="qc", detail={"step": key})
+        return verdict
+
+    def safety_checks(self, arch: Archetype, tools: tuple[str, ...]) -> None:
+        """Budget, circuits, relevant patterns: each an event, before every agent step."""
+        guard = self.run.guard
+        self._emit("safety.checked", agent=arch.name, detail={
+            "check": "budget", "remaining": str(guard.remaining), "limit": str(guard.limit),
+            "status": guard.status, "ok": guard.remaining > 0,
+        })
+        if guard.remaining <= 0:
+            raise BudgetExceededError(requested=Decimal("0"), remaining=guard.remaining,
+                                      limit=guard.limit, report=guard.report())
+        names = [n for n in tools if n in self.orch.tools]
+        names.append(self.orch.model_key(arch.model))
+        states = {n: self.orch.breaker(n).state.value for n in names}
+        self._emit("safety.checked", agent=arch.name, detail={
+            "check": "circuits", "states": states,
+            "open": sorted(n for n, s in states.items() if s == CircuitState.OPEN),
+        })
+        relevant = self.orch.immune.relevant(names)
+        self._emit("safety.checked", agent=arch.name, detail={
+            "check": "patterns", "relevant": [p.name for p in relevant],
+        })
+
+    # -- agent side ------------------------------------------------------------------
+
+    async def complete(self, messages: list[dict], *, archetype: Archetype,
+                       tools: list[dict] | None, response_format: dict | None) -> Completion:
+        key = self._next_key("llm")
+        saved = self._journal().get(key)
+        if saved is not None:
+            return _completion_from(saved)
+        completion = await self.orch.complete(
+            messages, model=archetype.model, max_tokens=archetype.max_tokens, tools=tools,
+            response_format=response_format, temperature=archetype.temperature,
+            guard=self.run.guard,
+        )
+        self._journal()[key] = _completion_record(completion)
+        self._save()
+        return completion
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+        key = self._next_key("tool")
+        journal = self._journal()
+        if key in journal:
+            return journal[key]
+        if self._write_scope == "tests" and name == "write_file":
+            path = str(arguments.get("path", ""))
+            if not _is_test_path(path):
+                raise SandboxError(path, "the RED step writes tests only; code comes next")
+        result = await self.orch.call_tool(name, **arguments)
+        journal[key] = result if isinstance(result, str | int | float | list | dict) else str(
+            result)
+        return result
+
+    def tool_schemas(self, names: tuple[str, ...]) -> list[dict]:
+        """The tools offered to the model now; a tool whose breaker is open is withheld."""
+        schemas = []
+        for name in names:
+            if name not in self.orch.tools:
+                continue
+            if self.orch.breaker(name).state is CircuitState.OPEN:
+                continue
+            spec = self.orch.tools[name]
+            schemas.append({"name": name, "description": spec.description,
+                            "parameters": spec.json_schema()})
+        return schemas
+
+    def take_prompts(self) -> list[str]:
+        prompts, self._prompts = self._prompts, []
+        return prompts
+
+    def _collect_prompts(self, event: Event) -> None:
+        prompt = getattr(event, "prompt", None)
+        if event.type == "pattern.applied" and event.run_id == self.run.id and prompt:
+            self._prompts.append(prompt)
+
+
+def _with_tools(arch: Archetype, tools: tuple[str, ...]) -> Archetype:
+    if tools == arch.tools:
+        return arch
+    from dataclasses import replace
+
+    return replace(arch, tools=tuple(dict.fromkeys(tools)))

@@ -1,0 +1,186 @@
+"""`Run`: one task through a workflow, its status, output, cost and events."""
+
+from __future__ import annotations
+
+import enum
+import html
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from taskorch_nb.core.budget import BudgetGuard, CostReport
+from taskorch_nb.core.events import Event
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from taskorch_nb.core.orchestrator import Orchestrator
+
+
+class RunStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    INTERRUPTED = "INTERRUPTED"
+    """The process running it died; `resume()` continues from its checkpoint."""
+
+
+TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class Run:
+    """A task as run: `status`, `output`, `cost` and every event it caused.
+
+    A PAUSED (budget) or INTERRUPTED (crash) run continues with `await
+    run.resume(extra_budget=...)`; earlier model calls are replayed from its
+    checkpoint, never repeated or charged twice.
+    """
+
+    def __init__(
+        self,
+        orchestrator: Orchestrator,
+        *,
+        run_id: str,
+        task: str,
+        workflow: str,
+        archetype: str | None,
+        max_rounds: int,
+        guard: BudgetGuard,
+        workspace: Path,
+        tools: tuple[str, ...] = (),
+        checkpoint: dict[str, Any] | None = None,
+        status: RunStatus = RunStatus.PENDING,
+    ) -> None:
+        self._orch = orchestrator
+        self.id = run_id
+        self.task = task
+        self.workflow = workflow
+        self.archetype = archetype
+        self.max_rounds = max_rounds
+        self.guard = guard
+        self.workspace = workspace
+        self.tools = tools
+        self.status = status
+        self.output: str | None = None
+        self.error: str | None = None
+        self.detail: dict[str, Any] = {}
+        self.events: list[Event] = []
+        self.checkpoint: dict[str, Any] = checkpoint or {
+            "outputs": {}, "journal": {}, "phases_done": []
+        }
+        self._task: asyncio.Task[Run] | None = None
+
+    # -- results -----------------------------------------------------------------
+
+    @property
+    def cost(self) -> CostReport:
+        """Spent / limit, by agent, by model and by tool."""
+        return self.guard.report()
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    def events_df(self) -> Any:
+        """Every event of the run as a DataFrame (one row per event, ordered)."""
+        from taskorch_nb.tracing.frames import events_df
+
+        return events_df(self.events)
+
+    def spans(self) -> tuple[list[Any], list[Any]]:
+        """The run's trace rebuilt from its events: (spans, scores)."""
+        from taskorch_nb.tracing.spans import build_spans
+
+        return build_spans(self.events)
+
+    def spans_df(self) -> Any:
+        """The run's spans (trace, phases, agents, generations, tools, QC) as a DataFrame."""
+        from taskorch_nb.tracing.frames import spans_df
+
+        return spans_df(self.spans()[0])
+
+    def cost_df(self) -> Any:
+        """One row per model call with its cost and the cumulative spend."""
+        from taskorch_nb.tracing.frames import cost_df
+
+        return cost_df(self.events)
+
+    def metrics(self) -> dict[str, Any]:
+        """Counts a person or an MCP client wants at a glance."""
+        types = [e.type for e in self.events]
+        completed = [e for e in self.events if e.type == "llm.completed"]
+        return {
+            "llm_calls": len(completed),
+            "input_tokens": sum(getattr(e, "input_tokens", 0) for e in completed),
+            "output_tokens": sum(getattr(e, "output_tokens", 0) for e in completed),
+            "tool_calls": types.count("tool.succeeded") + types.count("tool.failed"),
+            "retries": types.count("retry.scheduled"),
+            "patterns_applied": types.count("pattern.applied"),
+            "qc_rounds": types.count("qc.passed") + types.count("qc.failed"),
+            "duration_s": (self.events[-1].ts - self.events[0].ts) if self.events else 0.0,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: id, task, status, output, cost, metrics."""
+        return {
+            "run_id": self.id,
+            "task": self.task,
+            "workflow": self.workflow,
+            "archetype": self.archetype,
+            "status": self.status.value,
+            "output": self.output,
+            "error": self.error,
+            "workspace": str(self.workspace),
+            "cost": self.cost.to_dict(),
+            "metrics": self.metrics(),
+        }
+
+    # -- continuing ----------------------------------------------------------------
+
+    async def resume(self, extra_budget: float | str | None = None) -> Run:
+        """Continue a paused or interrupted run, with `extra_budget` USD more."""
+        return await self._orch.resume(self, extra_budget=extra_budget)
+
+    def resume_sync(self, extra_budget: float | str | None = None) -> Run:
+        """`resume` for scripts and blocking notebook cells."""
+        return self._orch._sync(self.resume(extra_budget))
+
+    def __await__(self) -> Generator[Any, None, Run]:
+        """`await run` waits for a run started with `--background` / `start()`."""
+        if self._task is None:
+            async def done() -> Run:
+                return self
+            return done().__await__()
+        return self._task.__await__()
+
+    # -- display -------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return (f"Run({self.id!r}, status={self.status.value}, "
+                f"cost=${self.cost.spent:.4f}/${self.cost.limit:.2f})")
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        cost = self.cost
+        text = [repr(self), f"task: {self.task}"]
+        if self.output:
+            text.append(f"output: {self.output}")
+        if self.error:
+            text.append(f"error: {self.error}")
+        colour = {"COMPLETED": "#2e7d32", "PAUSED": "#f9a825", "FAILED": "#c62828",
+                  "CANCELLED": "#757575"}.get(self.status.value, "#1565c0")
+        rows = [
+            ("run", self.id), ("task", self.task), ("workflow", self.workflow),
+            ("status", f"<b style='color:{colour}'>{self.status.value}</b>"),
+            ("cost", f"${cost.spent:.4f} of ${cost.limit:.2f}"),
+            ("output", html.escape(self.output or "")), ("error", html.escape(self.error or "")),
+        ]
+        body = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
+            f"{v if k == 'status' else (v if k in ('output', 'error') else html.escape(str(v)))}"
+            "</td></tr>"
+            for k, v in rows if v
+        )
+        return {"text/plain": "\n".join(text), "text/html": f"<table>{body}</table>"}

@@ -1,0 +1,259 @@
+"""Creating, executing, pausing, resuming and listing runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from taskorch_nb.agents.archetypes import get_archetype
+from taskorch_nb.agents.workflow import get_workflow
+from taskorch_nb.agents.workspace import Workspace
+from taskorch_nb.core.budget import BudgetGuard
+from taskorch_nb.core.events import Event, PatternEvent, RunEvent, scope
+from taskorch_nb.core.execution import RunContext, current_workspace
+from taskorch_nb.core.run import Run, RunStatus
+from taskorch_nb.errors import BudgetExceededError, ConfigurationError, WorkflowError
+
+if TYPE_CHECKING:
+    from taskorch_nb.core.orchestrator import Orchestrator
+
+_NAME = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def interpolate(task: str, names: dict[str, Any] | None) -> str:
+    """Fill `{name}` from `names`; an unknown name is an error that lists it."""
+    if not names:
+        return task
+    missing = sorted({m for m in _NAME.findall(task) if m not in names})
+    if missing:
+        raise ConfigurationError(f"task mentions {{{missing[0]}}} but no such name is defined")
+    return _NAME.sub(lambda m: str(names[m.group(1)]), task)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Runner:
+    """The orchestrator's runs: in memory while it lives, in the store for ever."""
+
+    def __init__(self, orch: Orchestrator) -> None:
+        self.orch = orch
+        self._runs: dict[str, Run] = {}
+        self._workspaces: dict[str, Workspace] = {}
+        orch.subscribe(self._route)
+
+    def _route(self, event: Event) -> None:
+        run = self._runs.get(event.run_id) if event.run_id else None
+        if run is not None:
+            run.events.append(event)
+
+    # -- creating ------------------------------------------------------------------
+
+    def create(self, task: str, *, workflow: str = "full", archetype: str | None = None,
+               budget: Any = None, workspace: Any = None, max_rounds: int | None = None,
+               tools: Any = (), names: dict[str, Any] | None = None) -> Run:
+        if not isinstance(task, str) or not task.strip():
+            raise ConfigurationError("the task is empty: say what the agents should do")
+        text = interpolate(task.strip(), names)
+        get_workflow(workflow)
+        if archetype is not None:
+            get_archetype(archetype)
+        rounds = self.orch.max_rounds if max_rounds is None else max_rounds
+        if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+            raise ConfigurationError(f"max_rounds must be an integer >= 1, got {rounds!r}")
+        tools = tuple(tools)
+        for name in tools:
+            self.orch.tools[name]  # UnknownToolError lists the registered ones
+        guard = BudgetGuard(self.orch.default_budget if budget is None else budget,
+                            warn_below=self.orch.warn_below, on_event=self.orch.bus.emit)
+        ws = Workspace(workspace)
+        run = Run(self.orch, run_id=f"run-{uuid.uuid4().hex[:12]}", task=text,
+                  workflow=workflow, archetype=archetype, max_rounds=rounds, guard=guard,
+                  workspace=ws.root, tools=tools)
+        self._runs[run.id] = run
+        self._workspaces[run.id] = ws
+        self.save(run)
+        return run
+
+    def workspace(self, run: Run) -> Workspace:
+        ws = self._workspaces.get(run.id)
+        if ws is None:
+            ws = self._workspaces[run.id] = Workspace(run.workspace)
+        return ws
+
+    # -- executing -----------------------------------------------------------------
+
+    async def execute(self, run: Run, *, resumed: bool = False) -> Run:
+        """Run the workflow; a budget rejection pauses, an error fails, a cancel cancels."""
+        orch = self.orch
+        emit = orch.bus.emit
+        run.status = RunStatus.RUNNING
+        self.save(run)
+        token = current_workspace.set(self.workspace(run))
+        ctx = RunContext(orch, run)
+        try:
+            with scope(run_id=run.id):
+                emit(RunEvent(
+                    type="run.resumed" if resumed else "run.started", task=run.task,
+                    workflow=run.workflow, status=run.status.value,
+                    detail={"budget": str(run.guard.limit), "archetype": run.archetype,
+                            "workspace": str(run.workspace), "max_rounds": run.max_rounds},
+                ))
+                try:
+                    result = await get_workflow(run.workflow)(ctx)
+                except BudgetExceededError as exc:
+                    self._finish(run, RunStatus.PAUSED, "run.paused", error=str(exc))
+                    return run
+                except asyncio.CancelledError:
+                    self._finish(run, RunStatus.CANCELLED, "run.cancelled", error="cancelled")
+                    raise
+                except Exception as exc:
+                    self._finish(run, RunStatus.FAILED, "run.failed",
+                                 error=f"{type(exc).__name__}: {exc}")
+                    return run
+                await self._learn(run)
+                run.output = result.output
+                run.detail = result.detail
+                if result.approved:
+                    self._finish(run, RunStatus.COMPLETED, "run.completed")
+                else:
+                    self._finish(run, RunStatus.FAILED, "run.failed", error=result.output)
+        finally:
+            ctx.close()
+            current_workspace.reset(token)
+        return run
+
+    async def _learn(self, run: Run) -> None:
+        """Outcomes to the immune system (already recorded per call), a summary event,
+        and new patterns to the federation hub when one is configured."""
+        patterns = [e for e in run.events if isinstance(e, PatternEvent)]
+        learned = sorted({e.name for e in patterns if e.type == "pattern.learned"})
+        detail: dict[str, Any] = {
+            "learned": learned,
+            "applied": sorted({e.name for e in patterns if e.type == "pattern.applied"}),
+            "recovered": sorted({e.name for e in patterns if e.type == "pattern.recovered"}),
+            "shared": 0,
+        }
+        federation = self.orch.federation
+        if federation is not None and learned and getattr(federation, "auto_push", True):
+            try:
+                result = await federation.push()
+                detail["shared"] = int(result.get("accepted", len(learned)))
+            except Exception as exc:  # the hub being down must not fail a finished run
+                detail["share_error"] = f"{type(exc).__name__}: {exc}"
+        self.orch.bus.emit(RunEvent(type="learning.completed", detail=detail))
+
+    def _finish(self, run: Run, status: RunStatus, event_type: str, *,
+                error: str | None = None) -> None:
+        run.status = status
+        run.error = error
+        run.checkpoint["budget"] = run.guard.checkpoint()
+        self.save(run)
+        self.orch.bus.emit(RunEvent(
+            type=event_type, task=run.task, workflow=run.workflow, status=status.value,
+            detail={"output": run.output, "error": error, "cost": run.cost.to_dict(),
+                    "metrics": run.metrics()},
+        ))
+
+    # -- resuming ------------------------------------------------------------------
+
+    async def resume(self, run: Run | str, *, extra_budget: Any = None) -> Run:
+        if isinstance(run, str):
+            run = self.get(run)
+        if run.status not in (RunStatus.PAUSED, RunStatus.INTERRUPTED):
+            raise WorkflowError(
+                f"run {run.id} is {run.status.value}: only PAUSED or INTERRUPTED runs resume"
+            )
+        if extra_budget is not None:
+            run.guard.extend(extra_budget)
+        return await self.execute(run, resumed=True)
+
+    def get(self, run_id: str) -> Run:
+        run = self._runs.get(run_id)
+        if run is not None:
+            return run
+        row = self.orch.store.load_run(run_id)
+        if row is None:
+            raise KeyError(f"no run {run_id!r} in {self.orch.store.path}")
+        data = row["data"]
+        checkpoint = data.get("checkpoint") or {"outputs": {}, "journal": {}, "phases_done": []}
+        budget_state = checkpoint.get("budget")
+        emit = self.orch.bus.emit
+        guard = (BudgetGuard.restored(budget_state, warn_below=self.orch.warn_below, on_event=emit)
+                 if budget_state else
+                 BudgetGuard(data.get("limit", self.orch.default_budget), on_event=emit))
+        status = RunStatus(row["status"])
+        if status in (RunStatus.RUNNING, RunStatus.PENDING) and not _alive(row["pid"]):
+            status = RunStatus.INTERRUPTED
+        run = Run(self.orch, run_id=run_id, task=row["task"], workflow=row["workflow"],
+                  archetype=data.get("archetype"), max_rounds=int(data.get("max_rounds", 3)),
+                  guard=guard, workspace=Path(data["workspace"]),
+                  tools=tuple(data.get("tools", ())), checkpoint=checkpoint, status=status)
+        run.output = data.get("output")
+        run.error = data.get("error")
+        run.events = self.orch.store.events(run_id)
+        self._runs[run_id] = run
+        return run
+
+    # -- persistence ---------------------------------------------------------------
+
+    def save(self, run: Run) -> None:
+        self.orch.store.save_run(
+            run.id, task=run.task, workflow=run.workflow, status=run.status.value,
+            wall=self.orch.clock.wall(),
+            data={"archetype": run.archetype, "max_rounds": run.max_rounds,
+                  "tools": list(run.tools), "workspace": str(run.workspace),
+                  "limit": str(run.guard.limit), "spent": str(run.guard.spent),
+                  "output": run.output, "error": run.error, "checkpoint": run.checkpoint},
+        )
+
+    def history(self, limit: int | None = None) -> Any:
+        """Past runs as a DataFrame: id, task, workflow, status, created, updated, spent, limit."""
+        import pandas as pd
+
+        rows = []
+        for row in self.orch.store.runs(limit):
+            status = row["status"]
+            if status in ("RUNNING", "PENDING") and not _alive(row["pid"]):
+                status = RunStatus.INTERRUPTED.value
+            data = row["data"]
+            rows.append({
+                "run_id": row["id"], "task": row["task"], "workflow": row["workflow"],
+                "status": status, "created": row["created"], "updated": row["updated"],
+                "spent": float(Decimal(data.get("spent", "0"))),
+                "limit": float(Decimal(data.get("limit", "0"))),
+                "output": data.get("output"),
+            })
+        columns = ["run_id", "task", "workflow", "status", "created", "updated", "spent",
+                   "limit", "output"]
+        frame = pd.DataFrame(rows, columns=columns)
+        for column in ("created", "updated"):
+            frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
+        return frame
+
+
+def history(store: str | os.PathLike[str] | None = None, limit: int | None = None) -> Any:
+    """Past runs (newest first) as a DataFrame; runs whose process died are INTERRUPTED.
+
+    `store` is the SQLite file (default `$TASKORCH_HOME/taskorch.db`).
+    """
+    from taskorch_nb.core.orchestrator import Orchestrator
+
+    with Orchestrator(store=store) as orch:
+        return orch.history(limit)

@@ -1,0 +1,303 @@
+"""The provider seam: token estimates, Retry-After, and how HTTP failures map to typed errors.
+
+The failure tests run against both HTTP providers on real loopback servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from email.utils import formatdate
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from taskorch_nb.core.clock import FakeClock
+from taskorch_nb.errors import (
+    ConfigurationError,
+    ProviderError,
+    ProviderResponseError,
+    ProviderTimeoutError,
+    RateLimitError,
+)
+from taskorch_nb.llm import (
+    AnthropicProvider,
+    OpenAIProvider,
+    Provider,
+    SimulatedProvider,
+    estimate_input_tokens,
+    make_provider,
+    registry,
+)
+from taskorch_nb.llm.base import HTTPProvider, parse_retry_after
+from taskorch_nb.llm.simulated import count_input_tokens
+from tests.unit.llm_servers import Answer, LoopbackServer, anthropic_body, closed_port, openai_body
+
+USER = [{"role": "user", "content": "Say hello"}]
+
+# --- estimate_input_tokens -----------------------------------------------------------------------
+
+
+def test_estimate_follows_the_documented_rule() -> None:
+    messages = [
+        {"role": "system", "content": "x" * 30},  # 10 + 8
+        {"role": "user", "content": "y" * 31},  # 11 + 8
+    ]
+    assert estimate_input_tokens(messages) == 37
+    tools = [{"name": "t", "description": "", "parameters": {}}]
+    extra = -(-len('[{"name": "t", "description": "", "parameters": {}}]') // 3)
+    assert estimate_input_tokens(messages, tools) == 37 + extra
+
+
+def test_estimate_counts_tool_calls_and_non_ascii_conservatively() -> None:
+    plain = estimate_input_tokens([{"role": "assistant", "content": None}])
+    with_call = estimate_input_tokens(
+        [{"role": "assistant", "content": None,
+          "tool_calls": [{"id": "c1", "name": "search", "arguments": {"q": "x"}}]}]
+    )
+    assert plain == 8
+    assert with_call > plain
+    # CJK text costs about a token per character; the estimate must not fall below that.
+    assert estimate_input_tokens([{"role": "user", "content": "漢" * 90}]) >= 90
+
+
+messages_strategy = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["system", "user", "assistant", "tool"]),
+         "content": st.one_of(st.none(), st.text(max_size=200))}
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(messages=messages_strategy, tool_text=st.text(max_size=80))
+def test_estimate_never_below_the_simulated_count(messages: list[dict], tool_text: str) -> None:
+    tools = [{"name": "t", "description": tool_text, "parameters": {"type": "object"}}]
+    assert estimate_input_tokens(messages, tools) >= count_input_tokens(messages, tools)
+
+
+# --- Retry-After -------------------------------------------------------------------------------
+
+
+def test_retry_after_seconds_date_and_millis() -> None:
+    wall = FakeClock.EPOCH
+    assert parse_retry_after(httpx.Headers({"retry-after": "3"}), wall=wall) == 3.0
+    assert parse_retry_after(httpx.Headers({"retry-after": "1.5"}), wall=wall) == 1.5
+    date = formatdate(wall + 30, usegmt=True)
+    assert parse_retry_after(httpx.Headers({"retry-after": date}), wall=wall) == 30.0
+    past = formatdate(wall - 30, usegmt=True)
+    assert parse_retry_after(httpx.Headers({"retry-after": past}), wall=wall) == 0.0
+    assert parse_retry_after(httpx.Headers({"retry-after-ms": "250"}), wall=wall) == 0.25
+    assert parse_retry_after(httpx.Headers({"retry-after": "soon"}), wall=wall) is None
+    assert parse_retry_after(httpx.Headers({}), wall=wall) is None
+
+
+# --- HTTP failures, both providers ---------------------------------------------------------------
+
+OK_BODY = {"openai": openai_body(), "anthropic": anthropic_body()}
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make(kind: str) -> Iterator[Callable[..., HTTPProvider]]:
+    """Build the provider under test against a base URL."""
+    made: list[HTTPProvider] = []
+
+    def build(base_url: str, **kw: object) -> HTTPProvider:
+        cls = OpenAIProvider if kind == "openai" else AnthropicProvider
+        kw.setdefault("clock", FakeClock())
+        provider = cls(api_key="sk-test", base_url=base_url, **kw)  # type: ignore[arg-type]
+        made.append(provider)
+        return provider
+
+    yield build
+    # Clients open lazily, inside a loop; every test that calls closes its provider (`call`).
+    assert all(p._client is None for p in made), "a test left a provider open"
+
+
+async def call(provider: HTTPProvider, model: str = "m-1") -> object:
+    try:
+        return await provider.complete(USER, model=model, max_tokens=16)
+    finally:
+        await provider.aclose()
+
+
+def test_http_providers_satisfy_the_protocol(make: Callable[..., HTTPProvider]) -> None:
+    assert isinstance(make("http://127.0.0.1:9"), Provider)
+
+
+async def test_success_measures_latency_on_the_injected_clock(
+    kind: str, make: Callable[..., HTTPProvider]
+) -> None:
+    class TickClock(FakeClock):
+        def now(self) -> float:
+            self.advance(0.25)
+            return super().now()
+
+    with LoopbackServer(lambda _r: Answer(body=OK_BODY[kind])) as server:
+        completion = await call(make(server.url, clock=TickClock()))
+    assert completion.text == "Hello!"
+    assert completion.provider == kind
+    assert completion.latency == 0.25
+
+
+async def test_429_is_a_rate_limit_with_retry_after(
+    kind: str, make: Callable[..., HTTPProvider]
+) -> None:
+    body = {"error": {"type": "rate_limit_error", "message": "slow down"}}
+    answer = Answer(status=429, body=body, headers={"retry-after": "7"})
+    with LoopbackServer(lambda _r: answer) as server, pytest.raises(RateLimitError) as info:
+        await call(make(server.url), model="m-429")
+    err = info.value
+    assert (err.status, err.retry_after, err.provider, err.model) == (429, 7.0, kind, "m-429")
+    assert "slow down" in str(err)
+
+
+async def test_429_with_an_http_date(kind: str, make: Callable[..., HTTPProvider]) -> None:
+    clock = FakeClock()
+    date = formatdate(clock.wall() + 12, usegmt=True)
+    answer = Answer(status=429, body={}, headers={"retry-after": date})
+    with LoopbackServer(lambda _r: answer) as server, pytest.raises(RateLimitError) as info:
+        await call(make(server.url, clock=clock))
+    assert info.value.retry_after == 12.0
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 529])
+async def test_server_errors_carry_status_and_a_bounded_body(
+    kind: str, make: Callable[..., HTTPProvider], status: int
+) -> None:
+    body = {"error": {"message": "upstream broke"}, "padding": "z" * 2000}
+    with LoopbackServer(lambda _r: Answer(status=status, body=body)) as server, \
+            pytest.raises(ProviderError) as info:
+        await call(make(server.url))
+    err = info.value
+    assert type(err) is ProviderError
+    assert (err.status, err.provider, err.model) == (status, kind, "m-1")
+    assert err.body is not None
+    assert len(err.body) == 500
+    assert "upstream broke" in str(err)
+
+
+async def test_401_is_a_plain_provider_error(kind: str, make: Callable[..., HTTPProvider]) -> None:
+    body = {"error": {"message": "invalid x-api-key"}}
+    with LoopbackServer(lambda _r: Answer(status=401, body=body)) as server, \
+            pytest.raises(ProviderError) as info:
+        await call(make(server.url))
+    assert type(info.value) is ProviderError
+    assert info.value.status == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[1, 2]", b'{"unexpected": true}', b""],
+    ids=["broken", "list", "missing-fields", "empty"],
+)
+async def test_unusable_answers_are_response_errors(
+    make: Callable[..., HTTPProvider], body: bytes
+) -> None:
+    with LoopbackServer(lambda _r: Answer(body=body)) as server, \
+            pytest.raises(ProviderResponseError) as info:
+        await call(make(server.url))
+    assert info.value.status == 200
+    assert info.value.model == "m-1"
+
+
+async def test_slow_server_times_out(kind: str, make: Callable[..., HTTPProvider]) -> None:
+    answer = Answer(body=OK_BODY[kind], delay=30.0)
+    with LoopbackServer(lambda _r: answer) as server, pytest.raises(ProviderTimeoutError) as info:
+        await call(make(server.url, timeout=0.2))
+    assert isinstance(info.value, TimeoutError)
+    assert isinstance(info.value.__cause__, httpx.TimeoutException)
+    assert (info.value.provider, info.value.model) == (kind, "m-1")
+
+
+async def test_refused_connection_keeps_the_httpx_cause(
+    kind: str, make: Callable[..., HTTPProvider]
+) -> None:
+    with pytest.raises(ProviderError) as info:
+        await call(make(f"http://127.0.0.1:{closed_port()}"))
+    assert type(info.value) is ProviderError
+    assert info.value.status is None
+    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert info.value.provider == kind
+
+
+def test_a_provider_survives_a_new_event_loop(kind: str, make: Callable[..., HTTPProvider]) -> None:
+    """Notebooks call `asyncio.run` again and again; each loop gets its own client."""
+    with LoopbackServer(lambda _r: Answer(body=OK_BODY[kind])) as server:
+        provider = make(server.url)
+        first = asyncio.run(provider.complete(USER, model="m", max_tokens=4))
+        second = asyncio.run(call(provider))
+    assert first.text == second.text == "Hello!"
+    assert len(server.requests) == 2
+
+
+# --- make_provider -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_keys(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(registry, "_announced", set())
+    return monkeypatch
+
+
+def test_make_provider_by_name(no_keys: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    sim = make_provider("simulated", clock=clock, seed=3, latency=0.5)
+    assert isinstance(sim, SimulatedProvider)
+    assert (sim.clock, sim.seed, sim.latency) == (clock, 3, 0.5)
+    assert sim.chosen_because == "requested by name 'simulated'"
+    openai = make_provider(" OpenAI ", api_key="k", base_url="http://127.0.0.1:9/v1")
+    assert isinstance(openai, OpenAIProvider)
+    anthropic = make_provider("anthropic", api_key="k", timeout=5.0)
+    assert isinstance(anthropic, AnthropicProvider)
+    assert anthropic.timeout == 5.0
+
+
+def test_unknown_name_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigurationError, match="simulated, openai, anthropic, auto"):
+        make_provider("gemini")
+
+
+def test_unknown_option_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="seed"):
+        make_provider("openai", api_key="k", seed=1)
+
+
+@pytest.mark.parametrize(
+    ("env", "chosen", "why"),
+    [
+        ({"OPENAI_API_KEY": "sk-1", "ANTHROPIC_API_KEY": "sk-2"}, OpenAIProvider, "OPENAI_API_KEY"),
+        ({"ANTHROPIC_API_KEY": "sk-2"}, AnthropicProvider, "ANTHROPIC_API_KEY is set"),
+        ({"OPENAI_API_KEY": ""}, SimulatedProvider, "neither"),
+    ],
+)
+def test_auto_follows_the_environment(
+    no_keys: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    env: dict[str, str],
+    chosen: type,
+    why: str,
+) -> None:
+    for name, value in env.items():
+        no_keys.setenv(name, value)
+    with caplog.at_level(logging.INFO, logger="taskorch_nb.llm"):
+        provider = make_provider("auto")
+        again = make_provider("auto")
+    assert isinstance(provider, chosen)
+    assert provider.chosen_because.startswith("auto: ")
+    assert why in provider.chosen_because
+    assert again.chosen_because == provider.chosen_because
+    logged = [r.getMessage() for r in caplog.records if r.name == "taskorch_nb.llm"]
+    assert len(logged) == 1
+    assert why in logged[0]
