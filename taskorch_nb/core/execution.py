@@ -136,7 +136,7 @@ class RunContext:
         if saved is not None:
             return arch.output.model_validate(saved)
         tools = (*arch.tools, *self.run.tools)
-        self.safety_checks(arch, tools)
+        self.safety_checks(arch.name, tools, model=arch.model)
         self._key, self._calls, self._write_scope = key, 0, write_scope
         self._emit("agent.started", agent=arch.name, detail={"step": key})
         with scope(agent=arch.name):
@@ -162,10 +162,12 @@ class RunContext:
         self._emit("agent.completed", agent="qc", detail={"step": key})
         return verdict
 
-    def safety_checks(self, arch: Archetype, tools: tuple[str, ...]) -> None:
-        """Budget, circuits, relevant patterns: each an event, before every agent step."""
+    def safety_checks(self, agent: str | None, tools: tuple[str, ...], *,
+                      model: str | None = None) -> None:
+        """Budget, circuits, relevant patterns: each an event, before the run and before
+        every agent step. An exhausted budget pauses the run here."""
         guard = self.run.guard
-        self._emit("safety.checked", agent=arch.name, detail={
+        self._emit("safety.checked", agent=agent, detail={
             "check": "budget", "remaining": str(guard.remaining), "limit": str(guard.limit),
             "status": guard.status, "ok": guard.remaining > 0,
         })
@@ -173,14 +175,14 @@ class RunContext:
             raise BudgetExceededError(requested=Decimal("0"), remaining=guard.remaining,
                                       limit=guard.limit, report=guard.report())
         names = [n for n in tools if n in self.orch.tools]
-        names.append(self.orch.model_key(arch.model))
+        names.append(self.orch.model_key(model))
         states = {n: self.orch.breaker(n).state.value for n in names}
-        self._emit("safety.checked", agent=arch.name, detail={
+        self._emit("safety.checked", agent=agent, detail={
             "check": "circuits", "states": states,
             "open": sorted(n for n, s in states.items() if s == CircuitState.OPEN),
         })
         relevant = self.orch.immune.relevant(names)
-        self._emit("safety.checked", agent=arch.name, detail={
+        self._emit("safety.checked", agent=agent, detail={
             "check": "patterns", "relevant": [p.name for p in relevant],
         })
 

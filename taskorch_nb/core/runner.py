@@ -116,6 +116,7 @@ class Runner:
                             "workspace": str(run.workspace), "max_rounds": run.max_rounds},
                 ))
                 try:
+                    ctx.safety_checks(None, run.tools)
                     result = await get_workflow(run.workflow)(ctx)
                 except BudgetExceededError as exc:
                     self._finish(run, RunStatus.PAUSED, "run.paused", error=str(exc))

@@ -1,0 +1,1 @@
+"""Agents: archetypes, the agent loop, workflows, the workspace sandbox and QC."""

@@ -1,0 +1,1 @@
+"""The notebook front end: magics, live widgets, plain-text dashboard."""

@@ -1,0 +1,247 @@
+"""The dashboard as plain text: for terminals, the CLI, logs and `text/plain` outputs.
+
+The widgets in `widgets.py` and this module show the same state; both read the
+components' public attributes, so neither holds information the other lacks.
+Formatting of single events (`describe_event`, `alert_for`) lives here too: the
+run monitor's log and alerts use it in both views.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from taskorch_nb.notebook.widgets import BudgetGauge, CircuitPanel, RunMonitor
+
+#: Plain-text names of the gauge colours.
+GAUGE_WORDS = {"green": "ok", "yellow": "LOW", "red": "EXCEEDED"}
+
+
+def money(value: Decimal | float | None) -> str:
+    """`$1.23`; sub-cent amounts keep four decimals (`$0.0012`) since LLM calls cost that."""
+    if value is None:
+        return "-"
+    amount = Decimal(str(value)) if not isinstance(value, Decimal) else value
+    if amount != 0 and abs(amount) < Decimal("0.01"):
+        return f"${amount:.4f}"
+    return f"${amount:,.2f}"
+
+
+def short(text: Any, width: int = 60) -> str:
+    """One line, at most `width` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def countdown(seconds: float | None) -> str:
+    """Whole seconds left, rounded up (a breaker 0.2 s from half-open shows `1 s`)."""
+    if seconds is None:
+        return ""
+    return f"{math.ceil(seconds)} s" if seconds > 0 else "now"
+
+
+def describe_event(event: Any) -> str:
+    """One log line for an event (no timestamp)."""
+    kind = type(event).__name__
+    etype = event.type
+    if kind == "BudgetEvent":
+        who = " ".join(x for x in (event.agent, event.model, event.tool) if x)
+        return (
+            f"{etype} {money(event.amount)}{' ' + who if who else ''}: spent "
+            f"{money(event.spent)} of {money(event.limit)}, {money(event.remaining)} left"
+        )
+    if kind == "CircuitEvent":
+        prev = event.previous
+        move = (
+            f"{state_name(prev)} -> {state_name(event.state)}" if prev else state_name(event.state)
+        )
+        return f"{etype} {event.name}: {move}, failures {event.failures}"
+    if kind == "ToolEvent":
+        return _describe_tool(event)
+    if kind == "PatternEvent":
+        fallback = event.fallback
+        return f"{etype} {event.name}" + (f" -> {fallback}" if fallback else "")
+    if kind == "LLMEvent":
+        line = f"{etype} {event.model}" + (f" ({event.agent})" if event.agent else "")
+        if etype == "llm.completed":
+            line += f" {event.input_tokens}+{event.output_tokens} tok {money(event.cost)}"
+            if event.latency is not None:
+                line += f" {event.latency:.2f}s"
+        elif etype == "llm.failed":
+            line += f": {event.status or ''} {short(event.error or '', 50)}".rstrip()
+        return line
+    if kind == "RunEvent":
+        return _describe_run(event)
+    if kind == "Notice":
+        return f"{etype} [{event.level}]: {short(event.message, 70)}"
+    return etype
+
+
+def _describe_tool(event: Any) -> str:
+    etype, tool = event.type, event.tool
+    if etype == "tool.failed":
+        why = " ".join(str(x) for x in (event.category, event.status) if x is not None)
+        return f"{etype} {tool} attempt {event.attempt}: {why or short(event.error or '', 40)}"
+    if etype == "retry.scheduled":
+        wait = f" in {event.wait:.1f}s" if event.wait is not None else ""
+        return f"{etype} {tool}{wait} (attempt {event.attempt})"
+    if etype == "tool.fallback":
+        return f"{etype} {tool} for {event.fallback_of}"
+    if etype == "tool.succeeded" and event.duration is not None:
+        return f"{etype} {tool} in {event.duration:.2f}s"
+    return f"{etype} {tool} (attempt {event.attempt})"
+
+
+def _describe_run(event: Any) -> str:
+    etype = event.type
+    if etype.startswith("qc."):
+        return f"{etype}: {_qc_summary(event.detail)}"
+    if etype == "run.started":
+        return f"{etype}: {short(event.task or '', 50)}"
+    if etype.startswith("phase."):
+        return f"{etype} {event.phase}"
+    if etype.startswith("agent."):
+        return f"{etype} {event.agent}" + (f" ({event.phase})" if event.phase else "")
+    if etype == "safety.checked":
+        return f"{etype} {event.detail.get('check', '')}".rstrip()
+    return etype + (f" ({event.status})" if event.status else "")
+
+
+def _qc_summary(detail: dict[str, Any]) -> str:
+    total = detail.get("tests_total")
+    failed = (detail.get("tests_failed") or 0) + (detail.get("tests_errors") or 0)
+    if total is None:
+        return "approved" if detail.get("approved") else "not approved"
+    findings = len(detail.get("findings") or ())
+    extra = f", {findings} finding{'s' * (findings != 1)}" if findings else ""
+    return f"{total - failed}/{total} tests passed{extra}"
+
+
+def state_name(state: Any) -> str:
+    """`CircuitState.OPEN`, `"open"`, `"half-open"` -> `OPEN`, `OPEN`, `HALF_OPEN`."""
+    name = getattr(state, "name", None) or str(state)
+    return name.upper().replace("-", "_")
+
+
+#: The event types worth an alert, with their level (danger, warning, info, success).
+ALERT_LEVELS: dict[str, str] = {
+    "budget.warning": "warning",
+    "budget.rejected": "danger",
+    "budget.overspent": "danger",
+    "budget.extended": "info",
+    "circuit.opened": "danger",
+    "circuit.half_opened": "warning",
+    "circuit.closed": "success",
+    "pattern.learned": "info",
+    "pattern.applied": "info",
+    "pattern.recovered": "success",
+    "pattern.demoted": "warning",
+    "tool.fallback": "warning",
+    "llm.failed": "warning",
+    "qc.failed": "danger",
+    "qc.passed": "success",
+    "run.paused": "warning",
+    "run.failed": "danger",
+    "run.cancelled": "warning",
+    "run.completed": "success",
+}
+
+
+def alert_for(event: Any) -> tuple[str, str] | None:
+    """`(level, message)` when the event deserves an alert, else None."""
+    etype = event.type
+    level = ALERT_LEVELS.get(etype)
+    if level is None:
+        if type(event).__name__ == "Notice" and event.level in ("warning", "error"):
+            return ("danger" if event.level == "error" else "warning"), short(event.message, 90)
+        return None
+    if etype.startswith("budget."):
+        messages = {
+            "budget.warning": f"Budget low: {money(event.remaining)} left of {money(event.limit)}",
+            "budget.rejected": f"Budget: a call of {money(event.amount)} was refused "
+            f"({money(event.remaining)} left of {money(event.limit)}); the run pauses",
+            "budget.overspent": f"Budget overspent: {money(event.spent)} of {money(event.limit)}",
+            "budget.extended": f"Budget extended to {money(event.limit)}",
+        }
+        return level, messages[etype]
+    if etype.startswith("circuit."):
+        if etype == "circuit.opened":
+            return level, f"Circuit {event.name} OPEN after {event.failures} failures"
+        if etype == "circuit.half_opened":
+            return level, f"Circuit {event.name} HALF_OPEN: probing"
+        return level, f"Circuit {event.name} CLOSED again"
+    if etype.startswith("pattern."):
+        verb = etype.split(".", 1)[1]
+        how = f": fallback {event.fallback}" if event.fallback and verb == "applied" else ""
+        return level, f"Pattern {event.name} {verb}{how}"
+    if etype == "tool.fallback":
+        return level, f"Fallback {event.tool} used for {event.fallback_of}"
+    if etype.startswith("qc."):
+        verdict = "QC passed" if etype == "qc.passed" else "QC failed"
+        return level, f"{verdict}: {_qc_summary(event.detail)}"
+    if etype.startswith("run."):
+        reason = event.detail.get("reason") or event.detail.get("error")
+        return level, f"Run {etype.split('.', 1)[1]}" + (f": {short(reason, 80)}" if reason else "")
+    return level, describe_event(event)
+
+
+def gauge_text(gauge: BudgetGauge, width: int = 20) -> str:
+    """`Budget [#####---------------]  $1.00 of $5.00 spent (20%) ...`."""
+    if gauge.limit is None:
+        return (
+            f"Budget  {money(gauge.spent)} spent, {money(gauge.reserved)} reserved "
+            f"(no limit){'  EXCEEDED' if gauge.colour == 'red' else ''}"
+        )
+    filled = round(gauge.value * width)
+    bar = "#" * filled + "-" * (width - filled)
+    return (
+        f"Budget  [{bar}] {money(gauge.spent)} of {money(gauge.limit)} spent "
+        f"({gauge.value:.0%}), {money(gauge.reserved)} reserved, {money(gauge.remaining)} left"
+        f"  {GAUGE_WORDS[gauge.colour]}"
+    )
+
+
+def circuits_text(panel: CircuitPanel) -> str:
+    """A line per breaker: name, state, failures, time to half-open."""
+    if not panel.rows:
+        return "Circuits  (none yet)"
+    lines = ["Circuits"]
+    width = max(len(name) for name in panel.rows)
+    for name, row in panel.rows.items():
+        wait = countdown(panel.seconds_to_half_open(name))
+        lines.append(
+            f"  {name:<{width}}  {row['state']:<9}  failures {row['failures']}"
+            + (f"  half-open in {wait}" if wait else "")
+        )
+    return "\n".join(lines)
+
+
+def stepper_text(monitor: RunMonitor) -> str:
+    """`[x] research > [x] design > [>] build (round 2) > [ ] qc`."""
+    steps = []
+    for phase in monitor.phases:
+        mark = "x" if phase in monitor.done else (">" if phase == monitor.phase else " ")
+        rounds = monitor.rounds.get(phase, 0)
+        steps.append(f"[{mark}] {phase}" + (f" (round {rounds})" if rounds > 1 else ""))
+    return " > ".join(steps)
+
+
+def monitor_text(monitor: RunMonitor) -> str:
+    """Status and stepper, then alerts and the recent event log."""
+    task = f": {short(monitor.task)}" if monitor.task else ""
+    head = f"Run {monitor.run_id + ' ' if monitor.run_id else ''}[{monitor.status}]{task}"
+    lines = [head, "  " + stepper_text(monitor)]
+    if monitor.alerts:
+        lines.append("Alerts")
+        lines.extend(f"  ! {alert}" for alert in monitor.alerts)
+    if monitor.log:
+        lines.append("Recent events")
+        lines.extend(f"  {line}" for line in monitor.log)
+    return "\n".join(lines)
+
+
+def render_text(gauge: BudgetGauge, panel: CircuitPanel, monitor: RunMonitor) -> str:
+    """The whole dashboard as plain text."""
+    return "\n".join((monitor_text(monitor), gauge_text(gauge), circuits_text(panel)))

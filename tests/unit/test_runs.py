@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from decimal import Decimal
+
+import pytest
+
+from taskorch_nb import ConfigurationError, FakeClock, Orchestrator, RunStatus, history
+from taskorch_nb.core.store import Store
+from taskorch_nb.errors import UnknownToolError, WorkflowError
+
+TASK = "Add user authentication"
+
+
+async def test_pause_on_budget_and_resume_without_repeating_a_call(tmp_path) -> None:
+    full = Orchestrator(store=":memory:", clock=FakeClock())
+    reference = await full.run(TASK, workspace=tmp_path / "ref")
+    assert reference.status is RunStatus.COMPLETED
+    full_cost = reference.cost.spent
+    full_calls = full.provider.call_count
+
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    half = (full_cost / 2).quantize(Decimal("0.0001"))
+    run = await orch.run(TASK, budget=half, workspace=tmp_path / "ws")
+    assert run.status is RunStatus.PAUSED
+    assert "budget exceeded" in run.error
+    assert run.events[-1].type == "run.paused"
+    assert run.cost.spent <= half
+    calls_before = orch.provider.call_count
+
+    await run.resume(extra_budget=1.0)
+    assert run.status is RunStatus.COMPLETED, run.error
+    assert run.cost.spent <= half + 1
+    # No model call repeated: the provider saw exactly as many calls as the uninterrupted run.
+    assert orch.provider.call_count == full_calls
+    assert calls_before < full_calls
+    assert run.cost.spent == full_cost
+    completed = [e for e in run.events if e.type == "llm.completed"]
+    assert len(completed) == full_calls
+    assert [e.type for e in run.events].count("run.resumed") == 1
+    with pytest.raises(WorkflowError, match="only PAUSED or INTERRUPTED"):
+        await run.resume()
+    full.close()
+    orch.close()
+
+
+CRASHER = textwrap.dedent("""
+    import asyncio, sys
+    from taskorch_nb import Orchestrator
+    orch = Orchestrator(store=sys.argv[1], latency=0.4)
+    asyncio.run(orch.run("Add user authentication", workspace=sys.argv[2]))
+""")
+
+
+@pytest.mark.slow
+async def test_killed_run_keeps_its_events_and_resumes_to_completion(tmp_path) -> None:
+    db = tmp_path / "taskorch.db"
+    proc = subprocess.Popen([sys.executable, "-c", CRASHER, str(db), str(tmp_path / "ws")])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            if db.exists():
+                reader = Store(db)
+                done = [e for e in reader.events() if e.type == "llm.completed"]
+                reader.close()
+                if len(done) >= 4:
+                    break
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+    reader = Store(db)
+    before = [e for e in reader.events() if e.type == "llm.completed"]
+    reader.close()
+    assert len(before) >= 4
+
+    past = history(store=db)
+    assert list(past["status"]) == ["INTERRUPTED"]
+    run_id = past["run_id"][0]
+
+    orch = Orchestrator(store=db, clock=FakeClock())
+    run = orch.get_run(run_id)
+    assert run.status is RunStatus.INTERRUPTED
+    kept = [e for e in run.events if e.type == "llm.completed"]
+    assert [e.call_id for e in kept] == [e.call_id for e in before]
+    await run.resume()
+    assert run.status is RunStatus.COMPLETED, run.error
+    # Every call paid before the crash was replayed, not made again.
+    total = [e for e in run.events if e.type == "llm.completed"]
+    assert orch.provider.call_count == len(total) - len(before)
+    assert list(history(store=db)["status"]) == ["COMPLETED"]
+    orch.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"task": "   "}, "task is empty"),
+        ({"task": "x", "workflow": "nope"}, "unknown workflow 'nope'; known: full, single"),
+        ({"task": "x", "workflow": "single", "archetype": "wizard"}, "unknown archetype"),
+        ({"task": "x", "max_rounds": 0}, "max_rounds must be an integer >= 1"),
+        ({"task": "x", "budget": -1}, "budget limit must be more than \\$0"),
+        ({"task": "x", "budget": 0}, "budget limit must be more than \\$0"),
+        ({"task": "x", "budget": "lots"}, "positive number"),
+        ({"task": "use {missing}", "known": 1}, "no such name"),
+    ],
+)
+async def test_bad_run_input_is_a_clear_error(kwargs, message) -> None:
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    task = kwargs.pop("task")
+    with pytest.raises(ConfigurationError, match=message):
+        await orch.run(task, **kwargs)
+    orch.close()
+
+
+async def test_unknown_extra_tool_is_named() -> None:
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    with pytest.raises(UnknownToolError, match="'search'"):
+        await orch.run("x", tools=["search"])
+    orch.close()
+
+
+def test_bad_orchestrator_settings() -> None:
+    with pytest.raises(ConfigurationError, match="unknown provider 'gpt'"):
+        Orchestrator(provider="gpt", store=":memory:")
+    with pytest.raises(ConfigurationError, match="no price for model 'sim-mystery'"):
+        Orchestrator(model="sim-mystery", store=":memory:")
+    Orchestrator(model="sim-mystery", store=":memory:",
+                 prices={"sim-mystery": {"input": 1, "output": 2}}).close()
+
+
+def test_run_sync_works_inside_a_running_loop(tmp_path) -> None:
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+
+    async def in_a_notebook_cell():
+        return orch.run_sync("Write a haiku", workflow="single", archetype="researcher",
+                             workspace=tmp_path)
+
+    run = asyncio.run(in_a_notebook_cell())
+    assert run.status is RunStatus.COMPLETED
+    assert "Write a haiku" in run.output
+    orch.close()
+
+
+async def test_background_run_is_awaitable(tmp_path) -> None:
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    run = orch.start("Document the API", workflow="single", archetype="architect",
+                     workspace=tmp_path)
+    assert run.status in (RunStatus.PENDING, RunStatus.RUNNING)
+    assert await run is run
+    assert run.status is RunStatus.COMPLETED
+    orch.close()
