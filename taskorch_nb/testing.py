@@ -7,14 +7,30 @@ own agents without a network and without `unittest.mock`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import httpx
 
 from taskorch_nb.core.clock import FakeClock
+from taskorch_nb.core.pricing import PriceTable
+from taskorch_nb.llm.faults import FaultPlan
+from taskorch_nb.llm.simulated import ScriptedResponder, SimReply, SimRequest, SimulatedProvider
 
-__all__ = ["FakeClock", "FlakyTool", "http_error"]
+__all__ = [
+    "FakeClock",
+    "FaultPlan",
+    "FlakyTool",
+    "NaiveOutcome",
+    "ScriptedResponder",
+    "SimReply",
+    "SimRequest",
+    "SimulatedProvider",
+    "http_error",
+    "naive_retry_agent",
+]
 
 
 def http_error(status: int, *, url: str = "https://api.example/search",
@@ -58,3 +74,46 @@ class FlakyTool:
             raise error
         result = self.result
         return result(**kwargs) if callable(result) else result
+
+
+@dataclass
+class NaiveOutcome:
+    """What the naive agent cost before it gave up (or succeeded)."""
+
+    iterations: int
+    model_calls: int
+    tool_calls: int
+    cost: Decimal
+    succeeded: bool
+
+
+async def naive_retry_agent(
+    provider: Any,
+    prices: PriceTable,
+    tool: Callable[..., Awaitable[Any]],
+    *,
+    task: str,
+    model: str = "sim-small",
+    tool_cost: Decimal = Decimal("0"),
+    max_iterations: int = 100,
+    **arguments: Any,
+) -> NaiveOutcome:
+    """The agent without taskorch_nb (seed flow 7's "old agent"): ask the model, call the
+    tool, and on failure retry at once, with no backoff, no breaker and no budget.
+
+    Bounded by `max_iterations` only so that tests end; the real thing is not.
+    """
+    cost = Decimal("0")
+    messages = [{"role": "user", "content": f"{task}: call the search tool"}]
+    for iteration in range(1, max_iterations + 1):
+        completion = await provider.complete(messages, model=model, max_tokens=256)
+        usage = completion.usage
+        cost += prices.cost(provider.price_provider, model, input_tokens=usage.input_tokens,
+                            output_tokens=usage.output_tokens, cached_tokens=usage.cached_tokens)
+        cost += tool_cost
+        try:
+            await tool(**arguments)
+        except Exception:  # the naive agent's whole strategy: try again, immediately
+            continue
+        return NaiveOutcome(iteration, iteration, iteration, cost, True)
+    return NaiveOutcome(max_iterations, max_iterations, max_iterations, cost, False)

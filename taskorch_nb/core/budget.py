@@ -16,6 +16,7 @@ import html
 import itertools
 import threading
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
@@ -135,6 +136,10 @@ def _amount(value: Any, what: str) -> Decimal:
     if amount < 0:
         raise ValueError(f"{what} must not be negative, got {amount}")
     return amount
+
+
+#: The guard of the run the current task works for (paid tools charge it).
+current_guard: ContextVar[BudgetGuard | None] = ContextVar("taskorch_guard", default=None)
 
 
 class BudgetGuard:

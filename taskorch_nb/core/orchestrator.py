@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from taskorch_nb.core.budget import BudgetGuard
+from taskorch_nb.core.budget import BudgetGuard, current_guard
 from taskorch_nb.core.circuit import CircuitBreaker
 from taskorch_nb.core.clock import Clock, RealClock
 from taskorch_nb.core.events import (
@@ -101,7 +101,8 @@ class Orchestrator:
             patterns=[Pattern.from_record(r) for r in self.store.load_patterns()],
         )
         self.tools = Toolbox(clock=self.clock, emit=self.bus.emit, immune=self.immune,
-                             breaker_for=self.breaker, retry=self.retry)
+                             breaker_for=self.breaker, retry=self.retry,
+                             guard_for=lambda: current_guard.get() or self.budget)
         for name, fn in workspace_tools().items():
             self.tools.register(fn, name=name, retry=RetryPolicy(max_attempts=1))
         self._call_ids = itertools.count(1)
@@ -168,12 +169,16 @@ class Orchestrator:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
+        cost: float | str | Decimal | None = None,
     ) -> Any:
-        """Register a sync or async function as a guarded tool (usable as a decorator)."""
+        """Register a sync or async function as a guarded tool (usable as a decorator).
+
+        `fallback` names the tool to use when this one keeps failing; `cost` is
+        the USD a metered API bills per request, charged to the run's budget."""
 
         def register(func: F) -> F:
             self.tools.register(func, name=name, fallback=fallback, timeout=timeout,
-                                retry=retry, breaker=breaker)
+                                retry=retry, breaker=breaker, cost=cost)
             return func
 
         return register(fn) if fn is not None else register
@@ -221,7 +226,7 @@ class Orchestrator:
         `BudgetExceededError` carrying the cost report."""
         model = model or self.model
         key = self._model_tool(model)
-        guard = guard or self.budget
+        guard = guard or current_guard.get() or self.budget
         agent = current_agent.get()
         price_provider = self.provider.price_provider
         worst = self.prices.worst_case(

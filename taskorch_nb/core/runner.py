@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from taskorch_nb.agents.archetypes import get_archetype
 from taskorch_nb.agents.workflow import get_workflow
 from taskorch_nb.agents.workspace import Workspace
-from taskorch_nb.core.budget import BudgetGuard
+from taskorch_nb.core.budget import BudgetGuard, current_guard
 from taskorch_nb.core.events import Event, PatternEvent, RunEvent, scope
 from taskorch_nb.core.execution import RunContext, current_workspace
 from taskorch_nb.core.run import Run, RunStatus
@@ -106,6 +106,7 @@ class Runner:
         run.status = RunStatus.RUNNING
         self.save(run)
         token = current_workspace.set(self.workspace(run))
+        guard_token = current_guard.set(run.guard)
         ctx = RunContext(orch, run)
         try:
             with scope(run_id=run.id):
@@ -138,6 +139,7 @@ class Runner:
         finally:
             ctx.close()
             current_workspace.reset(token)
+            current_guard.reset(guard_token)
         return run
 
     async def _learn(self, run: Run) -> None:

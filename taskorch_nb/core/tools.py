@@ -12,12 +12,15 @@ import inspect
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.circuit import CircuitBreaker, Permit
 from taskorch_nb.core.clock import Clock
 from taskorch_nb.core.events import Event, ToolEvent, current_agent
 from taskorch_nb.core.immune import ImmuneSystem, Pattern
+from taskorch_nb.core.pricing import to_decimal
 from taskorch_nb.core.retry import Failure, RetryPolicy, classify
 from taskorch_nb.errors import (
     CircuitOpenError,
@@ -55,10 +58,13 @@ class ToolSpec:
     required: frozenset[str]
     open_kwargs: bool
     checks: tuple[tuple[str, tuple[type, ...]], ...]
+    cost: Decimal | None = None
+    """USD charged to the current budget per attempt (a metered API), failed or not."""
 
     @classmethod
     def build(cls, fn: Callable[..., Any], *, name: str, fallback: str | None,
-              timeout: float | None, retry: RetryPolicy, breaker: CircuitBreaker) -> ToolSpec:
+              timeout: float | None, retry: RetryPolicy, breaker: CircuitBreaker,
+              cost: Decimal | None = None) -> ToolSpec:
         sig = inspect.signature(fn)
         params, required, checks = set(), set(), []
         open_kwargs = False
@@ -89,6 +95,7 @@ class ToolSpec:
             required=frozenset(required),
             open_kwargs=open_kwargs,
             checks=tuple(checks),
+            cost=cost,
         )
 
     def check(self, kwargs: Mapping[str, Any]) -> None:
@@ -132,12 +139,14 @@ class Toolbox:
         immune: ImmuneSystem,
         breaker_for: Callable[[str, CircuitBreaker | None], CircuitBreaker],
         retry: RetryPolicy,
+        guard_for: Callable[[], BudgetGuard | None] = lambda: None,
     ) -> None:
         self.clock = clock
         self._emit = emit
         self.immune = immune
         self._breaker_for = breaker_for
         self.default_retry = retry
+        self._guard_for = guard_for
         self._tools: dict[str, ToolSpec] = {}
         self._ids = itertools.count(1)
 
@@ -152,10 +161,14 @@ class Toolbox:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
+        cost: float | str | Decimal | None = None,
     ) -> ToolSpec:
         tool_name = name or fn.__name__
         if timeout is not None and timeout <= 0:
             raise ConfigurationError(f"tool {tool_name!r}: timeout must be > 0 seconds")
+        price = None if cost is None else to_decimal(cost, f"cost of tool {tool_name!r}")
+        if price is not None and price < 0:
+            raise ConfigurationError(f"tool {tool_name!r}: cost must be >= 0 USD")
         if fallback == tool_name:
             raise ConfigurationError(f"tool {tool_name!r} cannot be its own fallback")
         spec = ToolSpec.build(
@@ -165,6 +178,7 @@ class Toolbox:
             timeout=timeout,
             retry=retry or self.default_retry,
             breaker=self._breaker_for(tool_name, breaker),
+            cost=price,
         )
         self._tools[tool_name] = spec
         return spec
@@ -210,6 +224,18 @@ class Toolbox:
         return result
 
     async def _invoke(self, spec: ToolSpec, kwargs: dict[str, Any]) -> Any:
+        if spec.cost is None:
+            return await self._run(spec, kwargs)
+        guard = self._guard_for()
+        if guard is None:
+            return await self._run(spec, kwargs)
+        reservation = guard.reserve(spec.cost, agent=current_agent.get(), tool=spec.name)
+        try:
+            return await self._run(spec, kwargs)
+        finally:
+            guard.commit(reservation, spec.cost)  # a metered API bills failed requests too
+
+    async def _run(self, spec: ToolSpec, kwargs: dict[str, Any]) -> Any:
         call = spec.fn(**kwargs) if spec.is_async else asyncio.to_thread(spec.fn, **kwargs)
         if spec.timeout is None:
             return await call
