@@ -72,8 +72,133 @@ async def flow1_self_healing(home: Path) -> FlowResult:
     return result
 
 
+async def flow2_budget(home: Path) -> FlowResult:
+    """A $5.00 budget: calls approved and settled, a warning under 20 %, a rejection."""
+    from taskorch_nb.core.events import scope
+    from taskorch_nb.errors import BudgetExceededError
+    from taskorch_nb.llm.simulated import SimReply, SimulatedProvider
+
+    clock = FakeClock()
+    provider = SimulatedProvider(clock=clock, responder=lambda r: SimReply(text="x" * 4800))
+    orch = Orchestrator(provider, "sim-small", budget=5.00, store=home / "flow2.db", clock=clock)
+    events: list[Event] = []
+    orch.subscribe(events.append)
+    result = FlowResult(2, "Budget: approve before, settle after, warn, reject, report", ok=False)
+    calls = 0
+    with scope(agent="builder"):
+        while True:
+            try:
+                await orch.complete([{"role": "user", "content": "next step"}], max_tokens=1500)
+            except BudgetExceededError as exc:
+                result.lines.append(f"  call {calls + 1}: REJECTED - {exc}")
+                break
+            calls += 1
+            settled = next(e for e in reversed(events) if e.type == "budget.settled")
+            warned = any(e.type == "budget.warning" for e in events[-6:])
+            note = "  <- WARNING: under 20 % left (still approved)" if warned else ""
+            result.lines.append(f"  call {calls:2}: approved, 1,200 tokens, "
+                                f"${settled.amount:.4f} spent, ${settled.remaining:.2f} left{note}")
+    report = orch.budget.report()
+    result.lines.append("  " + str(report).replace("\n", "\n  "))
+    orch.close()
+    result.events = events
+    result.ok = report.spent <= report.limit and orch.budget.status == "exceeded"
+    return result
+
+
+async def flow3_multi_agent(home: Path) -> FlowResult:
+    """Researcher -> Architect -> Builder (tests first) -> QC (real pytest) -> fix -> approve."""
+    orch = Orchestrator(store=home / "flow3.db", clock=FakeClock(), budget=5.0)
+    run = await orch.run("Add user authentication", workspace=home / "flow3-workspace")
+    result = FlowResult(3, "Multi-agent: research, design, build, QC, fix loop", ok=False)
+    for e in run.events:
+        if e.type == "phase.started":
+            result.lines.append(f"  phase {e.phase} (round {e.detail['round']})")  # type: ignore[attr-defined]
+        elif e.type in ("qc.passed", "qc.failed"):
+            result.lines.append(f"    QC: {e.detail['summary']}")  # type: ignore[attr-defined]
+        elif e.type == "tool.succeeded" and getattr(e, "tool", "") == "write_file":
+            result.lines.append("    builder wrote a file")
+    files = sorted(p.relative_to(run.workspace).as_posix() for p in run.workspace.rglob("*.py"))
+    result.lines += [f"  files: {', '.join(files)}", f"  status: {run.status.value}",
+                     f"  {run.cost}".replace("\n", "\n  ")]
+    result.runs.append(run)
+    result.events = run.events
+    orch.close()
+    result.ok = run.status == "COMPLETED"
+    return result
+
+
+async def flow6_lifecycle(home: Path) -> FlowResult:
+    """Request -> safety checks -> execution -> learning -> response with metrics."""
+    orch = Orchestrator(store=home / "flow6.db", clock=FakeClock(), budget=2.0)
+    run = await orch.run("Add a rate limiter", workflow="single", archetype="builder",
+                         workspace=home / "flow6-workspace")
+    stages = {"run.started": "1. request intake", "safety.checked": "2. safety check",
+              "agent.started": "3. execution", "learning.completed": "4. learning",
+              "run.completed": "5. response"}
+    result = FlowResult(6, "Lifecycle: intake, safety, execution, learning, response", ok=False)
+    for e in run.events:
+        if e.type in stages:
+            extra = getattr(e, "detail", {}).get("check", "")
+            result.lines.append(f"  {stages[e.type]:<18} {e.type} {extra}")
+    result.lines.append(f"  metrics: {run.metrics()}")
+    result.runs.append(run)
+    result.events = run.events
+    orch.close()
+    result.ok = run.status == "COMPLETED"
+    return result
+
+
+async def flow7_before_after(home: Path) -> FlowResult:
+    """The same broken API under a naive retry loop and under the orchestrator."""
+    from decimal import Decimal
+
+    from taskorch_nb.agents.archetypes import Archetype, register_archetype
+    from taskorch_nb.llm.simulated import SimReply, SimulatedProvider
+    from taskorch_nb.testing import naive_retry_agent
+
+    clock = FakeClock()
+    cost_per_search = Decimal("0.05")
+    naive = await naive_retry_agent(
+        SimulatedProvider(clock=clock), Orchestrator(store=":memory:").prices,
+        FlakyTool(always=504), task="Find auth docs", tool_cost=cost_per_search,
+        max_iterations=500, query="q",
+    )
+    register_archetype(Archetype(name="searcher", tools=("search_api",),
+                                 system_prompt="Search, then answer as JSON."))
+
+    def searcher(request: Any) -> Any:
+        results = [m["content"] for m in request.messages if m["role"] == "tool"]
+        return ({"answer": f"found: {results[-1]}"} if results
+                else SimReply.call("search_api", {"query": "auth docs"}))
+
+    orch = Orchestrator(SimulatedProvider(clock=clock, responder=searcher), "sim-small",
+                        store=home / "flow7.db", clock=clock)
+    orch.tool(FlakyTool(always=504), name="search_api", fallback="cached_search",
+              cost=cost_per_search)
+    orch.tool(lambda query: f"cached results for {query}", name="cached_search")
+    run = await orch.run("Find auth docs", workflow="single", archetype="searcher",
+                         workspace=home / "flow7-workspace")
+    orch.close()
+    result = FlowResult(7, "Before/after: a naive retry loop vs the orchestrator", ok=False)
+    result.lines = [
+        f"  without: {naive.iterations} immediate retries (stopped here only because the demo "
+        f"must end), ${naive.cost:.2f} and counting, task not done",
+        f"  with:    2 backoffs, circuit opened, fallback used, task {run.status.value}, "
+        f"${run.cost.spent:.4f}",
+    ]
+    result.runs.append(run)
+    result.events = run.events
+    result.ok = run.status == "COMPLETED" and run.cost.spent * 10 < naive.cost
+    return result
+
+
 FLOWS: dict[int, Callable[[Path], Awaitable[FlowResult]]] = {
     1: flow1_self_healing,
+    2: flow2_budget,
+    3: flow3_multi_agent,
+    6: flow6_lifecycle,
+    7: flow7_before_after,
 }
 
 

@@ -207,7 +207,7 @@ class Orchestrator:
                 )
 
             self.prices.resolve(provider.price_provider, model)
-            self.tools.register(model_call, name=key)
+            self.tools.register(model_call, name=key, quiet=True)
         return key
 
     async def complete(

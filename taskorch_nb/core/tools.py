@@ -58,13 +58,15 @@ class ToolSpec:
     required: frozenset[str]
     open_kwargs: bool
     checks: tuple[tuple[str, tuple[type, ...]], ...]
+    quiet: bool = False
+    """No `tool.succeeded` event (model calls: `llm.completed` already says it)."""
     cost: Decimal | None = None
     """USD charged to the current budget per attempt (a metered API), failed or not."""
 
     @classmethod
     def build(cls, fn: Callable[..., Any], *, name: str, fallback: str | None,
               timeout: float | None, retry: RetryPolicy, breaker: CircuitBreaker,
-              cost: Decimal | None = None) -> ToolSpec:
+              cost: Decimal | None = None, quiet: bool = False) -> ToolSpec:
         sig = inspect.signature(fn)
         params, required, checks = set(), set(), []
         open_kwargs = False
@@ -96,6 +98,7 @@ class ToolSpec:
             open_kwargs=open_kwargs,
             checks=tuple(checks),
             cost=cost,
+            quiet=quiet,
         )
 
     def check(self, kwargs: Mapping[str, Any]) -> None:
@@ -162,6 +165,7 @@ class Toolbox:
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         cost: float | str | Decimal | None = None,
+        quiet: bool = False,
     ) -> ToolSpec:
         tool_name = name or fn.__name__
         if timeout is not None and timeout <= 0:
@@ -179,6 +183,7 @@ class Toolbox:
             retry=retry or self.default_retry,
             breaker=self._breaker_for(tool_name, breaker),
             cost=price,
+            quiet=quiet,
         )
         self._tools[tool_name] = spec
         return spec
@@ -219,8 +224,9 @@ class Toolbox:
         except Exception as exc:
             return await self._recover(spec, kwargs, call_id, permit, exc, start, _via)
         breaker.record_success(permit)
-        self._emit(ToolEvent(type="tool.succeeded", tool=name, call_id=call_id,
-                             duration=self.clock.now() - start, agent=current_agent.get()))
+        if not spec.quiet:
+            self._emit(ToolEvent(type="tool.succeeded", tool=name, call_id=call_id,
+                                 duration=self.clock.now() - start, agent=current_agent.get()))
         return result
 
     async def _invoke(self, spec: ToolSpec, kwargs: dict[str, Any]) -> Any:
@@ -253,9 +259,10 @@ class Toolbox:
             self._failed(spec, call_id, attempt, permit, classify(exc), start)
             raise
         spec.breaker.record_success(permit)
-        self._emit(ToolEvent(type="tool.succeeded", tool=spec.name, call_id=call_id,
-                             attempt=attempt, duration=self.clock.now() - start,
-                             agent=current_agent.get()))
+        if not spec.quiet:
+            self._emit(ToolEvent(type="tool.succeeded", tool=spec.name, call_id=call_id,
+                                 attempt=attempt, duration=self.clock.now() - start,
+                                 agent=current_agent.get()))
         return result
 
     def _failed(self, spec: ToolSpec, call_id: str, attempt: int, permit: Permit,
