@@ -90,10 +90,6 @@ class RunContext:
         self._calls = 0
         self._write_scope: str | None = None
         self._prompts: list[str] = []
-        self._unsubscribe = orch.subscribe(self._collect_prompts)
-
-    def close(self) -> None:
-        self._unsubscribe()
 
     # -- checkpoint ------------------------------------------------------------------
 
@@ -234,10 +230,9 @@ class RunContext:
         prompts, self._prompts = self._prompts, []
         return prompts
 
-    def _collect_prompts(self, event: Event) -> None:
-        prompt = getattr(event, "prompt", None)
-        if event.type == "pattern.applied" and event.run_id == self.run.id and prompt:
-            self._prompts.append(prompt)
+    def add_prompt(self, prompt: str) -> None:
+        """A corrective prompt from the immune system, for the agent's next model call."""
+        self._prompts.append(prompt)
 
 
 def _with_tools(arch: Archetype, tools: tuple[str, ...]) -> Archetype:

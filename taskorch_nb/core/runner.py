@@ -56,12 +56,22 @@ class Runner:
         self.orch = orch
         self._runs: dict[str, Run] = {}
         self._workspaces: dict[str, Workspace] = {}
+        self._contexts: dict[str, RunContext] = {}
         orch.subscribe(self._route)
 
     def _route(self, event: Event) -> None:
-        run = self._runs.get(event.run_id) if event.run_id else None
+        """One subscriber for all runs: each event to its run (and prompts to its agents)."""
+        run_id = event.run_id
+        if run_id is None:
+            return
+        run = self._runs.get(run_id)
         if run is not None:
             run.events.append(event)
+        if event.type == "pattern.applied":
+            ctx = self._contexts.get(run_id)
+            prompt = getattr(event, "prompt", None)
+            if ctx is not None and prompt:
+                ctx.add_prompt(prompt)
 
     # -- creating ------------------------------------------------------------------
 
@@ -107,7 +117,7 @@ class Runner:
         self.save(run)
         token = current_workspace.set(self.workspace(run))
         guard_token = current_guard.set(run.guard)
-        ctx = RunContext(orch, run)
+        ctx = self._contexts[run.id] = RunContext(orch, run)
         try:
             with scope(run_id=run.id):
                 emit(RunEvent(
@@ -137,7 +147,7 @@ class Runner:
                 else:
                     self._finish(run, RunStatus.FAILED, "run.failed", error=result.output)
         finally:
-            ctx.close()
+            del self._contexts[run.id]
             current_workspace.reset(token)
             current_guard.reset(guard_token)
         return run

@@ -58,6 +58,7 @@ class ToolSpec:
     required: frozenset[str]
     open_kwargs: bool
     checks: tuple[tuple[str, tuple[type, ...]], ...]
+    schema: dict[str, Any] | None = None
     quiet: bool = False
     """No `tool.succeeded` event (model calls: `llm.completed` already says it)."""
     cost: Decimal | None = None
@@ -122,13 +123,16 @@ class ToolSpec:
                 )
 
     def json_schema(self) -> dict[str, Any]:
-        """Parameters as JSON schema, for offering the tool to a model."""
+        """Parameters as JSON schema, for offering the tool to a model (built once)."""
+        if self.schema is not None:
+            return self.schema
         props: dict[str, Any] = {}
         for p in inspect.signature(self.fn).parameters.values():
             if p.name in self.params:
                 kinds = _SIMPLE_TYPES.get(p.annotation, (str,))
                 props[p.name] = {"type": _JSON_TYPES[kinds[-1]]}
-        return {"type": "object", "properties": props, "required": sorted(self.required)}
+        self.schema = {"type": "object", "properties": props, "required": sorted(self.required)}
+        return self.schema
 
 
 class Toolbox:
