@@ -66,6 +66,7 @@ class Orchestrator:
         warn_below: float = 0.20,
         max_rounds: int = 3,
         qc_timeout: float = 120.0,
+        langfuse: Any = None,
     ) -> None:
         self.clock: Clock = clock or RealClock()
         self.bus = EventBus(self.clock)
@@ -107,9 +108,12 @@ class Orchestrator:
             self.tools.register(fn, name=name, retry=RetryPolicy(max_attempts=1))
         self._call_ids = itertools.count(1)
         self.runner = Runner(self)
+        self.langfuse = self._make_exporter(langfuse)
+        if self.langfuse is not None:
+            self.bus.subscribe(self.langfuse)
         self.federation = federation
         if federation is not None:
-            federation.bind(self.immune, local_tools=self.tools.names)
+            federation.bind(self.immune, tools=self.tools.names)
 
     @staticmethod
     def _make_provider(provider: str | Provider, *, clock: Clock, seed: int, latency: Any,
@@ -124,6 +128,23 @@ class Orchestrator:
             return make_provider("simulated", clock=clock, seed=seed, latency=latency,
                                  faults=faults, responder=team_responder)
         return make_provider(provider, clock=clock)
+
+    def _make_exporter(self, langfuse: Any) -> Any:
+        """None: export when LANGFUSE_PUBLIC_KEY/SECRET_KEY are set; False: never; True:
+        required; or a ready `LangfuseExporter`. The local trace is kept either way."""
+        if langfuse is False:
+            return None
+        if langfuse is None or langfuse is True:
+            from taskorch_nb.tracing.langfuse import LangfuseExporter
+
+            exporter = LangfuseExporter.from_env(on_warning=self.bus.emit)
+            if exporter is None and langfuse is True:
+                raise ConfigurationError(
+                    "langfuse=True needs LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY "
+                    "(and LANGFUSE_BASE_URL for a self-hosted server)"
+                )
+            return exporter
+        return langfuse
 
     # -- events ----------------------------------------------------------------
 
@@ -339,7 +360,9 @@ class Orchestrator:
         }
 
     def close(self) -> None:
-        """Write what is pending and release the store."""
+        """Write what is pending, hand the last spans to Langfuse, release the store."""
+        if self.langfuse is not None:
+            self.langfuse.close()
         if self._owns_store:
             self.store.close()
         else:

@@ -95,7 +95,7 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, _CALLER_ERRORS):
         return Failure("bad_request", False, message=message)
     status, headers = _status_of(exc)
-    retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
+    retry_after = getattr(exc, "retry_after", None)
     if retry_after is None and headers is not None:
         retry_after = parse_retry_after(headers.get("retry-after"))
     httpx = _httpx()

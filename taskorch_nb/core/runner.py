@@ -111,6 +111,15 @@ class Runner:
 
     async def execute(self, run: Run, *, resumed: bool = False) -> Run:
         """Run the workflow; a budget rejection pauses, an error fails, a cancel cancels."""
+        await self._execute(run, resumed=resumed)
+        exporter = self.orch.langfuse
+        if exporter is not None:
+            # Off the loop and bounded: a dead Langfuse costs at most its timeout, and
+            # says so with a tracing.warning event.
+            await asyncio.to_thread(exporter.flush)
+        return run
+
+    async def _execute(self, run: Run, *, resumed: bool) -> None:
         orch = self.orch
         emit = orch.bus.emit
         run.status = RunStatus.RUNNING
@@ -131,14 +140,14 @@ class Runner:
                     result = await get_workflow(run.workflow)(ctx)
                 except BudgetExceededError as exc:
                     self._finish(run, RunStatus.PAUSED, "run.paused", error=str(exc))
-                    return run
+                    return
                 except asyncio.CancelledError:
                     self._finish(run, RunStatus.CANCELLED, "run.cancelled", error="cancelled")
                     raise
                 except Exception as exc:
                     self._finish(run, RunStatus.FAILED, "run.failed",
                                  error=f"{type(exc).__name__}: {exc}")
-                    return run
+                    return
                 await self._learn(run)
                 run.output = result.output
                 run.detail = result.detail
@@ -150,7 +159,6 @@ class Runner:
             del self._contexts[run.id]
             current_workspace.reset(token)
             current_guard.reset(guard_token)
-        return run
 
     async def _learn(self, run: Run) -> None:
         """Outcomes to the immune system (already recorded per call), a summary event,

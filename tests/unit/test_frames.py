@@ -1,0 +1,149 @@
+"""DataFrames of events, spans, costs and patterns: columns, dtypes, values."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+
+from taskorch_nb.core.clock import FakeClock
+from taskorch_nb.core.events import BudgetEvent, Event, EventBus, LLMEvent, scope
+from taskorch_nb.tracing.frames import cost_df, events_df, patterns_df, spans_df
+from taskorch_nb.tracing.spans import build_spans
+from tests.unit.test_spans import self_healing_run
+
+
+def is_utc_datetime(series: pd.Series) -> bool:
+    return isinstance(series.dtype, pd.DatetimeTZDtype) and str(series.dtype.tz) == "UTC"
+
+
+@pytest.fixture
+def events() -> list[Event]:
+    clock = FakeClock()
+    bus = EventBus(clock)
+    seen: list[Event] = []
+    bus.subscribe(seen.append)
+    with scope(run_id="run-1"):
+        bus.emit(BudgetEvent(type="budget.approved", amount=Decimal("0.10"), spent=Decimal(0),
+                             reserved=Decimal("0.10"), limit=Decimal("5.00"),
+                             remaining=Decimal("4.90")))
+    self_healing_run(bus, clock)
+    return seen
+
+
+def test_events_df_columns_dtypes_and_order(events: list[Event]) -> None:
+    df = events_df(reversed(events))  # any order in, seq order out
+    assert list(df.columns[:6]) == ["seq", "time", "ts", "type", "kind", "run_id"]
+    assert df["seq"].tolist() == sorted(e.seq for e in events)
+    assert df["seq"].dtype == "int64"
+    assert df["ts"].dtype == "float64"
+    assert is_utc_datetime(df["time"])
+    assert df["time"].iloc[0] == pd.Timestamp("2026-01-01", tz="UTC")
+    for name in ("amount", "spent", "limit", "remaining", "reserved", "cost"):
+        assert df[name].dtype == "float64", name
+    assert df.loc[df["type"] == "budget.approved", "limit"].tolist() == [5.0]
+    assert df["attempt"].dtype == "Int64"
+    assert df["input_tokens"].dtype == "Int64"
+    assert df["detail"].dtype == object
+    assert df["status"].dtype == object  # HTTP codes and run statuses share the name
+    assert pd.api.types.is_string_dtype(df["type"])
+    assert pd.api.types.is_string_dtype(df["tool"])
+    assert set(df["kind"]) == {"BudgetEvent", "RunEvent", "LLMEvent", "ToolEvent",
+                               "CircuitEvent"}
+    qc = df[df["type"] == "qc.failed"].iloc[0]
+    assert qc["detail"]["tests_total"] == 4
+    failed = df[df["type"] == "tool.failed"]
+    assert failed["status"].tolist() == [504, 504]
+    assert failed["category"].tolist() == ["timeout", "timeout"]
+    assert df.loc[df["type"] == "run.started", "tool"].isna().all()
+
+
+def test_events_df_matches_the_naive_frame(events: list[Event]) -> None:
+    fast = events_df(events)
+    naive = pd.DataFrame([e.to_record() for e in events])
+    assert set(naive.columns) <= set(fast.columns) | {"wall"}
+    for name in ("type", "run_id", "tool", "model", "agent"):
+        assert fast[name].fillna("-").tolist() == naive[name].fillna("-").tolist()
+    assert fast["cost"].fillna(-1).tolist() == [
+        -1 if c is None or pd.isna(c) else float(c) for c in naive["cost"]]
+
+
+def test_empty_events_df_keeps_the_base_columns() -> None:
+    df = events_df([])
+    assert list(df.columns) == ["seq", "time", "ts", "type", "kind", "run_id"]
+    assert len(df) == 0
+    assert df["seq"].dtype == "int64"
+    assert is_utc_datetime(df["time"])
+
+
+def test_spans_df(events: list[Event]) -> None:
+    spans, _ = build_spans(events)
+    df = spans_df(spans)
+    assert list(df.columns[:9]) == ["trace_id", "span_id", "parent_id", "name", "kind",
+                                    "start", "end", "duration_s", "status"]
+    for name in ("agent", "phase", "model", "tool", "error", "input_tokens", "output_tokens",
+                 "cached_tokens", "cost", "latency_s", "attempt"):
+        assert name in df.columns
+    assert is_utc_datetime(df["start"])
+    assert is_utc_datetime(df["end"])
+    for name in ("input_tokens", "output_tokens", "cached_tokens", "attempt"):
+        assert df[name].dtype == "Int64"
+    for name in ("duration_s", "cost", "latency_s"):
+        assert df[name].dtype == "float64"
+    gens = df[df["kind"] == "generation"]
+    assert gens["cost"].sum() == pytest.approx(0.035)
+    assert gens["input_tokens"].tolist() == [120, 120]
+    assert gens["latency_s"].tolist() == [1.5, 1.5]
+    tools = df[df["kind"] == "tool"]
+    assert tools["attempt"].tolist() == [1, 2, 1, 1]
+    assert tools["error"].iloc[0] == "gateway timeout"
+    assert df["parent_id"].isna().sum() == 1
+    assert spans_df([]).columns.tolist() == df.columns.tolist()
+
+
+def test_cost_df_running_total_and_limit(events: list[Event]) -> None:
+    bus = EventBus(FakeClock())
+    extra: list[Event] = []
+    bus.subscribe(extra.append)
+    with scope(run_id="run-2"):  # a second run without a budget event: no limit
+        bus.emit(LLMEvent(type="llm.completed", call_id="z", provider="p", model="m",
+                          cost=Decimal("0.5")))
+    df = cost_df([*events, *extra])
+    assert df.columns.tolist() == ["time", "run_id", "call_id", "agent", "phase", "provider",
+                                   "model", "input_tokens", "output_tokens", "cached_tokens",
+                                   "cost", "cumulative_cost", "limit"]
+    assert df["call_id"].tolist() == ["llm-1", "llm-2", "z"]
+    assert df["cumulative_cost"].tolist() == pytest.approx([0.01, 0.035, 0.5])
+    assert df["limit"].tolist()[:2] == [5.0, 5.0]
+    assert pd.isna(df["limit"].iloc[2])
+    assert df["cost"].dtype == "float64"
+    assert df["input_tokens"].dtype == "Int64"
+    assert is_utc_datetime(df["time"])
+    assert len(cost_df([])) == 0
+
+
+def test_patterns_df() -> None:
+    records = [
+        {"name": "search_api_timeout", "signature": "abc", "tool": "search_api",
+         "category": "timeout", "occurrences": 3, "first_seen": FakeClock.EPOCH,
+         "last_seen": FakeClock.EPOCH + 60, "fallback": "cached_search",
+         "prompt": "use the cache", "applied": 2, "recovered": 2, "source": "local",
+         "known": True, "demoted": False, "note": {"x": 1}},
+        {"name": "llm_rate_limit", "signature": "def", "tool": "llm", "category": "rate_limit"},
+    ]
+    df = patterns_df(records)
+    for name in ("name", "signature", "tool", "category", "occurrences", "first_seen",
+                 "last_seen", "fallback", "corrective_prompt", "applied", "recovered",
+                 "source", "known", "demoted"):
+        assert name in df.columns
+    assert df["corrective_prompt"].iloc[0] == "use the cache"
+    assert df["occurrences"].dtype == "Int64"
+    assert df["occurrences"].isna().tolist() == [False, True]
+    assert is_utc_datetime(df["last_seen"])
+    assert df["last_seen"].iloc[0] == pd.Timestamp("2026-01-01 00:01", tz="UTC")
+    assert pd.isna(df["first_seen"].iloc[1])
+    assert df["known"].tolist()[0] is True
+    assert pd.isna(df["known"].iloc[1])
+    assert df["note"].iloc[0] == {"x": 1}
+    assert len(patterns_df([]).columns) >= 14
