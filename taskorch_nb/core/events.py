@@ -49,6 +49,14 @@ def scope(
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
+def field_names(cls: type) -> tuple[str, ...]:
+    """The field names of an event class, computed once."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 @dataclass(slots=True, kw_only=True)
 class Event:
     """Base of all events: a `type` like `circuit.opened`, stamped by the bus."""
@@ -64,12 +72,8 @@ class Event:
 
     def to_record(self) -> dict[str, Any]:
         """A flat dict (class name under `kind`) for JSON, DataFrames and spans."""
-        cls = type(self)
-        names = _FIELD_NAMES.get(cls)
-        if names is None:
-            names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
-        record = {name: getattr(self, name) for name in names}
-        record["kind"] = cls.__name__
+        record = {name: getattr(self, name) for name in field_names(type(self))}
+        record["kind"] = type(self).__name__
         return record
 
 
