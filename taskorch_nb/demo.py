@@ -128,6 +128,36 @@ async def flow3_multi_agent(home: Path) -> FlowResult:
     return result
 
 
+async def flow5_observability(home: Path) -> FlowResult:
+    """One trace per run: agent, generation (tokens, cost, latency), tool and QC spans."""
+    orch = Orchestrator(store=home / "flow5.db", clock=FakeClock(), latency=(0.4, 1.2))
+    run = await orch.run("Add user authentication", workspace=home / "flow5-workspace")
+    spans, scores = run.spans()
+    orch.close()
+    result = FlowResult(5, "Observability: one trace, agent/generation/tool spans, scores",
+                        ok=False)
+    exported = "exported to Langfuse" if orch.langfuse is not None else (
+        "kept locally (set LANGFUSE_PUBLIC_KEY/SECRET_KEY to export to Langfuse)")
+    result.lines.append(f"  trace {run.id}: {len(spans)} spans, {exported}")
+    kinds: dict[str, int] = {}
+    for span in spans:
+        kinds[span.kind] = kinds.get(span.kind, 0) + 1
+    result.lines.append("  " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    for span in spans:
+        if span.kind == "generation":
+            a = span.attributes
+            result.lines.append(
+                f"    {a.get('agent', ''):<10} {a.get('model')}: {a.get('input_tokens')} in / "
+                f"{a.get('output_tokens')} out tokens, ${a.get('cost')}, "
+                f"{a.get('latency', 0):.2f} s"
+            )
+    result.lines.append("  scores: " + ", ".join(f"{s.name}={s.value:.4g}" for s in scores))
+    result.runs.append(run)
+    result.events = run.events
+    result.ok = {s.name for s in scores} == {"quality", "cost"} and kinds.get("generation", 0) > 0
+    return result
+
+
 async def flow6_lifecycle(home: Path) -> FlowResult:
     """Request -> safety checks -> execution -> learning -> response with metrics."""
     orch = Orchestrator(store=home / "flow6.db", clock=FakeClock(), budget=2.0)
@@ -197,6 +227,7 @@ FLOWS: dict[int, Callable[[Path], Awaitable[FlowResult]]] = {
     1: flow1_self_healing,
     2: flow2_budget,
     3: flow3_multi_agent,
+    5: flow5_observability,
     6: flow6_lifecycle,
     7: flow7_before_after,
 }
