@@ -90,10 +90,14 @@ class Pattern:
 
     @property
     def known(self) -> bool:
-        """The strategy has worked here, or (federated) elsewhere, and is not demoted."""
+        """The strategy has worked here, or elsewhere (federated, and the local trust
+        policy allows its fallback), and is not demoted."""
         if self.demoted:
             return False
-        return self.recovered >= 1 or int(self.remote.get("recovered", 0)) >= 1
+        if self.recovered >= 1:
+            return True
+        remote = self.remote
+        return int(remote.get("recovered", 0)) >= 1 and bool(remote.get("apply_fallback", True))
 
     def to_record(self) -> dict[str, Any]:
         record = asdict(self)
@@ -260,7 +264,12 @@ class ImmuneSystem:
                     "applied": int(record.get("applied", 0)),
                     "recovered": int(record.get("recovered", 0)),
                     "projects": list(record.get("source") or record.get("projects") or []),
+                    "apply_fallback": bool(record.get("apply_fallback", True)),
+                    "apply_prompt": bool(record.get("apply_prompt", False)),
                 }
+                # A federated prompt is data from other projects: injected only when the
+                # local trust policy says so (by default: approved on the hub).
+                prompt = record.get("corrective_prompt") if remote["apply_prompt"] else None
                 if pattern is None:
                     new += 1
                     pattern = Pattern(
@@ -273,13 +282,13 @@ class ImmuneSystem:
                         first_seen=float(record.get("first_seen", 0.0)),
                         last_seen=float(record.get("last_seen", 0.0)),
                         fallback=record.get("fallback"),
-                        corrective_prompt=record.get("corrective_prompt"),
+                        corrective_prompt=prompt,
                         source="federation",
                     )
                     self._patterns[signature] = pattern
                 elif pattern.fallback is None:
                     pattern.fallback = record.get("fallback")
-                    pattern.corrective_prompt = record.get("corrective_prompt")
+                    pattern.corrective_prompt = prompt
                 pattern.trust = str(record.get("trust", "approved"))
                 pattern.remote = remote
                 merged.append(pattern)
