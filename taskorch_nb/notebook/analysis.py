@@ -1,0 +1,120 @@
+"""Post-mortem helpers for notebook users: the frames in one import, plus a few recipes.
+
+`from taskorch_nb.notebook.analysis import *` gives the DataFrame builders of
+`taskorch_nb.tracing.frames` (`events_df`, `spans_df`, `cost_df`,
+`patterns_df`), `history()` (past runs from the store), and three questions
+people ask after a run: what failed (`failures`), where the time went
+(`phase_durations`), and how several runs compare (`compare`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from taskorch_nb.core.runner import history as history
+from taskorch_nb.tracing.frames import cost_df as cost_df
+from taskorch_nb.tracing.frames import events_df as events_df
+from taskorch_nb.tracing.frames import patterns_df as patterns_df
+from taskorch_nb.tracing.frames import spans_df as spans_df
+
+__all__ = [
+    "compare",
+    "cost_df",
+    "events_df",
+    "failures",
+    "history",
+    "patterns_df",
+    "phase_durations",
+    "spans_df",
+]
+
+#: The event types that mean something went wrong or was worked around.
+FAILURE_TYPES = (
+    "tool.failed",
+    "llm.failed",
+    "retry.scheduled",
+    "circuit.opened",
+    "circuit.rejected",
+    "tool.fallback",
+    "pattern.applied",
+    "budget.rejected",
+    "qc.failed",
+    "run.failed",
+    "run.paused",
+)
+_FAILURE_COLUMNS = ("seq", "time", "ts", "type", "tool", "name", "model", "agent", "category",
+                    "status", "attempt", "wait", "error")
+
+
+def _events(data: Any) -> Any:
+    """A frame of events from a Run, a list of events or an events frame."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return data
+    if hasattr(data, "events_df"):
+        return data.events_df()
+    return events_df(list(data))
+
+
+def failures(data: Any) -> Any:
+    """What went wrong in a run and what was done about it: one row per failure, retry,
+    breaker trip, fallback, pattern applied, budget refusal or failed QC, in order."""
+    frame = _events(data)
+    if frame.empty:
+        return frame
+    picked = frame[frame["type"].isin(FAILURE_TYPES).to_numpy(dtype=bool)]
+    columns = [c for c in _FAILURE_COLUMNS if c in picked.columns]
+    return picked[columns].reset_index(drop=True)
+
+
+def phase_durations(data: Any) -> Any:
+    """Seconds spent in each phase round (`research`, `design`, `build` 1, `qc` 1, ...),
+    measured on the run's clock (`ts`), with the model cost of each round."""
+    import pandas as pd
+
+    frame = _events(data)
+    rows: list[dict[str, Any]] = []
+    open_rounds: dict[str, dict[str, Any]] = {}
+    rounds: dict[str, int] = {}
+    if not frame.empty:
+        needed = frame[["type", "ts"]].assign(
+            phase=frame.get("phase", None),
+            cost=frame.get("cost", 0.0),
+        )
+        for etype, ts, phase, cost in needed.itertuples(index=False):
+            if etype == "phase.started":
+                rounds[phase] = rounds.get(phase, 0) + 1
+                open_rounds[phase] = {"phase": phase, "round": rounds[phase], "start": ts,
+                                      "cost": 0.0}
+            elif etype == "llm.completed" and phase in open_rounds and pd.notna(cost):
+                open_rounds[phase]["cost"] += float(cost)
+            elif etype == "phase.completed" and phase in open_rounds:
+                row = open_rounds.pop(phase)
+                rows.append(row | {"seconds": ts - row["start"]})
+    rows.extend(row | {"seconds": float("nan")} for row in open_rounds.values())
+    result = pd.DataFrame(rows, columns=["phase", "round", "start", "seconds", "cost"])
+    return result.drop(columns="start").astype(
+        {"phase": "str", "round": "int64", "seconds": "float64", "cost": "float64"}
+    )
+
+
+def compare(runs: Iterable[Any]) -> Any:
+    """One row per run: status, spent, limit, model calls, tokens, retries, patterns applied,
+    QC rounds; for before/after questions across runs."""
+    import pandas as pd
+
+    rows = []
+    for run in runs:
+        summary = run.summary()
+        rows.append({
+            "run_id": summary["run_id"],
+            "task": summary["task"],
+            "workflow": summary["workflow"],
+            "status": summary["status"],
+            "spent": float(summary["cost"]["spent"]),
+            "limit": float(summary["cost"]["limit"]),
+            **summary["metrics"],
+        })
+    return pd.DataFrame(rows)

@@ -1,0 +1,430 @@
+"""`%%orchestrate`: run a task from a notebook cell with a live dashboard.
+
+A blocking cell runs the task on a worker thread with its own event loop, so
+the kernel's thread stays free to send widget updates (they arrive live) and to
+receive an interrupt: Ctrl-C / "Interrupt kernel" cancels the run inside its
+loop and waits for it to settle as CANCELLED, with its cost and events saved.
+`--background` schedules the run on the kernel's loop and returns at once
+(`await run` waits). Settings live in the `Orchestrate` configurable
+(`%config Orchestrate.budget = 2.0`); the shell keeps one Orchestrator per
+provider, model, store and clock setting, so changing them builds a new one and
+switching back finds the old one with its circuits and patterns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import CaselessStrEnum, Float, Int, TraitError, Unicode, validate
+from traitlets.config import Configurable
+
+from taskorch_nb.core.orchestrator import Orchestrator
+from taskorch_nb.core.run import Run
+from taskorch_nb.core.runner import interpolate
+from taskorch_nb.errors import TaskorchError
+from taskorch_nb.notebook.display import StatusView, circuits_frame, frontend, show
+from taskorch_nb.notebook.widgets import Dashboard
+
+SUBCOMMANDS = ("status", "circuits", "patterns", "history", "reset")
+
+
+class Orchestrate(Configurable):
+    """Settings of `%%orchestrate` (`%config Orchestrate` lists them)."""
+
+    provider = Unicode("simulated", help="Model provider: simulated, openai, anthropic, auto.").tag(
+        config=True
+    )
+    model = Unicode(None, allow_none=True, help="Model name (the provider's default if None).").tag(
+        config=True
+    )
+    budget = Float(None, allow_none=True, help="Default USD budget of a run (None: $5).").tag(
+        config=True
+    )
+    store = Unicode(
+        None, allow_none=True, help="SQLite file for runs and patterns, or ':memory:'."
+    ).tag(config=True)
+    workflow = Unicode("full", help="Default workflow: full (four agents) or single.").tag(
+        config=True
+    )
+    max_rounds = Int(3, help="Default build/QC rounds of the full workflow.").tag(config=True)
+    dashboard = CaselessStrEnum(
+        ["auto", "widget", "text", "none"],
+        "auto",
+        help="auto: widgets in a kernel, text elsewhere; widget; text; none.",
+    ).tag(config=True)
+    clock = CaselessStrEnum(
+        ["real", "fake"], "real", help="fake: a FakeClock (waits pass at once; for demos, CI)."
+    ).tag(config=True)
+    max_rate = Float(10.0, help="Dashboard refreshes per second at most.").tag(config=True)
+    orchestrator = Unicode(
+        None,
+        allow_none=True,
+        help="The name of a variable holding an Orchestrator of yours, to use instead of "
+        "building one: %config Orchestrate.orchestrator = 'orch'.",
+    ).tag(config=True)
+
+    @validate("budget")
+    def _check_budget(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if value is not None and not value > 0:
+            raise TraitError(f"Orchestrate.budget must be a positive USD amount, got {value!r}")
+        return value
+
+    @validate("max_rounds")
+    def _check_rounds(self, proposal: Any) -> Any:
+        if proposal["value"] < 1:
+            raise TraitError(f"Orchestrate.max_rounds must be >= 1, got {proposal['value']!r}")
+        return proposal["value"]
+
+    @validate("orchestrator")
+    def _check_orchestrator(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if value is not None and not value.isidentifier():
+            raise TraitError(
+                f"Orchestrate.orchestrator is the *name* of your variable (a string), got {value!r}"
+            )
+        return value
+
+
+def parse_budget(text: str) -> Decimal:
+    """A positive, finite USD amount, else `UsageError`."""
+    try:
+        amount = Decimal(text.strip().lstrip("$"))
+    except InvalidOperation:
+        raise UsageError(f"--budget must be a USD amount like 2.50, got {text!r}") from None
+    if not amount.is_finite() or amount <= 0:
+        raise UsageError(f"--budget must be a positive USD amount, got {text!r}")
+    return amount
+
+
+class Worker:
+    """One run executed on a thread with its own event loop, cancellable from outside."""
+
+    def __init__(self, run: Run, execute: Callable[[Run], Any]) -> None:
+        self.run = run
+        self._execute = execute
+        self.done = threading.Event()
+        self.cancel_requested = threading.Event()
+        """Set once the kernel's thread asked the run to stop (an interrupt)."""
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="taskorch-run", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+
+    def _main(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        try:
+            self._task = loop.create_task(self._execute(self.run))
+            self._ready.set()
+            loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass  # the run recorded itself as CANCELLED before re-raising
+        except BaseException as exc:  # handed to the kernel's thread, raised there
+            self.error = exc
+        finally:
+            self._ready.set()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            self.done.set()
+
+    def wait(self, poll: float = 0.1) -> None:
+        """Block until the run ends; short waits keep the thread interruptible."""
+        while not self.done.wait(poll):
+            pass
+
+    def cancel(self) -> None:
+        """Cancel the run inside its loop (thread-safe); `wait()` for it to settle."""
+        self.cancel_requested.set()
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None and not self.done.is_set():
+            # RuntimeError: the loop closed between the check and the call, so the run ended
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(task.cancel)
+
+
+@magics_class
+class OrchestrateMagics(Magics):
+    """The `%orchestrate` / `%%orchestrate` magics and the shell's Orchestrator."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.settings = Orchestrate(parent=shell)
+        shell.configurables.append(self.settings)
+        self._orchs: dict[tuple[Any, ...], Orchestrator] = {}
+        """Built on demand, one per (provider, model, store, clock) setting."""
+        self.dashboard: Dashboard | None = None
+        """The dashboard of the latest run (its final state stays readable)."""
+        self.worker: Worker | None = None
+        """The latest blocking run's worker."""
+        self.last_run: Run | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- the orchestrator ----------------------------------------------------------
+
+    def orchestrator(self, provider: str | None = None, model: str | None = None) -> Orchestrator:
+        """The shell's Orchestrator for these settings (built on first use)."""
+        own = self._own()
+        if own is not None:
+            for flag, wanted, has in (("--provider", provider, own.provider.name),
+                                      ("--model", model, own.model)):
+                if wanted is not None and wanted != has:
+                    raise UsageError(f"{flag} {wanted}: Orchestrate.orchestrator is set and "
+                                     f"uses {has!r}; change it there")
+            return own
+        s = self.settings
+        key = (provider or s.provider, model or s.model, s.store, s.clock)
+        orch = self._orchs.get(key)
+        if orch is None:
+            from taskorch_nb.core.clock import FakeClock, RealClock
+
+            try:
+                orch = Orchestrator(key[0], key[1], s.budget, store=s.store,
+                                    clock=FakeClock() if s.clock == "fake" else RealClock(),
+                                    max_rounds=s.max_rounds)
+            except TaskorchError as exc:
+                raise UsageError(str(exc)) from None
+            self._orchs[key] = orch
+        return orch
+
+    def _own(self) -> Orchestrator | None:
+        name = self.settings.orchestrator
+        if name is None:
+            return None
+        own = self.shell.user_ns.get(name)
+        if not isinstance(own, Orchestrator):
+            raise UsageError(f"Orchestrate.orchestrator names {name!r}, which is "
+                             f"{'not defined' if own is None else type(own).__name__}, "
+                             "not an Orchestrator")
+        return own
+
+    def close(self) -> None:
+        """Release the Orchestrators this shell built (flushes their stores)."""
+        orchs, self._orchs = list(self._orchs.values()), {}
+        for orch in orchs:
+            orch.close()
+
+    # -- the magic -----------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("command", nargs="?", help="line form only: " + " | ".join(SUBCOMMANDS))
+    @argument("name", nargs="?", help="for `reset`: the breaker to reset (default: all)")
+    @argument("--budget", metavar="USD", help="the run's budget in USD (> 0)")
+    @argument("--workflow", metavar="NAME", help="full (four agents) or single")
+    @argument("--archetype", metavar="NAME",
+              help="the agent of a single workflow: researcher, architect, builder, qc")
+    @argument("--provider", metavar="NAME", help="simulated, openai, anthropic or auto")
+    @argument("--model", metavar="NAME", help="the model to call")
+    @argument("--max-rounds", metavar="N", type=int, help="build/QC rounds at most")
+    @argument("--background", action="store_true",
+              help="schedule on the kernel's loop and return at once (`await run` waits)")
+    @argument("--no-dashboard", action="store_true", help="no live dashboard")
+    @argument("-o", "--output", metavar="VAR", help="also bind the Run to VAR")
+    @line_cell_magic
+    def orchestrate(self, line: str, cell: str | None = None) -> Any:
+        """Run the cell's text as a task for the agents, with a live dashboard.
+
+        %%orchestrate [options]
+        Add a {feature} module        <- the task; {name} comes from your variables
+
+        The cell's value is the Run (status, output, cost, events_df(), ...).
+        Blocking by default; interrupting the kernel cancels the run (CANCELLED).
+
+        %orchestrate status | circuits | patterns | history | reset [NAME]
+
+        Settings: %config Orchestrate  (provider, model, budget, store, workflow,
+        max_rounds, dashboard, clock, max_rate, orchestrator).
+        """
+        args = parse_argstring(self.orchestrate, line)
+        if cell is None:
+            return self._subcommand(args)
+        if args.command is not None:
+            raise UsageError(f"unexpected {args.command!r}: %%orchestrate takes options only; "
+                             "the task is the cell's body")
+        return self._run_cell(args, cell)
+
+    def _subcommand(self, args: Any) -> Any:
+        command = args.command
+        if command is None:
+            raise UsageError("%orchestrate needs a command: " + " | ".join(SUBCOMMANDS)
+                             + " (or use %%orchestrate with a task in the cell)")
+        if command not in SUBCOMMANDS:
+            raise UsageError(f"unknown command {command!r}; use one of: {', '.join(SUBCOMMANDS)}")
+        if args.name is not None and command != "reset":
+            raise UsageError(f"%orchestrate {command} takes no argument (got {args.name!r})")
+        orch = self.orchestrator(args.provider, args.model)
+        if command == "status":
+            return StatusView(orch.status())
+        if command == "circuits":
+            return circuits_frame({n: b.snapshot() for n, b in orch.circuits.items()})
+        if command == "patterns":
+            return orch.immune.patterns_df()
+        if command == "history":
+            return orch.history()
+        return self._reset(orch, args.name)
+
+    @staticmethod
+    def _reset(orch: Orchestrator, name: str | None) -> None:
+        if name is None:
+            for breaker in orch.circuits.values():
+                breaker.reset()
+            print(f"reset {len(orch.circuits)} circuit(s): all CLOSED")
+            return
+        if name not in orch.circuits:
+            known = ", ".join(sorted(orch.circuits)) or "none yet"
+            raise UsageError(f"no circuit {name!r}; known: {known}")
+        orch.circuits[name].reset()
+        print(f"circuit {name} reset: {orch.circuits[name].state.value}")
+
+    def _options(self, args: Any) -> dict[str, Any]:
+        s = self.settings
+        options: dict[str, Any] = {
+            "workflow": args.workflow or s.workflow,
+            "archetype": args.archetype,
+            "max_rounds": s.max_rounds if args.max_rounds is None else args.max_rounds,
+            "budget": parse_budget(args.budget) if args.budget is not None else s.budget,
+        }
+        if options["max_rounds"] < 1:
+            raise UsageError(f"--max-rounds must be >= 1, got {options['max_rounds']}")
+        if options["archetype"] is not None and args.workflow is None:
+            options["workflow"] = "single"  # an archetype names the one agent of a single run
+        return options
+
+    def _run_cell(self, args: Any, cell: str) -> Run:
+        if not cell.strip():
+            raise UsageError("the cell is empty: write the task for the agents below the magic")
+        options = self._options(args)
+        if args.output is not None and not args.output.isidentifier():
+            raise UsageError(f"-o needs a variable name, got {args.output!r}")
+        if args.background:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                raise UsageError("--background needs a running event loop (a Jupyter kernel); "
+                                 "run the cell without it here") from None
+        orch = self.orchestrator(args.provider, args.model)
+        try:
+            task = interpolate(cell.strip(), self.shell.user_ns)
+            run = (orch.start(task, **options) if args.background
+                   else orch.runner.create(task, **options))
+        except (TaskorchError, KeyError) as exc:
+            raise UsageError(_one_line(exc)) from None
+        self.last_run = run
+        if args.output:
+            self.shell.user_ns[args.output] = run
+        mode = "none" if args.no_dashboard else frontend(self.shell, self.settings.dashboard)
+        dashboard, unsubscribe = self._attach(orch, run, mode)
+        if args.background:
+            self._follow(orch, run, dashboard, unsubscribe, mode)
+            return run
+        self._block(orch, run)
+        self._finish(orch, dashboard, unsubscribe, mode)
+        return run
+
+    # -- dashboards and execution ----------------------------------------------------
+
+    def _attach(self, orch: Orchestrator, run: Run,
+                mode: str) -> tuple[Dashboard | None, Callable[[], None]]:
+        """Subscribe a dashboard (when one is shown) to the run's events and show it."""
+        if mode == "none":
+            return None, lambda: None
+        orch.breaker(orch.model_key())  # the model's breaker gets a row before its first call
+        dashboard = Dashboard(
+            limit=run.guard.limit, clock=orch.clock, warn_below=run.guard.warn_below,
+            circuits={name: b.snapshot() for name, b in sorted(orch.circuits.items())},
+            max_rate=self.settings.max_rate,
+        )
+        self.dashboard = dashboard
+        feed, run_id = dashboard.subscriber, run.id
+
+        def subscriber(event: Any) -> None:
+            if event.run_id is None or event.run_id == run_id:
+                feed(event)
+
+        unsubscribe = orch.subscribe(subscriber)
+        if mode == "widget":
+            show(dashboard.widget)
+        return dashboard, unsubscribe
+
+    def _block(self, orch: Orchestrator, run: Run) -> None:
+        worker = self.worker = Worker(run, orch.runner.execute)
+        worker.start()
+        try:
+            worker.wait()
+        except KeyboardInterrupt:
+            worker.cancel()
+            worker.wait()  # a second interrupt leaves the run to its thread and raises
+            print(f"interrupted: run {run.id} {run.status.value}", file=sys.stderr)
+        if worker.error is not None:
+            raise worker.error
+
+    def _finish(self, orch: Orchestrator, dashboard: Dashboard | None,
+                unsubscribe: Callable[[], None], mode: str) -> None:
+        unsubscribe()
+        orch.store.flush()
+        if dashboard is not None:
+            dashboard.close()
+            if mode == "text":
+                print(dashboard.text())
+
+    def _follow(self, orch: Orchestrator, run: Run, dashboard: Dashboard | None,
+                unsubscribe: Callable[[], None], mode: str) -> None:
+        """Tidy up after a background run ends (it runs on the kernel's loop)."""
+
+        async def follow() -> None:
+            try:
+                await run
+            finally:
+                self._finish(orch, dashboard, unsubscribe, mode)
+
+        task = asyncio.get_running_loop().create_task(follow(), name=f"taskorch-{run.id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(str(text).split())
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext taskorch_nb`: register the magics (once per shell)."""
+    if "OrchestrateMagics" not in ipython.magics_manager.registry:
+        ipython.register_magics(OrchestrateMagics(ipython))
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Release the shell's Orchestrator (`%unload_ext taskorch_nb`)."""
+    magics = ipython.magics_manager.registry.get("OrchestrateMagics")
+    if magics is not None:
+        magics.close()
+
+
+def current_magics(shell: Any = None) -> OrchestrateMagics:
+    """The shell's `OrchestrateMagics` (loads the extension when needed)."""
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is None:
+            raise RuntimeError("no IPython shell is running")
+    load_ipython_extension(shell)
+    return shell.magics_manager.registry["OrchestrateMagics"]
+
+
+def current_orchestrator(shell: Any = None) -> Orchestrator:
+    """The Orchestrator `%%orchestrate` uses in this shell (register tools on it)."""
+    return current_magics(shell).orchestrator()
