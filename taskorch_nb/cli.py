@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     mcp = sub.add_parser("mcp", help="serve the MCP tools on stdio")
     mcp.set_defaults(func=_mcp)
+
+    from taskorch_nb.federation.hubcli import register
+
+    register(sub)
     return parser
 
 

@@ -50,6 +50,12 @@ def failure_signature(tool: str, failure: Failure) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def pattern_name(tool: str, category: str) -> str:
+    """`search_api_timeout`: lower case, `[a-z0-9_]`, as the federation hub requires."""
+    name = re.sub(r"[^a-z0-9]+", "_", f"{tool}_{category}".lower()).strip("_")
+    return name[:120] or "pattern"
+
+
 def corrective_prompt(tool: str, failure: Failure, fallback: str | None) -> str:
     what = failure.category.replace("_", " ")
     status = f" (HTTP {failure.status})" if failure.status else ""
@@ -114,11 +120,11 @@ class Pattern:
         """This project's own totals in the federation's wire format."""
         return {
             "signature": self.signature,
-            "name": self.name,
-            "tool": self.tool,
-            "category": self.category,
+            "name": pattern_name(self.tool, self.category),
+            "tool": self.tool[:100],
+            "category": self.category[:40],
             "status": self.status,
-            "message": self.message,
+            "message": self.message[:500],
             "fallback": self.fallback,
             "corrective_prompt": self.corrective_prompt,
             "occurrences": self.occurrences,
@@ -202,7 +208,7 @@ class ImmuneSystem:
             if pattern is None:
                 pattern = Pattern(
                     signature=signature,
-                    name=f"{tool}_{failure.category}",
+                    name=pattern_name(tool, failure.category),
                     tool=tool,
                     category=failure.category,
                     status=failure.status,

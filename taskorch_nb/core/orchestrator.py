@@ -113,7 +113,7 @@ class Orchestrator:
             self.bus.subscribe(self.langfuse)
         self.federation = federation
         if federation is not None:
-            federation.bind(self.immune, tools=self.tools.names)
+            self._connect_federation(federation)
 
     @staticmethod
     def _make_provider(provider: str | Provider, *, clock: Clock, seed: int, latency: Any,
@@ -128,6 +128,23 @@ class Orchestrator:
             return make_provider("simulated", clock=clock, seed=seed, latency=latency,
                                  faults=faults, responder=team_responder)
         return make_provider(provider, clock=clock)
+
+    def _connect_federation(self, federation: Any) -> None:
+        """Bind the client to the immune system and send its HTTP through a breaker and
+        retries of its own (`federation:hub`), like every other call."""
+        federation.bind(self.immune, tools=self.tools.names)
+        exchange = federation.exchange
+
+        async def hub(method: str, path: str, json_body: Any = None, params: Any = None) -> Any:
+            return await exchange(method, path, json_body=json_body, params=params)
+
+        self.tools.register(hub, name="federation:hub", quiet=True)
+        calls = self.tools
+
+        async def route(**request: Any) -> Any:
+            return await calls.call("federation:hub", request)
+
+        federation.route_through(route)
 
     def _make_exporter(self, langfuse: Any) -> Any:
         """None: export when LANGFUSE_PUBLIC_KEY/SECRET_KEY are set; False: never; True:

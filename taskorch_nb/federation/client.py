@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import httpx
@@ -107,6 +107,7 @@ class FederationClient:
         self._source: PatternSource | None = None
         self._tools: Callable[[], Iterable[str]] | None = None
         self._pulling = asyncio.Lock()
+        self._router: Callable[..., Awaitable[Any]] | None = None
 
     def __repr__(self) -> str:
         return f"FederationClient({self.url!r}, project={self.project!r}, cursor={self.cursor!r})"
@@ -123,8 +124,20 @@ class FederationClient:
             self._http = None
 
     # -- the one door to the network ------------------------------------------------
+    def route_through(self, router: Callable[..., Awaitable[Any]] | None) -> None:
+        """Send every exchange through `router(method=, path=, json_body=, params=)`: the
+        orchestrator's breaker and retries (`Orchestrator(federation=...)` sets it)."""
+        self._router = router
+
     async def _send(self, method: str, path: str, *, json_body: Any = None,
                     params: Mapping[str, str | int] | None = None) -> Any:
+        if self._router is not None:
+            return await self._router(method=method, path=path, json_body=json_body,
+                                      params=params)
+        return await self.exchange(method, path, json_body=json_body, params=params)
+
+    async def exchange(self, method: str, path: str, *, json_body: Any = None,
+                       params: Mapping[str, str | int] | None = None) -> Any:
         """One HTTP exchange with the hub; the JSON answer, or a `HubError`."""
         if self._http is None:
             self._http = httpx.AsyncClient(
