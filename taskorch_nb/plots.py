@@ -104,8 +104,19 @@ def _text(value: Any) -> str:
     return "" if missing else str(value)
 
 
+def _lane(row: dict[str, Any]) -> str:
+    """The row a span is drawn in: one per phase, agent, agent's model calls and tool."""
+    kind, name = _text(row.get("kind")), _text(row.get("name"))
+    if kind == "generation":
+        return f"llm · {_text(row.get('agent')) or name}"
+    if kind in ("phase", "agent", "tool"):
+        return f"{kind} · {name}"
+    return name
+
+
 def timeline(spans: Any) -> go.Figure:
-    """Gantt chart of the spans: a row per span name, bars from start to end, coloured by kind."""
+    """Gantt chart of the spans: a lane per phase, agent, agent's LLM calls and tool; bars
+    from start to end, coloured by kind."""
     title = "Timeline"
     df = _frame(spans, "spans_df", ("name", "kind", "start", "end"))
     df = df.dropna(subset=["start"]) if not df.empty else df
@@ -114,6 +125,7 @@ def timeline(spans: Any) -> go.Figure:
     df = df.sort_values("start", kind="stable")
     end = df["end"].fillna(df[["start", "end"]].max().max())  # open spans run to the last time
     df = df.assign(end=end, length=_ms(end - df["start"]))
+    df = df.assign(lane=[_lane(r) for r in df.to_dict("records")])
     fig = go.Figure()
     extra: dict[str, str] = {}
     for kind, part in df.groupby(df["kind"].map(_text), sort=False):
@@ -121,7 +133,7 @@ def timeline(spans: Any) -> go.Figure:
         fig.add_trace(
             go.Bar(
                 name=kind or "span",
-                y=part["name"].map(_text).tolist(),
+                y=part["lane"].tolist(),
                 base=part["start"].tolist(),
                 x=part["length"].tolist(),
                 orientation="h",
@@ -147,7 +159,7 @@ def timeline(spans: Any) -> go.Figure:
                 "model %{customdata[1]}<br>%{customdata[2]}<extra>" + (kind or "span") + "</extra>",
             )
         )
-    rows = df["name"].map(_text).drop_duplicates().tolist()
+    rows = df["lane"].drop_duplicates().tolist()
     fig.update_layout(
         title=title,
         template="plotly_white",

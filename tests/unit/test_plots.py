@@ -101,13 +101,13 @@ def test_timeline_one_bar_trace_per_kind_with_base_at_start() -> None:
     assert set(by_kind) == {"run", "agent", "generation", "tool"}
     tools = by_kind["tool"]
     assert tools.orientation == "h"
-    assert list(tools.y) == ["search_api", "cached_search"]
+    assert list(tools.y) == ["tool · search_api", "tool · cached_search"]
     assert list(tools.x) == pytest.approx([500.0, 100.0])  # milliseconds on a date axis
     assert pd.Timestamp(tools.base[0]) == at(2.0)
     assert tools.marker.line.color[0] == "#c62828"  # the failed span is outlined in red
     # the open span (no end) runs to the last known time
     agents = by_kind["agent"]
-    assert list(agents.y) == ["researcher", "builder"]
+    assert list(agents.y) == ["agent · researcher", "agent · builder"]
     assert agents.x[1] == pytest.approx(6000.0)
 
 

@@ -1,14 +1,19 @@
-"""The offline demo behind `taskorch-nb demo`: the seed flows on the embedded defaults.
+"""The seed flows as the demo runs them, each for real on the embedded defaults.
 
-Each flow runs for real (simulated provider, loopback servers, a temporary
-store) on a `FakeClock` where waiting would only bore the reader, and returns a
-`FlowResult` whose lines are printed as the report.
+Each flow runs for real (simulated provider, a hub process on loopback, a
+temporary store) on a `FakeClock` where waiting would only bore the reader, and
+returns a `FlowResult`: the lines the demo prints and what its charts need.
 """
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,8 @@ class FlowResult:
     lines: list[str] = field(default_factory=list)
     runs: list[Any] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    """Extra numbers for the flow's charts (e.g. the naive agent's bill)."""
 
 
 def _describe(event: Event) -> str:
@@ -79,7 +86,8 @@ async def flow2_budget(home: Path) -> FlowResult:
     from taskorch_nb.llm.simulated import SimReply, SimulatedProvider
 
     clock = FakeClock()
-    provider = SimulatedProvider(clock=clock, responder=lambda r: SimReply(text="x" * 4800))
+    provider = SimulatedProvider(clock=clock, latency=(2.0, 6.0),
+                                 responder=lambda r: SimReply(text="x" * 4800))
     orch = Orchestrator(provider, "sim-small", budget=5.00, store=home / "flow2.db", clock=clock)
     events: list[Event] = []
     orch.subscribe(events.append)
@@ -108,7 +116,8 @@ async def flow2_budget(home: Path) -> FlowResult:
 
 async def flow3_multi_agent(home: Path) -> FlowResult:
     """Researcher -> Architect -> Builder (tests first) -> QC (real pytest) -> fix -> approve."""
-    orch = Orchestrator(store=home / "flow3.db", clock=FakeClock(), budget=5.0)
+    orch = Orchestrator(store=home / "flow3.db", clock=FakeClock(), budget=5.0,
+                        latency=(0.5, 3.0))
     run = await orch.run("Add user authentication", workspace=home / "flow3-workspace")
     result = FlowResult(3, "Multi-agent: research, design, build, QC, fix loop", ok=False)
     for e in run.events:
@@ -125,6 +134,75 @@ async def flow3_multi_agent(home: Path) -> FlowResult:
     result.events = run.events
     orch.close()
     result.ok = run.status == "COMPLETED"
+    return result
+
+
+@contextlib.contextmanager
+def _hub(home: Path, projects: list[str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real hub process on 127.0.0.1 (port 0) and a token per project."""
+    cli = [sys.executable, "-m", "taskorch_nb.cli", "hub"]
+    db = str(home / "hub.db")
+    tokens = {
+        name: subprocess.run([*cli, "token", name, "--db", db], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        for name in projects
+    }
+    log = home / "hub.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([*cli, "--db", db, "--port", "0"], stdout=out,
+                                  stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while server.poll() is None and time.monotonic() < deadline:
+            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", log.read_text())
+            if found:
+                yield found.group(1), tokens
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the federation hub did not start: {log.read_text()[-500:]}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+async def flow4_federation(home: Path) -> FlowResult:
+    """A learns a pattern and pushes it; B and C sync; B recovers at its first failure."""
+    from taskorch_nb.federation import FederationClient
+
+    result = FlowResult(4, "Federation: learned once, shared, recovered at first failure",
+                        ok=False)
+    names = ["project-a", "project-b", "project-c"]
+    with _hub(home, names) as (url, tokens):
+        projects = {}
+        for name in names:
+            clock = FakeClock()
+            orch = Orchestrator(store=home / f"flow4-{name}.db", clock=clock,
+                                retry=RetryPolicy(jitter=0.0),
+                                federation=FederationClient(url, token=tokens[name],
+                                                            project=name))
+            broken = FlakyTool(always=504)
+            orch.tool(broken, name="search_api", fallback="cached_search")
+            orch.tool(lambda query: f"cached results for {query}", name="cached_search")
+            projects[name] = (orch, clock, broken)
+        a, a_clock, a_tool = projects["project-a"]
+        await a.call_tool("search_api", query="q")
+        result.lines.append(f"  A: {len(a_tool.calls)} calls to the failing tool, waits "
+                            f"{a_clock.slept} s, learned {a.immune.patterns()[0].name}")
+        pushed = await a.federation.push()
+        result.lines.append(f"  A pushed to the hub at {url}: {pushed['accepted']} accepted")
+        synced = await asyncio.gather(*(projects[n][0].federation.sync() for n in names[1:]))
+        result.lines.append(f"  B and C synced in parallel: merged {[s['merged'] for s in synced]}")
+        b, b_clock, b_tool = projects["project-b"]
+        await b.call_tool("search_api", query="z")
+        result.lines.append(f"  B met the same failure: {len(b_tool.calls)} call, waits "
+                            f"{b_clock.slept} s: recovered at once")
+        result.data["calls"] = {"A (learned)": len(a_tool.calls), "B (federated)":
+                                len(b_tool.calls)}
+        result.data["patterns"] = b.immune.patterns_df()
+        for orch, _, _ in projects.values():
+            await orch.federation.aclose()
+            orch.close()
+    result.ok = len(b_tool.calls) == 1 and b_clock.slept == []
     return result
 
 
@@ -160,7 +238,8 @@ async def flow5_observability(home: Path) -> FlowResult:
 
 async def flow6_lifecycle(home: Path) -> FlowResult:
     """Request -> safety checks -> execution -> learning -> response with metrics."""
-    orch = Orchestrator(store=home / "flow6.db", clock=FakeClock(), budget=2.0)
+    orch = Orchestrator(store=home / "flow6.db", clock=FakeClock(), budget=2.0,
+                        latency=(0.5, 2.0))
     run = await orch.run("Add a rate limiter", workflow="single", archetype="builder",
                          workspace=home / "flow6-workspace")
     stages = {"run.started": "1. request intake", "safety.checked": "2. safety check",
@@ -202,7 +281,8 @@ async def flow7_before_after(home: Path) -> FlowResult:
         return ({"answer": f"found: {results[-1]}"} if results
                 else SimReply.call("search_api", {"query": "auth docs"}))
 
-    orch = Orchestrator(SimulatedProvider(clock=clock, responder=searcher), "sim-small",
+    orch = Orchestrator(SimulatedProvider(clock=clock, latency=1.0, responder=searcher),
+                        "sim-small",
                         store=home / "flow7.db", clock=clock)
     orch.tool(FlakyTool(always=504), name="search_api", fallback="cached_search",
               cost=cost_per_search)
@@ -219,6 +299,8 @@ async def flow7_before_after(home: Path) -> FlowResult:
     ]
     result.runs.append(run)
     result.events = run.events
+    result.data["costs"] = {f"naive ({naive.iterations} retries)": float(naive.cost),
+                            "orchestrator": float(run.cost.spent)}
     result.ok = run.status == "COMPLETED" and run.cost.spent * 10 < naive.cost
     return result
 
@@ -227,28 +309,8 @@ FLOWS: dict[int, Callable[[Path], Awaitable[FlowResult]]] = {
     1: flow1_self_healing,
     2: flow2_budget,
     3: flow3_multi_agent,
+    4: flow4_federation,
     5: flow5_observability,
     6: flow6_lifecycle,
     7: flow7_before_after,
 }
-
-
-async def run_demo(*, report_path: str | None = None, flows: str = "all") -> int:
-    """Run the chosen flows, print the report; exit code 0 when every flow did its job."""
-    chosen = sorted(FLOWS) if flows == "all" else [int(n) for n in flows.split(",") if n]
-    unknown = [n for n in chosen if n not in FLOWS]
-    if unknown:
-        print(f"unknown flow(s) {unknown}; available: {sorted(FLOWS)}")
-        return 2
-    results: list[FlowResult] = []
-    with tempfile.TemporaryDirectory(prefix="taskorch-demo-") as tmp:
-        for number in chosen:
-            result = await FLOWS[number](Path(tmp))
-            results.append(result)
-            mark = "ok " if result.ok else "FAIL"
-            print(f"\n[{mark}] Flow {number}: {result.title}")
-            for line in result.lines:
-                print(line)
-    passed = sum(r.ok for r in results)
-    print(f"\n{passed} of {len(results)} flows did what the seed diagrams say.")
-    return 0 if passed == len(results) else 1

@@ -1,0 +1,43 @@
+"""The charts of the demo's HTML report, one list per flow (front-end layer: plotly)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+from taskorch_nb import plots
+from taskorch_nb.demo.flows import FlowResult
+from taskorch_nb.tracing.frames import events_df
+
+
+def _bar(values: dict[str, float | int], title: str, axis: str) -> go.Figure:
+    figure = go.Figure(go.Bar(x=list(values), y=list(values.values()),
+                              marker_color=["#c62828", "#2e7d32"][: len(values)]))
+    figure.update_layout(title=title, yaxis_title=axis, height=360)
+    return figure
+
+
+def figures_for(result: FlowResult) -> list[Any]:
+    """The figures that tell this flow's story."""
+    number = result.number
+    if number == 1:
+        return [plots.circuit_timeline(events_df(result.events))]
+    if number == 2:
+        from taskorch_nb.tracing.frames import cost_df
+
+        return [plots.budget_burn(cost_df(result.events), limit=5.0)]
+    if number == 3 and result.runs:
+        run = result.runs[0]
+        return [plots.timeline(run), plots.cost_breakdown(run, by="agent"),
+                plots.budget_burn(run, limit=float(run.cost.limit))]
+    if number == 4:
+        return [_bar(result.data["calls"], "Calls to the failing tool", "calls"),
+                plots.patterns(result.data["patterns"])]
+    if number == 5 and result.runs:
+        return [plots.span_tree(result.runs[0])]
+    if number == 6 and result.runs:
+        return [plots.timeline(result.runs[0])]
+    if number == 7:
+        return [_bar(result.data["costs"], "The same outage: what it cost", "USD")]
+    return []
