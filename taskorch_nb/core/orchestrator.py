@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from taskorch_nb.core.alerts import LoggingAlerts, WebhookAlerts
 from taskorch_nb.core.budget import BudgetGuard, current_guard
 from taskorch_nb.core.circuit import CircuitBreaker
 from taskorch_nb.core.clock import Clock, RealClock
@@ -67,6 +68,7 @@ class Orchestrator:
         max_rounds: int = 3,
         qc_timeout: float = 120.0,
         langfuse: Any = None,
+        alert_webhook: str | None = None,
     ) -> None:
         self.clock: Clock = clock or RealClock()
         self.bus = EventBus(self.clock)
@@ -108,6 +110,13 @@ class Orchestrator:
             self.tools.register(fn, name=name, retry=RetryPolicy(max_attempts=1))
         self._call_ids = itertools.count(1)
         self.runner = Runner(self)
+        # The seed's Alert System: warnings and rejections always reach the log, and a
+        # Slack-compatible webhook when one is given (or TASKORCH_ALERT_WEBHOOK is set).
+        self.bus.subscribe(LoggingAlerts())
+        webhook = alert_webhook or os.environ.get("TASKORCH_ALERT_WEBHOOK")
+        self.webhook = WebhookAlerts(webhook, on_error=self.bus.emit) if webhook else None
+        if self.webhook is not None:
+            self.bus.subscribe(self.webhook)
         self.langfuse = self._make_exporter(langfuse)
         if self.langfuse is not None:
             self.bus.subscribe(self.langfuse)
@@ -380,6 +389,8 @@ class Orchestrator:
         """Write what is pending, hand the last spans to Langfuse, release the store."""
         if self.langfuse is not None:
             self.langfuse.close()
+        if self.webhook is not None:
+            self.webhook.close()
         if self._owns_store:
             self.store.close()
         else:

@@ -172,7 +172,7 @@ class Runner:
             "shared": 0,
         }
         federation = self.orch.federation
-        if federation is not None and learned and getattr(federation, "auto_push", True):
+        if federation is not None and learned and federation.auto_push:
             try:
                 result = await federation.push()
                 detail["shared"] = int(result.get("accepted", len(learned)))

@@ -90,6 +90,7 @@ class FederationClient:
         policy: TrustPolicy | None = None,
         page_size: int = 500,
         max_body: int = MAX_BODY_BYTES,
+        auto_push: bool = True,
     ) -> None:
         if not token:
             raise ConfigurationError("FederationClient needs a token (taskorch-nb hub token ...)")
@@ -98,6 +99,8 @@ class FederationClient:
         self.policy = policy or TrustPolicy()
         self.page_size = page_size
         self.max_body = max_body
+        self.auto_push = auto_push
+        """Push new patterns when a run that learned some finishes (the run's learning step)."""
         self.cursor: str | None = None
         """Where the next pull starts; None pulls everything."""
         self._token = token

@@ -273,3 +273,20 @@ def test_after_close_alerts_are_reported_not_sent(hook: Hook) -> None:
 def test_bad_url_is_configuration_error(url: str) -> None:
     with pytest.raises(ConfigurationError, match="http"):
         WebhookAlerts(url)
+
+
+async def test_orchestrator_alerts_reach_the_log_and_the_webhook(
+    hook: Hook, caplog: pytest.LogCaptureFixture, tmp_path
+) -> None:
+    from taskorch_nb import FakeClock, Orchestrator
+
+    orch = Orchestrator(store=":memory:", clock=FakeClock(), alert_webhook=hook.url)
+    with caplog.at_level(logging.WARNING, logger="taskorch_nb.alerts"):
+        run = await orch.run("Add user authentication", budget=0.25, workspace=tmp_path)
+    orch.close()  # drains the webhook queue
+    assert run.status == "PAUSED"
+    logged = [r.getMessage() for r in caplog.records if r.name == "taskorch_nb.alerts"]
+    assert any("budget exceeded" in m.lower() for m in logged)
+    texts = [b["text"] for b in hook.bodies]
+    assert any("budget exceeded" in t.lower() for t in texts)
+    assert any("paused" in t.lower() for t in texts)
