@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from taskorch_nb.agents.qc import QCVerdict, run_qc, security_audit, severity_of
+from taskorch_nb.agents.audit import security_audit, severity_of
+from taskorch_nb.agents.qc import QCVerdict, run_qc
 from taskorch_nb.agents.workspace import Workspace
 
 CALC = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
