@@ -41,11 +41,12 @@ CREATE TABLE IF NOT EXISTS circuits (
 );
 """
 
-#: Event types (by prefix or exact name) written at once, never batched.
-_DURABLE_PREFIXES = ("run.", "circuit.", "pattern.", "phase.", "qc.", "agent.completed")
+#: Event types written at once, never batched: money, run status, breaker
+#: transitions, what the immune system learned. Everything else waits <= 100 ms.
+_DURABLE_PREFIXES = ("run.", "circuit.")
 _DURABLE_TYPES = frozenset(
     {"budget.settled", "budget.rejected", "budget.overspent", "budget.extended",
-     "budget.warning", "llm.completed"}
+     "pattern.learned", "pattern.recovered", "pattern.demoted", "pattern.merged"}
 )
 
 FLUSH_INTERVAL = 0.1
