@@ -36,6 +36,9 @@ ALERT_TYPES = frozenset(
 ERROR_TYPES = frozenset({"budget.rejected", "run.failed"})
 
 logger = logging.getLogger("taskorch_nb.alerts")
+# A library logs and the application decides where it goes: without logging configured,
+# alerts are not printed to stderr (the notebook shows them in the dashboard instead).
+logging.getLogger("taskorch_nb").addHandler(logging.NullHandler())
 
 
 def _usd(value: Any, places: int = 2) -> str:

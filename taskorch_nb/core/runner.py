@@ -14,7 +14,7 @@ from taskorch_nb.agents.archetypes import get_archetype
 from taskorch_nb.agents.workflow import get_workflow
 from taskorch_nb.agents.workspace import Workspace
 from taskorch_nb.core.budget import BudgetGuard, current_guard
-from taskorch_nb.core.events import Event, PatternEvent, RunEvent, scope
+from taskorch_nb.core.events import Event, Notice, PatternEvent, RunEvent, scope
 from taskorch_nb.core.execution import RunContext, current_workspace
 from taskorch_nb.core.run import Run, RunStatus
 from taskorch_nb.errors import BudgetExceededError, ConfigurationError, WorkflowError
@@ -178,6 +178,9 @@ class Runner:
                 detail["shared"] = int(result.get("accepted", len(learned)))
             except Exception as exc:  # the hub being down must not fail a finished run
                 detail["share_error"] = f"{type(exc).__name__}: {exc}"
+                self.orch.bus.emit(Notice(type="federation.warning", level="warning",
+                                          message=f"could not share {learned} with the hub: "
+                                          f"{detail['share_error']}"))
         self.orch.bus.emit(RunEvent(type="learning.completed", detail=detail))
 
     def _finish(self, run: Run, status: RunStatus, event_type: str, *,

@@ -69,28 +69,18 @@ class AnthropicProvider(HTTPProvider):
     def __repr__(self) -> str:
         return f"AnthropicProvider(base_url={self.base_url!r})"
 
-    async def complete(
-        self,
-        messages: list[dict],
-        *,
-        model: str,
-        max_tokens: int,
-        tools: list[dict] | None = None,
-        response_format: dict | None = None,
-        temperature: float | None = None,
-    ) -> Completion:
-        """One Messages call; HTTP failures raise the typed errors of `taskorch_nb.errors`."""
-        payload = build_request(
-            messages, model=model, max_tokens=max_tokens, tools=tools,
-            response_format=response_format, temperature=temperature,
-        )
-        data, latency = await self._post("v1/messages", payload, model=model)
-        try:
-            return parse_response(
-                data, model=model, latency=latency, wants_json=bool(response_format)
-            )
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise self.bad_response(f"{type(exc).__name__}: {exc}", model, data) from exc
+    path = "v1/messages"
+
+    def build(self, messages: list[dict], *, model: str, max_tokens: int,
+              tools: list[dict] | None, response_format: dict | None,
+              temperature: float | None) -> dict[str, Any]:
+        return build_request(messages, model=model, max_tokens=max_tokens, tools=tools,
+                             response_format=response_format, temperature=temperature)
+
+    def parse(self, data: dict, *, model: str, latency: float,
+              response_format: dict | None) -> Completion:
+        return parse_response(data, model=model, latency=latency,
+                              wants_json=bool(response_format))
 
 
 def json_instruction(response_format: dict) -> str:

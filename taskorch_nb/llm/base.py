@@ -229,6 +229,40 @@ class HTTPProvider:
             self._client = _Client(client, loop)
         return self._client.client
 
+    path: ClassVar[str] = ""
+    """The endpoint, relative to `base_url`."""
+
+    def build(self, messages: list[dict], *, model: str, max_tokens: int,
+              tools: list[dict] | None, response_format: dict | None,
+              temperature: float | None) -> dict[str, Any]:
+        """The request body in this API's shape."""
+        raise NotImplementedError
+
+    def parse(self, data: dict, *, model: str, latency: float,
+              response_format: dict | None) -> Completion:
+        """A decoded answer as a `Completion` (KeyError & co. mean a malformed answer)."""
+        raise NotImplementedError
+
+    async def complete(
+        self,
+        messages: list[dict],
+        *,
+        model: str,
+        max_tokens: int,
+        tools: list[dict] | None = None,
+        response_format: dict | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
+        """One model call; HTTP failures raise the typed errors of `taskorch_nb.errors`."""
+        payload = self.build(messages, model=model, max_tokens=max_tokens, tools=tools,
+                             response_format=response_format, temperature=temperature)
+        data, latency = await self._post(self.path, payload, model=model)
+        try:
+            return self.parse(data, model=model, latency=latency,
+                              response_format=response_format)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise self.bad_response(f"{type(exc).__name__}: {exc}", model, data) from exc
+
     async def aclose(self) -> None:
         """Close the HTTP client (and its connections)."""
         if self._client is not None:
