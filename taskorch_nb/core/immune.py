@@ -222,7 +222,7 @@ class ImmuneSystem:
                 pattern.fallback = fallback
                 pattern.corrective_prompt = corrective_prompt(tool, failure, fallback)
             pattern.occurrences += 1
-            pattern.last_seen = now
+            pattern.last_seen = max(pattern.last_seen, now)
         self._save(pattern)
         self._notify("pattern.learned" if learned else "pattern.seen", pattern)
         return pattern
@@ -249,7 +249,7 @@ class ImmuneSystem:
         """A known pattern matched a new failure."""
         with self._lock:
             pattern.occurrences += 1
-            pattern.last_seen = self.clock.wall()
+            pattern.last_seen = max(pattern.last_seen, self.clock.wall())
 
     # -- federation ----------------------------------------------------------
 
