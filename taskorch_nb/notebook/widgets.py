@@ -399,7 +399,7 @@ class RunMonitor:
         _set(self._stepper, "value", self._stepper_html())
         _set(self._alert_box, "value", self._alerts_html())
         log = "\n".join(html.escape(line) for line in self.log)
-        _set(self._log_box, "value", f'<pre style="font-size:11px;margin:0">{log}</pre>')
+        _set(self._log_box, "value", f'<pre style="font-size:11px;margin:0;line-height:1.35">{log}</pre>')
 
     def _stepper_html(self) -> str:
         steps = []
