@@ -170,6 +170,8 @@ class Orchestrator:
                     "(and LANGFUSE_BASE_URL for a self-hosted server)"
                 )
             return exporter
+        if getattr(langfuse, "on_warning", False) is None:
+            langfuse.on_warning = self.bus.emit  # its warnings become this bus's events
         return langfuse
 
     # -- events ----------------------------------------------------------------

@@ -171,16 +171,17 @@ class Run:
             text.append(f"error: {self.error}")
         colour = {"COMPLETED": "#2e7d32", "PAUSED": "#f9a825", "FAILED": "#c62828",
                   "CANCELLED": "#757575"}.get(self.status.value, "#1565c0")
-        rows = [
-            ("run", self.id), ("task", self.task), ("workflow", self.workflow),
-            ("status", f"<b style='color:{colour}'>{self.status.value}</b>"),
-            ("cost", f"${cost.spent:.4f} of ${cost.limit:.2f}"),
-            ("output", html.escape(self.output or "")), ("error", html.escape(self.error or "")),
-        ]
+        cells = {
+            "run": html.escape(self.id),
+            "task": html.escape(self.task),
+            "workflow": html.escape(self.workflow),
+            "status": f"<b style='color:{colour}'>{self.status.value}</b>",
+            "cost": html.escape(f"${cost.spent:.4f} of ${cost.limit:.2f}"),
+            "output": html.escape(self.output or ""),
+            "error": html.escape(self.error or ""),
+        }
         body = "".join(
-            f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
-            f"{v if k == 'status' else (v if k in ('output', 'error') else html.escape(str(v)))}"
-            "</td></tr>"
-            for k, v in rows if v
+            f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
+            for k, v in cells.items() if v
         )
         return {"text/plain": "\n".join(text), "text/html": f"<table>{body}</table>"}

@@ -399,7 +399,8 @@ class RunMonitor:
         _set(self._stepper, "value", self._stepper_html())
         _set(self._alert_box, "value", self._alerts_html())
         log = "\n".join(html.escape(line) for line in self.log)
-        _set(self._log_box, "value", f'<pre style="font-size:11px;margin:0;line-height:1.35">{log}</pre>')
+        style = "font-size:11px;margin:0;line-height:1.35"
+        _set(self._log_box, "value", f'<pre style="{style}">{log}</pre>')
 
     def _stepper_html(self) -> str:
         steps = []

@@ -12,8 +12,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from itertools import chain
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from taskorch_nb.core.events import Event
@@ -46,15 +45,6 @@ def _field_dtype(name: str, annotation: Any) -> str:
     return "object"
 
 
-def _float_array(values: list[Any]) -> Any:
-    import numpy as np
-
-    try:
-        return np.fromiter(values, dtype=np.float64, count=len(values))
-    except TypeError:  # None among the values
-        return np.array([_NAN if v is None else float(v) for v in values], dtype=np.float64)
-
-
 def events_df(events: Iterable[Event]) -> pd.DataFrame:
     """One row per event, ordered by `seq`.
 
@@ -85,12 +75,16 @@ def events_df(events: Iterable[Event]) -> pd.DataFrame:
     seq = np.fromiter(map(attrgetter("seq"), events), dtype=np.int64, count=n)
     if n > 1 and not bool((seq[1:] >= seq[:-1]).all()):
         order = np.argsort(seq, kind="stable")
-        events = [events[i] for i in order]
+        events = _objects(events, n)[order].tolist()
         seq = seq[order]
 
     classes = list(map(type, events))
     kinds = {cls: i for i, cls in enumerate(dict.fromkeys(classes))}
-    codes = np.fromiter(map(kinds.__getitem__, classes), dtype=np.int32, count=n)
+    if len(kinds) == 1:
+        codes = np.zeros(n, dtype=np.int32)
+    else:
+        codes = np.fromiter(map(kinds.__getitem__, classes), dtype=np.int32, count=n)
+    del classes
 
     # the type of each column, from the fields of every event class present
     dtypes: dict[str, str] = {}
@@ -108,84 +102,121 @@ def events_df(events: Iterable[Event]) -> pd.DataFrame:
         "seq": seq,
         "time": pd.to_datetime(wall, unit="s", utc=True),
         "ts": np.fromiter(map(attrgetter("ts"), events), dtype=np.float64, count=n),
-        "type": _strings(np.fromiter(map(attrgetter("type"), events), dtype=object, count=n),
-                         None, n),
+        "type": _str_column([(None, list(map(attrgetter("type"), events)))], n),
         "kind": class_names.take(codes),
-        "run_id": _strings(np.fromiter(map(attrgetter("run_id"), events), dtype=object,
-                                       count=n), None, n),
+        "run_id": _str_column([(None, list(map(attrgetter("run_id"), events)))], n),
         "wall": wall,
     }
 
-    # each field's values, gathered per event class, then spread over all rows
+    # each field's values, read per event class (one C-level pass per slot: the
+    # fastest way out of slots), then written at that class's rows
     pieces: dict[str, list[tuple[Any, list[Any]]]] = {name: [] for name in dtypes}
-    single = len(kinds) == 1
-    for cls, code in kinds.items():
-        idx = None if single else np.flatnonzero(codes == code)
-        group = events if idx is None else _pick(events, idx)
+    if len(kinds) == 1:
+        groups: Any = [(next(iter(kinds)), None, events)]
+    else:
+        objects = _objects(events, n)
+        groups = []
+        for cls, code in kinds.items():
+            idx = np.flatnonzero(codes == code)
+            groups.append((cls, idx, objects[idx].tolist()))
+        del objects
+    for cls, idx, group in groups:
         for f in dataclasses.fields(cls):
-            if f.name in pieces:  # one C-level pass per field: the fastest way out of slots
+            if f.name in pieces:
                 pieces[f.name].append((idx, list(map(attrgetter(f.name), group))))
+    del groups
 
     for name, kind in dtypes.items():
-        columns[name] = _column(kind, pieces[name], n)
+        columns[name] = _column(kind, pieces.pop(name), n, money=name in MONEY_FIELDS)
     return pd.DataFrame(columns, copy=False)
 
 
-def _pick(items: list[Any], idx: Any) -> list[Any]:
-    if len(idx) == 1:
-        return [items[int(idx[0])]]
-    return list(itemgetter(*idx.tolist())(items))
+def _objects(items: list[Any], n: int) -> Any:
+    """An object ndarray of the items (fromiter: np.array would probe each for sequences)."""
+    import numpy as np
+
+    return np.fromiter(items, dtype=object, count=n)
 
 
-def _strings(values: Any, idx: Any, n: int) -> Any:
-    """A str column (NaN where missing) from the present values at positions idx.
+def _floats(values: list[Any], money: bool) -> Any:
+    """float64 values (None -> NaN); Decimals through a table of distinct values when repeated.
 
-    Factorizing first means the string dtype checks each distinct value once,
-    not every row: ten times faster on a million mostly repeated names.
+    `float(Decimal)` formats and parses a string (~0.3 us); budget limits and
+    prices repeat, so converting each distinct value once is several times faster.
+    """
+    import numpy as np
+
+    m = len(values)
+    if money:
+        distinct = dict.fromkeys(values)
+        if len(distinct) * 4 <= m:
+            table = {v: _NAN if v is None else float(v) for v in distinct}
+            return np.fromiter(map(table.__getitem__, values), dtype=np.float64, count=m)
+        return np.fromiter(values, dtype=object, count=m).astype(np.float64)
+    try:
+        return np.fromiter(values, dtype=np.float64, count=m)
+    except TypeError:  # None among the values
+        return np.fromiter(values, dtype=object, count=m).astype(np.float64)
+
+
+def _str_column(pieces: list[tuple[Any, list[Any]]], n: int) -> Any:
+    """A str column (NaN where missing) from the (positions, values) pieces.
+
+    The values go straight into the object array a python-backed str column
+    holds, None replaced by NaN, and are validated once in C; pieces that are
+    all None are skipped (the column starts as NaN).
     """
     import numpy as np
     import pandas as pd
 
-    codes, uniques = pd.factorize(values)
-    if idx is not None:
-        full = np.full(n, -1, dtype=np.intp)
-        full[idx] = codes
-        codes = full
-    return pd.array(np.asarray(uniques, dtype=object), dtype="str").take(codes, allow_fill=True)
+    out = np.full(n, _NAN, dtype=object)
+    for idx, values in pieces:
+        m = len(values)
+        nones = values.count(None)
+        if nones == m:
+            continue
+        arr = np.fromiter(values, dtype=object, count=m)
+        if nones:
+            arr[np.equal(arr, None)] = _NAN
+        out[slice(None) if idx is None else idx] = arr
+    dtype = pd.StringDtype(na_value=_NAN)
+    if dtype.storage == "python":
+        try:
+            return pd.arrays.StringArray(out, dtype=dtype)
+        except ValueError:  # not all str (a subclass's field holds numbers): convert
+            pass
+    return pd.array(out, dtype=dtype)
 
 
-def _column(kind: str, pieces: list[tuple[Any, list[Any]]], n: int) -> Any:
+def _column(kind: str, pieces: list[tuple[Any, list[Any]]], n: int, *, money: bool) -> Any:
     """One typed column from the (positions, values) pieces of each event class."""
     import numpy as np
     import pandas as pd
 
-    whole = len(pieces) == 1 and pieces[0][0] is None
+    if kind == "str":
+        return _str_column(pieces, n)
     if kind == "float":
         out = np.full(n, _NAN)
         for idx, values in pieces:
-            out[slice(None) if idx is None else idx] = _float_array(values)
+            # Decimal == None is slow (abc checks), so money skips the all-None test
+            if money or values.count(None) != len(values):
+                out[slice(None) if idx is None else idx] = _floats(values, money)
         return out
     if kind == "int":
         ints = np.zeros(n, dtype=np.int64)
         missing = np.ones(n, dtype=bool)
         for idx, values in pieces:
             where = slice(None) if idx is None else idx
-            if None in values:
+            nones = values.count(None)
+            if nones == len(values):
+                continue
+            if nones:
                 missing[where] = np.array([v is None for v in values], dtype=bool)
                 ints[where] = np.array([0 if v is None else v for v in values], dtype=np.int64)
             else:
                 missing[where] = False
                 ints[where] = np.fromiter(values, dtype=np.int64, count=len(values))
         return pd.arrays.IntegerArray(ints, missing)
-    if kind == "str":
-        if whole:
-            return _strings(np.fromiter(pieces[0][1], dtype=object, count=n), None, n)
-        if not pieces:
-            return pd.array(np.full(n, None, dtype=object), dtype="str")
-        positions = np.concatenate([idx for idx, _ in pieces])
-        present = np.fromiter(chain.from_iterable(values for _, values in pieces),
-                              dtype=object, count=len(positions))
-        return _strings(present, positions, n)
     out = np.empty(n, dtype=object)  # object columns start as None
     for idx, values in pieces:
         out[slice(None) if idx is None else idx] = np.fromiter(values, dtype=object,

@@ -156,3 +156,42 @@ async def test_background_run_is_awaitable(tmp_path) -> None:
     assert await run is run
     assert run.status is RunStatus.COMPLETED
     orch.close()
+
+
+async def test_run_renders_as_text_and_html(tmp_path) -> None:
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    run = await orch.run("Explain <b>tags</b>", workflow="single", archetype="researcher",
+                         workspace=tmp_path)
+    bundle = run._repr_mimebundle_()
+    assert "status=COMPLETED" in bundle["text/plain"]
+    assert "Explain &lt;b&gt;tags&lt;/b&gt;" in bundle["text/html"]
+    assert "<b style='color:#2e7d32'>COMPLETED</b>" in bundle["text/html"]
+    assert "of $5.00" in bundle["text/html"]
+    report = run.cost._repr_mimebundle_()
+    assert "$5.00" in report["text/plain"]
+    orch.close()
+
+
+async def test_unreachable_langfuse_never_fails_a_run(tmp_path) -> None:
+    import socket
+    import time as clock
+
+    from taskorch_nb.tracing.langfuse import LangfuseExporter
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    warnings: list = []
+    exporter = LangfuseExporter(public_key=f"pk-closed-{clock.monotonic_ns()}", secret_key="sk",
+                                base_url=f"http://127.0.0.1:{port}", timeout=1.0,
+                                flush_timeout=2.0)
+    orch = Orchestrator(store=":memory:", clock=FakeClock(), langfuse=exporter)
+    orch.subscribe(lambda e: warnings.append(e) if e.type == "tracing.warning" else None)
+    started = clock.monotonic()
+    run = await orch.run("Summarise", workflow="single", archetype="researcher",
+                         workspace=tmp_path)
+    elapsed = clock.monotonic() - started
+    orch.close()
+    assert run.status is RunStatus.COMPLETED
+    assert warnings, "an unreachable Langfuse must say so"
+    assert elapsed < 30  # bounded by the flush timeout, not by the SDK's retries
