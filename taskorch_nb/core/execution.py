@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
+from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from taskorch_nb.agents.archetypes import Archetype, get_archetype
+from taskorch_nb.agents.audit import is_test_file
 from taskorch_nb.agents.loop import run_agent
 from taskorch_nb.agents.workspace import Workspace
 from taskorch_nb.core.circuit import CircuitState
@@ -29,11 +31,6 @@ if TYPE_CHECKING:
     from taskorch_nb.agents.qc import QCVerdict
     from taskorch_nb.core.orchestrator import Orchestrator
     from taskorch_nb.core.run import Run
-
-
-def _is_test_path(path: str) -> bool:
-    name = path.replace("\\", "/").rsplit("/", 1)[-1]
-    return path.startswith("tests/") or name.startswith("test_") or name == "conftest.py"
 
 
 def _completion_record(c: Completion) -> dict[str, Any]:
@@ -206,7 +203,7 @@ class RunContext:
             return journal[key]
         if self._write_scope == "tests" and name == "write_file":
             path = str(arguments.get("path", ""))
-            if not _is_test_path(path):
+            if not is_test_file(path):
                 raise SandboxError(path, "the RED step writes tests only; code comes next")
         result = await self.orch.call_tool(name, **arguments)
         journal[key] = result if isinstance(result, str | int | float | list | dict) else str(
@@ -238,6 +235,4 @@ class RunContext:
 def _with_tools(arch: Archetype, tools: tuple[str, ...]) -> Archetype:
     if tools == arch.tools:
         return arch
-    from dataclasses import replace
-
     return replace(arch, tools=tuple(dict.fromkeys(tools)))
