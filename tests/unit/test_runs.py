@@ -195,3 +195,27 @@ async def test_unreachable_langfuse_never_fails_a_run(tmp_path) -> None:
     assert run.status is RunStatus.COMPLETED
     assert warnings, "an unreachable Langfuse must say so"
     assert elapsed < 30  # bounded by the flush timeout, not by the SDK's retries
+
+
+async def test_red_step_writes_tests_only(tmp_path) -> None:
+    from taskorch_nb.testing import SimReply, SimRequest, SimulatedProvider
+
+    seen: list[str] = []
+
+    def builder(request: SimRequest) -> SimReply | dict:
+        results = [m["content"] for m in request.messages if m["role"] == "tool"]
+        if results:
+            seen.append(results[-1])
+            return {"files_written": [], "notes": "done"}
+        return SimReply.call("write_file", {"path": "app.py", "content": "x = 1\n"})
+
+    clock = FakeClock()
+    orch = Orchestrator(SimulatedProvider(clock=clock, responder=builder), "sim-small",
+                        store=":memory:", clock=clock)
+    run = await orch.run("Add an app", workflow="single", archetype="builder",
+                         workspace=tmp_path)
+    assert run.status is RunStatus.COMPLETED
+    assert "RED step writes tests only" in seen[0]  # refused, and the model is told why
+    assert seen[1].startswith("wrote")  # the GREEN step may write code
+    assert (tmp_path / "app.py").read_text() == "x = 1\n"
+    orch.close()
