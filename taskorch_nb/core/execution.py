@@ -118,8 +118,7 @@ class RunContext:
         self._emit("phase.started", phase=name, detail={"round": round})
         with scope(phase=name):
             yield
-        done.append(marker)
-        self._save()
+        done.append(marker)  # saved with the next checkpoint: replay makes it up if lost
         self._emit("phase.completed", phase=name, detail={"round": round})
 
     async def agent(self, archetype: str, instruction: str, *, key: str,
@@ -134,8 +133,8 @@ class RunContext:
         self._emit("agent.started", agent=arch.name, detail={"step": key})
         with scope(agent=arch.name):
             output = await run_agent(self, _with_tools(arch, tools), instruction)
+        # Saved with the next paid call or the run's end; until then the journal replays it.
         self.run.checkpoint["outputs"][key] = output.model_dump(mode="json")
-        self._save()
         self._emit("agent.completed", agent=arch.name, detail={"step": key})
         return output
 

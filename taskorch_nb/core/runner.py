@@ -98,7 +98,6 @@ class Runner:
                   workspace=ws.root, tools=tools)
         self._runs[run.id] = run
         self._workspaces[run.id] = ws
-        self.save(run)
         return run
 
     def workspace(self, run: Run) -> Workspace:
