@@ -339,12 +339,23 @@ class Orchestrator:
         """`run` for scripts and blocking notebook cells (works inside a running loop)."""
         return self._sync(self.run(task, **options))
 
-    def start(self, task: str, **options: Any) -> Run:
-        """Schedule a run on the running loop and return it at once (`await run` waits)."""
-        run = self.runner.create(
-            task, **{k: options.pop(k) for k in list(options) if k in _RUN_OPTIONS},
-            names=options,
-        )
+    def start(
+        self,
+        task: str,
+        *,
+        workflow: str = "full",
+        archetype: str | None = None,
+        budget: float | str | Decimal | None = None,
+        workspace: str | os.PathLike[str] | None = None,
+        max_rounds: int | None = None,
+        tools: tuple[str, ...] | list[str] = (),
+        **names: Any,
+    ) -> Run:
+        """`run`, scheduled on the running loop: returns the Run at once (`await run` waits).
+        Bad input raises here, before anything is scheduled."""
+        run = self.runner.create(task, workflow=workflow, archetype=archetype, budget=budget,
+                                 workspace=workspace, max_rounds=max_rounds, tools=tools,
+                                 names=names)
         run._task = asyncio.get_running_loop().create_task(self.runner.execute(run))
         return run
 
@@ -410,8 +421,6 @@ class Orchestrator:
     async def __aexit__(self, *exc: object) -> None:
         self.close()
 
-
-_RUN_OPTIONS = {"workflow", "archetype", "budget", "workspace", "max_rounds", "tools"}
 
 
 def _phase() -> str | None:
