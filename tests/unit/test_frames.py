@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 import pandas as pd
@@ -147,3 +148,34 @@ def test_patterns_df() -> None:
     assert pd.isna(df["known"].iloc[1])
     assert df["note"].iloc[0] == {"x": 1}
     assert len(patterns_df([]).columns) >= 14
+
+
+@dataclass(slots=True, kw_only=True)
+class _Probe(Event):
+    """An event class of the test's own: optional fields that are None only sometimes."""
+
+    label: str | None = None
+    count: int | None = None
+    price: Decimal | None = None
+
+
+def test_events_df_optional_values_in_any_position_match_the_records() -> None:
+    bus = EventBus(FakeClock())
+    events: list[Event] = []
+    bus.subscribe(events.append)
+    shared = Decimal("0.25")  # one object in many events, as a budget's limit is
+    for i in range(40):
+        bus.emit(_Probe(type="probe", label=None if i % 3 == 1 else f"l{i % 4}",
+                        count=None if i % 5 == 2 else i, price=shared if i % 2 else None))
+        bus.emit(BudgetEvent(type="budget.settled", amount=shared, spent=Decimal(i),
+                             reserved=shared, limit=Decimal(5), remaining=Decimal(5) - i))
+    df = events_df(events)
+    naive = pd.DataFrame([e.to_record() for e in events])
+    assert df["label"].dtype == "str"
+    assert df["label"].fillna("-").tolist() == naive["label"].fillna("-").tolist()
+    assert df["count"].dtype == "Int64"
+    assert df["count"].astype(object).where(df["count"].notna(), None).tolist() == [
+        None if pd.isna(v) else int(v) for v in naive["count"]]
+    for name in ("price", "amount", "spent", "remaining"):
+        assert df[name].fillna(-1.0).tolist() == [
+            -1.0 if v is None or pd.isna(v) else float(v) for v in naive[name]], name
