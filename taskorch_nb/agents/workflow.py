@@ -152,6 +152,3 @@ def get_workflow(name: str) -> Workflow:
         ) from None
 
 
-def workflow_names() -> list[str]:
-    return sorted(_WORKFLOWS)
-

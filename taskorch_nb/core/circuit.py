@@ -138,10 +138,6 @@ class CircuitBreaker:
             return self._opened_at + self.reset_timeout
         return None
 
-    def retry_in(self) -> float | None:
-        at = self.reset_at
-        return None if at is None else max(0.0, at - self.clock.now())
-
     def snapshot(self) -> dict[str, Any]:
         """State for widgets and the store."""
         state = self.state
@@ -154,11 +150,6 @@ class CircuitBreaker:
         }
 
     # -- the protocol around one call ------------------------------------------
-
-    @property
-    def is_closed(self) -> bool:
-        """Lock-free check for the hot path."""
-        return self._state is CircuitState.CLOSED
 
     def acquire(self) -> Permit:
         """Let one call through or raise `CircuitOpenError`."""
