@@ -138,6 +138,11 @@ class CircuitBreaker:
             return self._opened_at + self.reset_timeout
         return None
 
+    def retry_in(self) -> float | None:
+        """Seconds until an OPEN breaker turns HALF_OPEN (None unless OPEN)."""
+        at = self.reset_at
+        return None if at is None else max(0.0, at - self.clock.now())
+
     def snapshot(self) -> dict[str, Any]:
         """State for widgets and the store."""
         state = self.state
