@@ -18,7 +18,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -258,6 +258,22 @@ def build_server(orch_factory: Callable[[], Orchestrator] | None = None) -> MCPS
             return await _execute(ctx, session.orchestrator(), task, workflow="full",
                                   archetype=None, budget=budget_usd)
 
+    @app.tool()
+    async def resume_run(ctx: Context, run_id: RunId, extra_budget_usd: BudgetUSD = 1.0
+                         ) -> Annotated[CallToolResult, RunResult]:
+        """Continue a PAUSED (out of budget) or INTERRUPTED (crashed) run with more budget.
+
+        Model calls made before the pause are replayed from the run's checkpoint,
+        never repeated or charged twice. Returns the run as run_workflow does.
+        """
+        with _reasons():
+            orch = session.orchestrator()
+            try:
+                run = orch.get_run(run_id)
+            except KeyError as exc:
+                raise ToolError(str(exc.args[0])) from exc
+            return await _follow(ctx, orch, run, run.resume(extra_budget=extra_budget_usd))
+
     @app.tool(annotations=read_only)
     async def get_run(run_id: RunId) -> RunResult:
         """A run by id (from this session or any earlier one in the shared store)."""
@@ -327,6 +343,12 @@ async def _execute(ctx: Context, orch: Orchestrator, task: str, *, workflow: str
                    archetype: str | None, budget: float) -> CallToolResult:
     """Start the run, forward its progress events to the client, answer with its summary."""
     run = orch.start(task, workflow=workflow, archetype=archetype, budget=budget)
+    return await _follow(ctx, orch, run, run)
+
+
+async def _follow(ctx: Context, orch: Orchestrator, run: Run,
+                  work: Awaitable[Run]) -> CallToolResult:
+    """Await the run's work while its progress events go to the client as notifications."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
@@ -339,9 +361,13 @@ async def _execute(ctx: Context, orch: Orchestrator, task: str, *, workflow: str
         async with asyncio.TaskGroup() as group:
             group.create_task(_report_progress(ctx, queue))
             try:
-                await run
+                await work
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
+    except ExceptionGroup as group:  # the work's own error (say, not resumable), unwrapped
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
     finally:
         unsubscribe()
     return run_result(run)
@@ -381,8 +407,8 @@ def run_result(run: Run) -> CallToolResult:
     if run.status is RunStatus.PAUSED:
         cost = run.cost
         text = (f"paused: budget exhausted, run id {run.id}: {run.error}. Spent "
-                f"{_usd(cost.spent)} of {_usd(cost.limit)}; nothing is lost, resume it with more "
-                f"budget: await Orchestrator().resume({run.id!r}, extra_budget=...)")
+                f"{_usd(cost.spent)} of {_usd(cost.limit)}; nothing is lost: resume it with "
+                f"resume_run(run_id={run.id!r}, extra_budget_usd=...)")
     else:
         reason = f": {run.error}" if run.error else ""
         text = f"{run.status.value.lower()}, run id {run.id}{reason}"

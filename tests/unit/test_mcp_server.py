@@ -21,7 +21,7 @@ from taskorch_nb.federation.client import FederationClient
 from taskorch_nb.mcp.server import build_server, federation_from_env, main
 
 TOOLS = {"spawn_archetype_agent", "run_workflow", "get_run", "budget_status", "circuit_status",
-         "reset_circuit", "list_patterns", "federation_sync"}
+         "reset_circuit", "list_patterns", "federation_sync", "resume_run"}
 
 
 @pytest.fixture(autouse=True)
@@ -145,6 +145,26 @@ async def test_budget_exhaustion_pauses_and_is_reported_as_an_error_with_the_run
     with Orchestrator(store=db) as orch:
         resumed = await orch.resume(run_id, extra_budget=1.0)
         assert resumed.status is RunStatus.COMPLETED, resumed.error
+
+
+async def test_a_paused_run_resumes_over_mcp(db: Path) -> None:
+    async with Client(build_server(factory(db))) as client:
+        paused = await client.call_tool("spawn_archetype_agent", {
+            "archetype": "builder", "task": "Add slugify", "budget_usd": 0.0001})
+        run_id = paused.structured_content["run_id"]
+        assert f"resume_run(run_id={run_id!r}" in text(paused)
+        resumed = await client.call_tool("resume_run",
+                                         {"run_id": run_id, "extra_budget_usd": 1.0})
+        twice = await client.call_tool("resume_run", {"run_id": run_id})
+        unknown = await client.call_tool("resume_run", {"run_id": "run-nope"})
+
+    assert resumed.is_error is False, text(resumed)
+    assert resumed.structured_content["status"] == "COMPLETED"
+    assert resumed.structured_content["cost"]["spent"] <= 1.0001
+    assert twice.is_error is True
+    assert "only PAUSED or INTERRUPTED runs resume" in text(twice)
+    assert unknown.is_error is True
+    assert "run-nope" in text(unknown)
 
 
 async def test_a_failed_run_is_an_error_naming_the_run_and_the_reason(db: Path) -> None:
