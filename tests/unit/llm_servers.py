@@ -186,3 +186,23 @@ def anthropic_body(
         "stop_reason": stop_reason,
         "usage": usage,
     }
+
+
+SEARCH_TOOLS = [
+    {
+        "name": "search_api",
+        "description": "Search the web",
+        "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
+    }
+]
+"""A neutral tool list both providers' tests offer the model."""
+
+
+class Script:
+    """A server handler whose next answer the test sets (`script.answer = Answer(...)`)."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.answer = Answer(body=body)
+
+    def __call__(self, _request: Recorded) -> Answer:
+        return self.answer

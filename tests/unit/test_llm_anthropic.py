@@ -10,28 +10,18 @@ import pytest
 from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.errors import ConfigurationError, ProviderResponseError, RateLimitError
 from taskorch_nb.llm import AnthropicProvider, ToolCall, Usage
-from tests.unit.llm_servers import Answer, LoopbackServer, Recorded, anthropic_body
-
-TOOLS = [
-    {
-        "name": "search_api",
-        "description": "Search the web",
-        "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
-    }
-]
-
-
-class Script:
-    def __init__(self) -> None:
-        self.answer = Answer(body=anthropic_body())
-
-    def __call__(self, _request: Recorded) -> Answer:
-        return self.answer
+from tests.unit.llm_servers import (
+    SEARCH_TOOLS,
+    Answer,
+    LoopbackServer,
+    Script,
+    anthropic_body,
+)
 
 
 @pytest.fixture
 def script() -> Script:
-    return Script()
+    return Script(anthropic_body())
 
 
 @pytest.fixture
@@ -101,13 +91,13 @@ async def test_tool_use_and_tool_results(
         {"role": "tool", "tool_call_id": "toolu_b", "content": "B failed"},
         {"role": "user", "content": "Try once more for B."},
     ]
-    completion = await provider.complete(history, model="c", max_tokens=64, tools=TOOLS)
+    completion = await provider.complete(history, model="c", max_tokens=64, tools=SEARCH_TOOLS)
     assert completion.text == "Let me look."
     assert completion.tool_calls == [ToolCall("toolu_2", "search_api", {"query": "b"})]
     assert completion.finish_reason == "tool_use"
     body = server.last.json
     assert body["tools"] == [{"name": "search_api", "description": "Search the web",
-                              "input_schema": TOOLS[0]["parameters"]}]
+                              "input_schema": SEARCH_TOOLS[0]["parameters"]}]
     assert body["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "find two things"}]},
         {"role": "assistant", "content": [

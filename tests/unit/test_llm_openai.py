@@ -10,30 +10,18 @@ import pytest
 from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.errors import ConfigurationError, ProviderResponseError
 from taskorch_nb.llm import OpenAIProvider, ToolCall, Usage
-from tests.unit.llm_servers import Answer, LoopbackServer, Recorded, openai_body
-
-TOOLS = [
-    {
-        "name": "search_api",
-        "description": "Search the web",
-        "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
-    }
-]
-
-
-class Script:
-    """A handler whose next answer the test sets."""
-
-    def __init__(self) -> None:
-        self.answer = Answer(body=openai_body())
-
-    def __call__(self, _request: Recorded) -> Answer:
-        return self.answer
+from tests.unit.llm_servers import (
+    SEARCH_TOOLS,
+    Answer,
+    LoopbackServer,
+    Script,
+    openai_body,
+)
 
 
 @pytest.fixture
 def script() -> Script:
-    return Script()
+    return Script(openai_body())
 
 
 @pytest.fixture
@@ -98,12 +86,12 @@ async def test_tool_calls_both_ways(
          "tool_calls": [{"id": "call_1", "name": "search_api", "arguments": {"query": "a"}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "no results"},
     ]
-    completion = await provider.complete(history, model="m", max_tokens=64, tools=TOOLS)
+    completion = await provider.complete(history, model="m", max_tokens=64, tools=SEARCH_TOOLS)
     assert completion.tool_calls == [ToolCall("call_9", "search_api", {"query": "llm"})]
     assert completion.text == ""
     assert completion.finish_reason == "tool_calls"
     body = server.last.json
-    assert body["tools"] == [{"type": "function", "function": TOOLS[0]}]
+    assert body["tools"] == [{"type": "function", "function": SEARCH_TOOLS[0]}]
     assert body["messages"][1] == {
         "role": "assistant",
         "content": None,
