@@ -16,11 +16,11 @@ from taskorch_nb.core.circuit import CircuitState as CircuitState
 from taskorch_nb.core.clock import FakeClock as FakeClock
 from taskorch_nb.core.clock import RealClock as RealClock
 from taskorch_nb.core.immune import Pattern as Pattern
-from taskorch_nb.core.orchestrator import Orchestrator as Orchestrator
 from taskorch_nb.core.retry import RetryPolicy as RetryPolicy
-from taskorch_nb.core.run import Run as Run
-from taskorch_nb.core.run import RunStatus as RunStatus
-from taskorch_nb.core.runner import history as history
+from taskorch_nb.engine.orchestrator import Orchestrator as Orchestrator
+from taskorch_nb.engine.orchestrator import history as history
+from taskorch_nb.engine.run import Run as Run
+from taskorch_nb.engine.run import RunStatus as RunStatus
 from taskorch_nb.errors import BudgetExceededError as BudgetExceededError
 from taskorch_nb.errors import CircuitOpenError as CircuitOpenError
 from taskorch_nb.errors import ConfigurationError as ConfigurationError

@@ -15,7 +15,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from taskorch_nb.core.orchestrator import Orchestrator
+    from taskorch_nb.engine.orchestrator import Orchestrator
     from taskorch_nb.errors import ConfigurationError
     from taskorch_nb.notebook.text import describe_event
 

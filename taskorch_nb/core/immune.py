@@ -192,7 +192,7 @@ class ImmuneSystem:
 
     def patterns_df(self) -> Any:
         """Learned and federated patterns as a DataFrame (one row per pattern)."""
-        from taskorch_nb.tracing.frames import patterns_df
+        from taskorch_nb.core.pattern_frame import patterns_df
 
         return patterns_df(p.to_record() for p in self.patterns())
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.core.events import Event
-from taskorch_nb.core.orchestrator import Orchestrator
 from taskorch_nb.core.retry import RetryPolicy
+from taskorch_nb.engine.orchestrator import Orchestrator
 from taskorch_nb.testing import FlakyTool
 
 

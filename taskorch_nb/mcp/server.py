@@ -28,12 +28,12 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskorch_nb.agents.archetypes import archetype_names
-from taskorch_nb.core.run import Run, RunStatus
+from taskorch_nb.engine.run import Run, RunStatus
 from taskorch_nb.errors import ConfigurationError, HubError, TaskorchError
 
 if TYPE_CHECKING:
     from taskorch_nb.core.events import Event
-    from taskorch_nb.core.orchestrator import Orchestrator
+    from taskorch_nb.engine.orchestrator import Orchestrator
     from taskorch_nb.federation.client import FederationClient
 
 #: The events of a run that become MCP progress notifications.
@@ -481,7 +481,7 @@ def federation_from_env(environ: Mapping[str, str] | None = None) -> FederationC
 def orchestrator_from_env(environ: Mapping[str, str] | None = None) -> Orchestrator:
     """The server's Orchestrator: TASKORCH_PROVIDER (default simulated), TASKORCH_MODEL,
     the store under TASKORCH_HOME, federation from the TASKORCH_HUB_* variables."""
-    from taskorch_nb.core.orchestrator import Orchestrator
+    from taskorch_nb.engine.orchestrator import Orchestrator
 
     env = os.environ if environ is None else environ
     return Orchestrator(env.get("TASKORCH_PROVIDER") or "simulated",

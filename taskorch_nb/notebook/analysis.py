@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from taskorch_nb.core.runner import history as history
+from taskorch_nb.core.pattern_frame import patterns_df as patterns_df
+from taskorch_nb.engine.orchestrator import history as history
 from taskorch_nb.tracing.frames import cost_df as cost_df
 from taskorch_nb.tracing.frames import events_df as events_df
-from taskorch_nb.tracing.frames import patterns_df as patterns_df
 from taskorch_nb.tracing.frames import spans_df as spans_df
 
 __all__ = [

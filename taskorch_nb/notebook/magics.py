@@ -27,9 +27,9 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import CaselessStrEnum, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
-from taskorch_nb.core.orchestrator import Orchestrator
-from taskorch_nb.core.run import Run
-from taskorch_nb.core.runner import interpolate
+from taskorch_nb.engine.orchestrator import Orchestrator
+from taskorch_nb.engine.run import Run
+from taskorch_nb.engine.runner import interpolate
 from taskorch_nb.errors import TaskorchError
 from taskorch_nb.notebook.display import StatusView, circuits_frame, frontend, show
 from taskorch_nb.notebook.widgets import Dashboard

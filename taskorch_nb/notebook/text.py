@@ -9,11 +9,42 @@ run monitor's log and alerts use it in both views.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from taskorch_nb.notebook.widgets import BudgetGauge, CircuitPanel, RunMonitor
+
+class GaugeView(Protocol):
+    """What the text needs of a budget gauge (the widget's `BudgetGauge` is one)."""
+
+    limit: Decimal | None
+    spent: Decimal
+    reserved: Decimal
+    remaining: Decimal
+    colour: str
+    value: float
+
+
+class PanelView(Protocol):
+    """What the text needs of a circuit panel."""
+
+    rows: Mapping[str, Mapping[str, Any]]
+
+    def seconds_to_half_open(self, name: str) -> float | None: ...
+
+
+class MonitorView(Protocol):
+    """What the text needs of a run monitor."""
+
+    phases: Sequence[str]
+    done: Any
+    phase: str | None
+    rounds: Mapping[str, int]
+    run_id: str | None
+    status: str
+    task: str | None
+    alerts: Sequence[str]
+    log: Sequence[str]
 
 #: Plain-text names of the gauge colours.
 GAUGE_WORDS = {"green": "ok", "yellow": "LOW", "red": "EXCEEDED"}
@@ -187,7 +218,7 @@ def alert_for(event: Any) -> tuple[str, str] | None:
     return level, describe_event(event)
 
 
-def gauge_text(gauge: BudgetGauge, width: int = 20) -> str:
+def gauge_text(gauge: GaugeView, width: int = 20) -> str:
     """`Budget [#####---------------]  $1.00 of $5.00 spent (20%) ...`."""
     if gauge.limit is None:
         return (
@@ -203,7 +234,7 @@ def gauge_text(gauge: BudgetGauge, width: int = 20) -> str:
     )
 
 
-def circuits_text(panel: CircuitPanel) -> str:
+def circuits_text(panel: PanelView) -> str:
     """A line per breaker: name, state, failures, time to half-open."""
     if not panel.rows:
         return "Circuits  (none yet)"
@@ -218,7 +249,7 @@ def circuits_text(panel: CircuitPanel) -> str:
     return "\n".join(lines)
 
 
-def stepper_text(monitor: RunMonitor) -> str:
+def stepper_text(monitor: MonitorView) -> str:
     """`[x] research > [x] design > [>] build (round 2) > [ ] qc`."""
     steps = []
     for phase in monitor.phases:
@@ -228,7 +259,7 @@ def stepper_text(monitor: RunMonitor) -> str:
     return " > ".join(steps)
 
 
-def monitor_text(monitor: RunMonitor) -> str:
+def monitor_text(monitor: MonitorView) -> str:
     """Status and stepper, then alerts and the recent event log."""
     task = f": {short(monitor.task)}" if monitor.task else ""
     head = f"Run {monitor.run_id + ' ' if monitor.run_id else ''}[{monitor.status}]{task}"
@@ -242,6 +273,6 @@ def monitor_text(monitor: RunMonitor) -> str:
     return "\n".join(lines)
 
 
-def render_text(gauge: BudgetGauge, panel: CircuitPanel, monitor: RunMonitor) -> str:
+def render_text(gauge: GaugeView, panel: PanelView, monitor: MonitorView) -> str:
     """The whole dashboard as plain text."""
     return "\n".join((monitor_text(monitor), gauge_text(gauge), circuits_text(panel)))

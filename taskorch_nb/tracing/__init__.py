@@ -6,9 +6,9 @@ when it first exports; the frames functions import pandas when called.
 
 from __future__ import annotations
 
+from taskorch_nb.core.pattern_frame import patterns_df as patterns_df
 from taskorch_nb.tracing.frames import cost_df as cost_df
 from taskorch_nb.tracing.frames import events_df as events_df
-from taskorch_nb.tracing.frames import patterns_df as patterns_df
 from taskorch_nb.tracing.frames import spans_df as spans_df
 from taskorch_nb.tracing.langfuse import LangfuseExporter as LangfuseExporter
 from taskorch_nb.tracing.spans import ADHOC_TRACE as ADHOC_TRACE

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import itertools
 import os
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -22,19 +21,19 @@ from taskorch_nb.core.events import (
     current_agent,
     current_phase,
 )
-from taskorch_nb.core.execution import workspace_tools
 from taskorch_nb.core.immune import ImmuneSystem, Pattern
 from taskorch_nb.core.pricing import ModelPrice, PriceTable
 from taskorch_nb.core.retry import RetryPolicy, classify
-from taskorch_nb.core.run import Run
-from taskorch_nb.core.runner import Runner
 from taskorch_nb.core.store import Store
 from taskorch_nb.core.tools import Toolbox
+from taskorch_nb.engine.execution import workspace_tools
+from taskorch_nb.engine.run import Run
+from taskorch_nb.engine.runner import Runner
+from taskorch_nb.engine.sync import wait_for
 from taskorch_nb.errors import ConfigurationError
 from taskorch_nb.llm.base import Completion, Provider, estimate_input_tokens
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
 
 #: The budget of a run when neither the run nor the Orchestrator names one.
 DEFAULT_BUDGET = Decimal("5.00")
@@ -337,7 +336,7 @@ class Orchestrator:
 
     def run_sync(self, task: str, **options: Any) -> Run:
         """`run` for scripts and blocking notebook cells (works inside a running loop)."""
-        return self._sync(self.run(task, **options))
+        return wait_for(self.run(task, **options))
 
     def start(
         self,
@@ -371,20 +370,6 @@ class Orchestrator:
         """Past runs from the store as a DataFrame (crashed ones show as INTERRUPTED)."""
         return self.runner.history(limit)
 
-    def workspace_for(self, run: Run) -> Any:
-        return self.runner.workspace(run)
-
-    def _save_run(self, run: Run) -> None:
-        self.runner.save(run)
-
-    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(coro)
-        # A loop runs here (a notebook cell): run on a worker thread's own loop.
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="taskorch") as pool:
-            return pool.submit(asyncio.run, coro).result()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -422,6 +407,14 @@ class Orchestrator:
         self.close()
 
 
-
 def _phase() -> str | None:
     return current_phase.get()
+
+
+def history(store: str | os.PathLike[str] | None = None, limit: int | None = None) -> Any:
+    """Past runs (newest first) as a DataFrame; runs whose process died are INTERRUPTED.
+
+    `store` is the SQLite file (default `$TASKORCH_HOME/taskorch.db`).
+    """
+    with Orchestrator(store=store) as orch:
+        return orch.history(limit)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
@@ -22,15 +22,39 @@ from taskorch_nb.agents.archetypes import Archetype, get_archetype
 from taskorch_nb.agents.audit import is_test_file
 from taskorch_nb.agents.loop import run_agent
 from taskorch_nb.agents.workspace import Workspace
-from taskorch_nb.core.circuit import CircuitState
-from taskorch_nb.core.events import Event, RunEvent, current_phase, scope
+from taskorch_nb.core.budget import BudgetGuard
+from taskorch_nb.core.circuit import CircuitBreaker, CircuitState
+from taskorch_nb.core.events import Event, EventBus, RunEvent, current_phase, scope
+from taskorch_nb.core.immune import ImmuneSystem
+from taskorch_nb.core.tools import Toolbox
 from taskorch_nb.errors import BudgetExceededError, SandboxError, WorkflowError
 from taskorch_nb.llm.base import Completion, ToolCall, Usage
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from taskorch_nb.agents.qc import QCVerdict
-    from taskorch_nb.core.orchestrator import Orchestrator
-    from taskorch_nb.core.run import Run
+    from taskorch_nb.engine.run import Run
+
+
+class Services(Protocol):
+    """The guarded calls a run works through (the Orchestrator provides them)."""
+
+    bus: EventBus
+    tools: Toolbox
+    immune: ImmuneSystem
+    qc_timeout: float
+
+    def breaker(self, name: str, template: CircuitBreaker | None = None) -> CircuitBreaker: ...
+
+    def model_key(self, model: str | None = None) -> str: ...
+
+    async def complete(self, messages: list[dict], *, model: str | None = None,
+                       max_tokens: int = 1024, tools: list[dict] | None = None,
+                       response_format: dict | None = None, temperature: float | None = None,
+                       guard: BudgetGuard | None = None) -> Completion: ...
+
+    async def call_tool(self, name: str, /, **kwargs: Any) -> Any: ...
 
 
 def _completion_record(c: Completion) -> dict[str, Any]:
@@ -77,9 +101,12 @@ def workspace_tools() -> dict[str, Any]:
 class RunContext:
     """The workflow's and the agents' only door to the world during one run."""
 
-    def __init__(self, orch: Orchestrator, run: Run) -> None:
+    def __init__(self, orch: Services, run: Run, *, workspace: Workspace,
+                 save: Callable[[Run], None]) -> None:
         self.orch = orch
         self.run = run
+        self.workspace = workspace
+        self._save_run = save
         self.task = run.task
         self.max_rounds = run.max_rounds
         self.archetype = run.archetype
@@ -92,7 +119,7 @@ class RunContext:
 
     def _save(self) -> None:
         self.run.checkpoint["budget"] = self.run.guard.checkpoint()
-        self.orch._save_run(self.run)
+        self._save_run(self.run)
 
     def _journal(self) -> dict[str, Any]:
         return self.run.checkpoint["journal"]
@@ -146,7 +173,7 @@ class RunContext:
             return QCVerdict.model_validate(saved)
         self._emit("agent.started", agent="qc", detail={"step": key})
         with scope(agent="qc"):
-            verdict = await run_qc(self.orch.workspace_for(self.run), timeout=self.orch.qc_timeout)
+            verdict = await run_qc(self.workspace, timeout=self.orch.qc_timeout)
         self.run.checkpoint["outputs"][key] = verdict.model_dump(mode="json")
         self._save()
         self._emit("qc.passed" if verdict.approved else "qc.failed", phase="qc", agent="qc",

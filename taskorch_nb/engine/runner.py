@@ -8,19 +8,35 @@ import re
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from taskorch_nb.agents.archetypes import get_archetype
 from taskorch_nb.agents.workflow import get_workflow
 from taskorch_nb.agents.workspace import Workspace
 from taskorch_nb.core.budget import BudgetGuard, current_guard
 from taskorch_nb.core.events import Event, Notice, PatternEvent, RunEvent, scope
-from taskorch_nb.core.execution import RunContext, current_workspace
-from taskorch_nb.core.run import Run, RunStatus
+from taskorch_nb.engine.execution import RunContext, Services, current_workspace
+from taskorch_nb.engine.run import Run, RunStatus
 from taskorch_nb.errors import BudgetExceededError, ConfigurationError, WorkflowError
 
 if TYPE_CHECKING:
-    from taskorch_nb.core.orchestrator import Orchestrator
+    from taskorch_nb.core.clock import Clock
+    from taskorch_nb.core.store import Store
+    from taskorch_nb.tracing.langfuse import LangfuseExporter
+
+
+class Engine(Services, Protocol):
+    """What the runner needs beyond a run's calls: settings, the store, the exporters."""
+
+    clock: Clock
+    max_rounds: int
+    default_budget: Any
+    warn_below: float
+    store: Store
+    langfuse: LangfuseExporter | None
+    federation: Any
+
+    def subscribe(self, callback: Any) -> Any: ...
 
 _NAME = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -52,7 +68,7 @@ def _alive(pid: int | None) -> bool:
 class Runner:
     """The orchestrator's runs: in memory while it lives, in the store for ever."""
 
-    def __init__(self, orch: Orchestrator) -> None:
+    def __init__(self, orch: Engine) -> None:
         self.orch = orch
         self._runs: dict[str, Run] = {}
         self._workspaces: dict[str, Workspace] = {}
@@ -93,7 +109,7 @@ class Runner:
         guard = BudgetGuard(self.orch.default_budget if budget is None else budget,
                             warn_below=self.orch.warn_below, on_event=self.orch.bus.emit)
         ws = Workspace(workspace)
-        run = Run(self.orch, run_id=f"run-{uuid.uuid4().hex[:12]}", task=text,
+        run = Run(self, run_id=f"run-{uuid.uuid4().hex[:12]}", task=text,
                   workflow=workflow, archetype=archetype, max_rounds=rounds, guard=guard,
                   workspace=ws.root, tools=tools)
         self._runs[run.id] = run
@@ -125,7 +141,8 @@ class Runner:
         self.save(run)
         token = current_workspace.set(self.workspace(run))
         guard_token = current_guard.set(run.guard)
-        ctx = self._contexts[run.id] = RunContext(orch, run)
+        ctx = self._contexts[run.id] = RunContext(orch, run, workspace=self.workspace(run),
+                                                   save=self.save)
         try:
             with scope(run_id=run.id):
                 emit(RunEvent(
@@ -224,7 +241,7 @@ class Runner:
         status = RunStatus(row["status"])
         if status in (RunStatus.RUNNING, RunStatus.PENDING) and not _alive(row["pid"]):
             status = RunStatus.INTERRUPTED
-        run = Run(self.orch, run_id=run_id, task=row["task"], workflow=row["workflow"],
+        run = Run(self, run_id=run_id, task=row["task"], workflow=row["workflow"],
                   archetype=data.get("archetype"), max_rounds=int(data.get("max_rounds", 3)),
                   guard=guard, workspace=Path(data["workspace"]),
                   tools=tuple(data.get("tools", ())), checkpoint=checkpoint, status=status)
@@ -270,13 +287,3 @@ class Runner:
             frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
         return frame
 
-
-def history(store: str | os.PathLike[str] | None = None, limit: int | None = None) -> Any:
-    """Past runs (newest first) as a DataFrame; runs whose process died are INTERRUPTED.
-
-    `store` is the SQLite file (default `$TASKORCH_HOME/taskorch.db`).
-    """
-    from taskorch_nb.core.orchestrator import Orchestrator
-
-    with Orchestrator(store=store) as orch:
-        return orch.history(limit)

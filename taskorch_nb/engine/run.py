@@ -6,15 +6,14 @@ import enum
 import html
 from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from taskorch_nb.core.budget import BudgetGuard, CostReport
 from taskorch_nb.core.events import Event
+from taskorch_nb.engine.sync import wait_for
 
 if TYPE_CHECKING:
     import asyncio
-
-    from taskorch_nb.core.orchestrator import Orchestrator
 
 
 class RunStatus(enum.StrEnum):
@@ -26,6 +25,12 @@ class RunStatus(enum.StrEnum):
     CANCELLED = "CANCELLED"
     INTERRUPTED = "INTERRUPTED"
     """The process running it died; `resume()` continues from its checkpoint."""
+
+
+class RunHost(Protocol):
+    """What a run needs from whoever executes it: a way to continue it."""
+
+    async def resume(self, run: Run, *, extra_budget: Any = None) -> Run: ...
 
 
 TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
@@ -41,7 +46,7 @@ class Run:
 
     def __init__(
         self,
-        orchestrator: Orchestrator,
+        host: RunHost,
         *,
         run_id: str,
         task: str,
@@ -54,7 +59,7 @@ class Run:
         checkpoint: dict[str, Any] | None = None,
         status: RunStatus = RunStatus.PENDING,
     ) -> None:
-        self._orch = orchestrator
+        self._host = host
         self.id = run_id
         self.task = task
         self.workflow = workflow
@@ -142,11 +147,11 @@ class Run:
 
     async def resume(self, extra_budget: float | str | None = None) -> Run:
         """Continue a paused or interrupted run, with `extra_budget` USD more."""
-        return await self._orch.resume(self, extra_budget=extra_budget)
+        return await self._host.resume(self, extra_budget=extra_budget)
 
     def resume_sync(self, extra_budget: float | str | None = None) -> Run:
         """`resume` for scripts and blocking notebook cells."""
-        return self._orch._sync(self.resume(extra_budget))
+        return wait_for(self.resume(extra_budget))
 
     def __await__(self) -> Generator[Any, None, Run]:
         """`await run` waits for a run started with `--background` / `start()`."""

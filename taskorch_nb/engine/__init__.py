@@ -1,0 +1,1 @@
+"""The engine: the Orchestrator (composition root), runs, their execution and persistence."""
