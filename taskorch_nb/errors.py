@@ -2,7 +2,8 @@
 
     TaskorchError
     ├── ConfigurationError (ValueError)      bad settings, caught when something is built
-    │   └── UnknownToolError                 a tool name nobody registered
+    │   ├── UnknownToolError                 a tool name nobody registered
+    │   └── RunnerUnavailableError           QC's pytest is missing or broken
     ├── ToolArgumentsError (TypeError)       arguments that do not fit a tool's signature
     ├── CircuitOpenError                     a breaker refused the call
     ├── BudgetExceededError                  the budget guard refused a reservation
@@ -40,6 +41,16 @@ class UnknownToolError(ConfigurationError):
         where = f" (fallback of {referenced_by!r})" if referenced_by else ""
         listed = ", ".join(self.known) or "none"
         super().__init__(f"unknown tool {name!r}{where}; registered tools: {listed}")
+
+
+class RunnerUnavailableError(ConfigurationError):
+    """QC cannot run tests with `python`: `reason` says why, `fix` is the command to run."""
+
+    def __init__(self, python: str, reason: str, *, fix: str) -> None:
+        self.python = python
+        self.reason = reason
+        self.fix = fix
+        super().__init__(f"QC's test runner is unavailable ({python}): {reason}; fix: {fix}")
 
 
 class ToolArgumentsError(TaskorchError, TypeError):

@@ -7,6 +7,12 @@ CPU, address-space and core-dump limits. This contains accidents and greed, not
 a determined attacker: there is no filesystem or network jail, and the code
 under test can always cheat its own tests.
 
+The runner is checked before QC's first round (`check_runner`): a missing or
+broken pytest is a `RunnerUnavailableError` naming the fix, never a verdict of
+"no tests collected". The verdict's `outcome` tells pytest's own exits apart:
+tests failed (1, or 2 with collection errors), no tests collected (5), and the
+runner failing (2 interrupted, 3 internal error, 4 usage error).
+
 The security audit (ruff's `S` rules or an AST fallback, with severities) lives
 in `taskorch_nb.agents.audit`; a high-severity finding blocks approval by default.
 """
@@ -15,15 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import resource
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 from xml.etree import ElementTree
 
 from pydantic import BaseModel, Field
@@ -35,14 +40,35 @@ from taskorch_nb.agents.audit import (
     security_audit,
     timed_audit,
 )
+from taskorch_nb.agents.testrunner import QCRunner, check_runner, runner_env
 from taskorch_nb.agents.workspace import Workspace
 
-__all__ = ["Finding", "QCVerdict", "is_test_file", "minimal_env", "run_qc", "security_audit"]
+__all__ = [
+    "Finding",
+    "QCRunner",
+    "QCVerdict",
+    "check_runner",
+    "is_test_file",
+    "minimal_env",
+    "run_qc",
+    "security_audit",
+]
 
 OUTPUT_TAIL_CHARS = 2000
 _KEEP_OUTPUT_BYTES = 64 * 1024
 
-
+Outcome = Literal[
+    "passed", "failed", "no_tests_collected", "runner_failed", "timed_out", "killed"
+]
+#: pytest's names for its exit codes (`pytest.ExitCode`), as the verdict words them.
+EXIT_MEANINGS = {
+    0: "all tests passed",
+    1: "tests failed",
+    2: "interrupted",
+    3: "internal error",
+    4: "usage error",
+    5: "no tests collected",
+}
 
 
 class QCVerdict(BaseModel):
@@ -66,9 +92,17 @@ class QCVerdict(BaseModel):
     durations: dict[str, float] = Field(default_factory=dict)
     """Wall seconds per check (`pytest`, `audit`, `total`)."""
     exit_code: int | None = None
+    exit_meaning: str = ""
+    """pytest's name for `exit_code` (`no tests collected`, `internal error`, ...)."""
+    outcome: Outcome = "passed"
+    """What the test run came to: `passed`, `failed` (tests failed or did not import),
+    `no_tests_collected` (exit 5), `runner_failed` (exit 2 without collection errors, 3,
+    4, or no report), `timed_out`, `killed` (a signal, e.g. the CPU limit)."""
     timed_out: bool = False
     error: str | None = None
-    """Why the test run itself did not complete (timeout, killed, bad usage)."""
+    """Why the test run itself did not complete (timeout, killed, the runner failed)."""
+    runner: str = ""
+    """The runner QC used: `pytest 9.2.0` and the interpreter."""
     output_tail: str = ""
     summary: str = ""
 
@@ -81,17 +115,24 @@ async def run_qc(
     memory_mb: int = 1024,
     slow_test_seconds: float = 2.0,
     block_severities: frozenset[str] = frozenset({"high"}),
+    python: str | None = None,
 ) -> QCVerdict:
     """Run the workspace's tests, audit its code and check test speed; never raises for
-    a failing, hanging or crashing test suite (the verdict says so)."""
+    a failing, hanging or crashing test suite (the verdict says so).
+
+    `python` is the interpreter whose pytest runs the tests (default: this one). A
+    missing or broken pytest raises `RunnerUnavailableError` before anything runs.
+    """
     if timeout <= 0 or cpu_seconds <= 0 or memory_mb <= 0:
         raise ValueError("timeout, cpu_seconds and memory_mb must be positive")
     started = time.perf_counter()
+    runner = await check_runner(python)
     with tempfile.TemporaryDirectory(prefix="taskorch-qc-") as private:
         try:
             async with asyncio.TaskGroup() as tg:
                 tests = tg.create_task(
-                    _run_pytest(workspace.root, Path(private), timeout, cpu_seconds, memory_mb)
+                    _run_pytest(runner, workspace.root, Path(private), timeout, cpu_seconds,
+                                memory_mb)
                 )
                 audit = tg.create_task(timed_audit(workspace.root, timeout))
         except ExceptionGroup as group:  # one check failed to start: raise its own error
@@ -104,14 +145,7 @@ async def run_qc(
     slow = sorted(node for node, secs in run.times.items() if secs > slow_test_seconds)
     perf_ok = slowest <= slow_test_seconds
     blocking = [f for f in findings if f.severity in block_severities]
-    approved = (
-        run.error is None
-        and run.failed == 0
-        and run.errors == 0
-        and run.total > 0
-        and not blocking
-        and perf_ok
-    )
+    approved = run.outcome == "passed" and run.total > 0 and not blocking and perf_ok
     verdict = QCVerdict(
         approved=approved,
         tests_passed=run.passed,
@@ -135,8 +169,11 @@ async def run_qc(
             "total": round(time.perf_counter() - started, 4),
         },
         exit_code=run.exit_code,
+        exit_meaning=_exit_meaning(run.exit_code),
+        outcome=run.outcome,
         timed_out=run.timed_out,
         error=run.error,
+        runner=f"{runner.version} ({runner.python})",
         output_tail=run.output[-OUTPUT_TAIL_CHARS:],
     )
     verdict.summary = _summary(verdict, blocking, slow_test_seconds)
@@ -145,14 +182,17 @@ async def run_qc(
 
 def _summary(v: QCVerdict, blocking: list[Finding], slow_limit: float) -> str:
     head = "approved" if v.approved else "rejected"
-    parts = [f"{v.tests_passed}/{v.tests_total} tests passed"]
-    if v.error:
-        parts.insert(0, v.error)
+    if v.outcome == "no_tests_collected":
+        parts = ["no tests collected (pytest exit 5): the workspace has no tests pytest found"]
+    elif v.outcome == "runner_failed":
+        parts = [f"the test runner failed: {v.error}"]
+    else:
+        parts = [f"{v.tests_passed}/{v.tests_total} tests passed"]
+        if v.error:
+            parts.insert(0, v.error)
     if v.tests_failed or v.tests_errors:
         shown = ", ".join(v.failures[:3]) + (" ..." if len(v.failures) > 3 else "")
         parts.append(f"{v.tests_failed} failed, {v.tests_errors} errors ({shown})")
-    elif v.tests_total == 0 and not v.error:
-        parts.append("no tests collected")
     if blocking:
         first = blocking[0]
         parts.append(
@@ -177,10 +217,9 @@ class _PytestRun:
         self.exit_code: int | None = None
         self.timed_out = False
         self.error: str | None = None
+        self.outcome: Outcome = "passed"
         self.output = ""
         self.seconds = 0.0
-
-
 
 
 def _limits(cpu_seconds: int, memory_mb: int) -> Callable[[], None]:
@@ -206,16 +245,10 @@ def _limits(cpu_seconds: int, memory_mb: int) -> Callable[[], None]:
     return apply
 
 
-def _has_pytest_asyncio() -> bool:
-    return importlib.util.find_spec("pytest_asyncio") is not None
-
-
-def _pytest_command(root: Path, private: Path, ini: Path, junit: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
-    if _has_pytest_asyncio():
-        cmd += ["-p", "pytest_asyncio.plugin"]
+def _pytest_command(runner: QCRunner, root: Path, private: Path, ini: Path,
+                    junit: Path) -> list[str]:
     return [
-        *cmd,
+        runner.python, "-m", "pytest", *runner.plugin_args(),
         "-c", str(ini),
         "--rootdir", str(root),
         "--confcutdir", str(root),  # no conftest.py from the directories above the workspace
@@ -227,7 +260,8 @@ def _pytest_command(root: Path, private: Path, ini: Path, junit: Path) -> list[s
 
 
 async def _run_pytest(
-    root: Path, private: Path, time_limit: float, cpu_seconds: int, memory_mb: int
+    runner: QCRunner, root: Path, private: Path, time_limit: float, cpu_seconds: int,
+    memory_mb: int,
 ) -> _PytestRun:
     run = _PytestRun()
     home = private / "home"
@@ -235,21 +269,18 @@ async def _run_pytest(
     ini = private / "pytest.ini"
     asyncio_opts = (
         "asyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
-        if _has_pytest_asyncio()
+        if runner.asyncio
         else ""
     )
     # Our own config (filterwarnings=error, addopts, ...) must not reach the workspace run.
     ini.write_text(f"[pytest]\n{asyncio_opts}", encoding="utf-8")
     junit = private / "junit.xml"
-    env = minimal_env(home)
-    # Third-party plugins cost ~2 s of startup each run; load only the ones tests need.
-    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        *_pytest_command(root, private, ini, junit),
+        *_pytest_command(runner, root, private, ini, junit),
         cwd=root,
-        env=env,
+        env=runner_env(home),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -277,8 +308,7 @@ async def _run_pytest(
 
     if junit.exists():
         _read_junit(junit, run)
-    if run.error is None:
-        run.error = _exit_problem(proc.returncode, junit.exists(), cpu_seconds)
+    _classify(run, junit.exists(), cpu_seconds)
     return run
 
 
@@ -295,18 +325,52 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _exit_problem(code: int | None, have_report: bool, cpu_seconds: int) -> str | None:
-    """Why an exit code means the run itself broke, or None (0, 1 and 5 are normal)."""
-    if code is None or code in (0, 1, 5):
-        return None
+def _exit_meaning(code: int | None) -> str:
+    if code is None:
+        return ""
     if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return EXIT_MEANINGS.get(code, "crashed")
+
+
+def _classify(run: _PytestRun, have_report: bool, cpu_seconds: int) -> None:
+    """Set `outcome` (and `error` when the run itself broke) from pytest's exit code."""
+    code = run.exit_code
+    if run.timed_out:
+        run.outcome = "timed_out"
+    elif code is not None and code < 0:
         name = signal.Signals(-code).name
         extra = f" (CPU limit of {cpu_seconds} s)" if -code == signal.SIGXCPU else ""
-        return f"pytest was killed by {name}{extra}"
-    if code == 2 and have_report:  # collection errors: they are in the report as errors
-        return None
-    meaning = {2: "interrupted", 3: "internal error", 4: "usage error"}.get(code, "crashed")
-    return f"pytest exited with code {code} ({meaning})"
+        run.outcome, run.error = "killed", f"pytest was killed by {name}{extra}"
+    elif run.error is not None:  # the report was unreadable
+        run.outcome = "runner_failed"
+    elif code == 5:
+        run.outcome = "no_tests_collected"
+    elif code == 0 and have_report:
+        run.outcome = "passed"
+    # Exit 2 with errors in the report: test modules that did not import (the tests' fault).
+    elif (code == 1 or (code == 2 and run.errors)) and have_report:
+        run.outcome = "failed"
+    else:
+        run.outcome = "runner_failed"
+        report = "" if have_report else ", no report"
+        run.error = f"pytest exited with code {code} ({_exit_meaning(code)}{report})"
+        reason = _runner_reason(run.output)
+        if reason:
+            run.error += f": {reason}"
+
+
+def _runner_reason(output: str) -> str:
+    """The line of pytest's output that says why it stopped (INTERNALERROR, ERROR, ...)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for prefix in ("INTERNALERROR> ", "ERROR: ", "E   "):
+        found = [line for line in lines if line.startswith(prefix)]
+        if found:
+            return found[-1].removeprefix(prefix).strip()[:300]
+    banners = [line.strip("! ") for line in lines if line.startswith("!!!")]  # !!! KeyboardInt...
+    if banners:
+        return banners[-1][:300]
+    return lines[-1][:300] if lines else ""
 
 
 def _read_junit(path: Path, run: _PytestRun) -> None:

@@ -41,6 +41,8 @@ async def test_passing_module_and_tests_are_approved(tmp_path: Path) -> None:
     assert verdict.perf_ok
     assert verdict.error is None
     assert verdict.exit_code == 0
+    assert (verdict.outcome, verdict.exit_meaning) == ("passed", "all tests passed")
+    assert verdict.runner.startswith("pytest ")
     assert set(verdict.performance) == {"pytest_seconds", "tests_seconds", "slowest_test_seconds"}
     assert set(verdict.durations) == {"pytest", "audit", "total"}
     assert "2 passed" in verdict.output_tail
@@ -67,6 +69,7 @@ async def test_failing_tests_are_named_by_node_id(tmp_path: Path) -> None:
     ]
     assert "FAILED tests/test_calc.py::test_sub" in verdict.output_tail
     assert "2 failed" in verdict.summary
+    assert (verdict.exit_code, verdict.outcome) == (1, "failed")
 
 
 async def test_collection_errors_count_as_errors(tmp_path: Path) -> None:
@@ -76,6 +79,7 @@ async def test_collection_errors_count_as_errors(tmp_path: Path) -> None:
     assert verdict.tests_errors == 1
     assert verdict.failures == ["tests/test_x.py"]
     assert verdict.error is None
+    assert (verdict.exit_code, verdict.outcome) == (2, "failed")
 
 
 async def test_no_tests_is_not_approved(tmp_path: Path) -> None:
@@ -83,7 +87,42 @@ async def test_no_tests_is_not_approved(tmp_path: Path) -> None:
     assert not verdict.approved
     assert verdict.tests_total == 0
     assert verdict.exit_code == 5
-    assert "no tests collected" in verdict.summary
+    assert (verdict.outcome, verdict.exit_meaning) == ("no_tests_collected", "no tests collected")
+    assert verdict.error is None
+    assert verdict.summary.startswith("rejected: no tests collected (pytest exit 5)")
+    assert "runner failed" not in verdict.summary
+
+
+RUNNER_FAILURES = {
+    # A workspace conftest.py that makes pytest itself stop, one way per exit code.
+    "interrupted": (
+        "def pytest_collection_modifyitems(items):\n    raise KeyboardInterrupt\n", 2,
+        "KeyboardInterrupt"),
+    "internal error": (
+        "def pytest_collection_modifyitems(items):\n    raise RuntimeError('hook blew up')\n",
+        3, "RuntimeError: hook blew up"),
+    "usage error": (
+        "import pytest\n\n\ndef pytest_configure(config):\n"
+        "    raise pytest.UsageError('no such option here')\n", 4, "no such option here"),
+}
+
+
+@pytest.mark.parametrize("meaning", sorted(RUNNER_FAILURES))
+async def test_a_runner_failure_is_not_no_tests_collected(tmp_path: Path, meaning: str) -> None:
+    conftest, code, reason = RUNNER_FAILURES[meaning]
+    ws = make_ws(tmp_path, {"calc.py": CALC, "tests/test_calc.py": CALC_TESTS,
+                            "conftest.py": conftest})
+    verdict = await run_qc(ws, timeout=30)
+    assert not verdict.approved
+    assert (verdict.exit_code, verdict.exit_meaning) == (code, meaning)
+    assert verdict.outcome == "runner_failed"
+    assert verdict.error is not None
+    assert verdict.error.startswith(f"pytest exited with code {code} ({meaning}")
+    assert reason in verdict.error
+    assert verdict.summary.startswith(f"rejected: the test runner failed: {verdict.error}")
+    assert "no tests collected" not in verdict.summary
+    evidence = verdict.model_dump()
+    assert (evidence["outcome"], evidence["exit_code"]) == ("runner_failed", code)
 
 
 async def test_security_findings_block_approval(tmp_path: Path) -> None:
@@ -184,6 +223,7 @@ async def test_a_hanging_test_times_out_and_its_process_group_dies(tmp_path: Pat
     assert verdict.timed_out
     assert not verdict.approved
     assert verdict.error == "pytest timed out after 3 s"
+    assert verdict.outcome == "timed_out"
     assert verdict.summary.startswith("rejected: pytest timed out after 3 s")
     assert loop_ticks >= 3  # the event loop kept running while QC waited
     child = int(ws.read("child.pid"))
@@ -205,6 +245,7 @@ async def test_cpu_limit_kills_a_busy_loop(tmp_path: Path) -> None:
     assert not verdict.timed_out
     assert verdict.error is not None
     assert verdict.error.startswith("pytest was killed by SIG")
+    assert verdict.outcome == "killed"
 
 
 async def test_slow_tests_fail_the_performance_check(tmp_path: Path) -> None:

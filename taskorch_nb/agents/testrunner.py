@@ -1,0 +1,125 @@
+"""QC's test runner (pytest), checked before QC trusts what it says.
+
+Without this check a missing pytest looked like an empty test suite: `python -m
+pytest` exits 1 with "No module named pytest", no report is written, and the
+verdict read "no tests collected". So QC first asks the interpreter it will use,
+in the environment it will use, for `python -m pytest --version`; anything but
+a version is a `RunnerUnavailableError` that names the fix. A success is
+remembered per interpreter for the life of the process.
+
+The check is one subprocess call (`_version_command`), so it can go through the
+same jail as the test run itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from taskorch_nb.agents.audit import minimal_env
+from taskorch_nb.errors import RunnerUnavailableError
+
+__all__ = ["QCRunner", "check_runner", "forget_runners", "runner_env"]
+
+_ASYNCIO_PROBE = (
+    "import importlib.util, sys; sys.exit(importlib.util.find_spec('pytest_asyncio') is None)"
+)
+_checked: dict[str, QCRunner] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class QCRunner:
+    """The pytest QC runs: its interpreter, version line and the plugins it loads."""
+
+    python: str
+    version: str
+    """What `pytest --version` printed, e.g. `pytest 9.2.0`."""
+    asyncio: bool
+    """pytest-asyncio is installed there (loaded explicitly: plugin autoload is off)."""
+
+    def plugin_args(self) -> list[str]:
+        args = ["-p", "no:cacheprovider"]
+        return [*args, "-p", "pytest_asyncio.plugin"] if self.asyncio else args
+
+
+def runner_env(home: Path) -> dict[str, str]:
+    """The environment of every pytest QC starts: nothing of ours, its own HOME."""
+    env = minimal_env(home)
+    # Third-party plugins cost ~2 s of startup each run; load only the ones tests need.
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    return env
+
+
+async def check_runner(python: str | None = None, *, timeout: float = 60.0) -> QCRunner:  # noqa: ASYNC109
+    """The runner QC will use with `python` (default: this interpreter), once it answered
+    `pytest --version`; raises `RunnerUnavailableError` naming the fix otherwise."""
+    python = python or sys.executable
+    known = _checked.get(python)
+    if known is not None:
+        return known
+    asyncio_plugin = await _has_asyncio_plugin(python, timeout)
+    runner = QCRunner(python=python, version="", asyncio=asyncio_plugin)
+    with tempfile.TemporaryDirectory(prefix="taskorch-qc-check-") as private:
+        home = Path(private)
+        code, output = await _call(_version_command(runner), home, timeout)
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    version = next((line for line in lines if line.startswith("pytest ")), None)
+    if code == 0 and version is not None:
+        runner = QCRunner(python=python, version=version, asyncio=asyncio_plugin)
+        _checked[python] = runner
+        return runner
+    if "No module named pytest" in output:
+        raise RunnerUnavailableError(
+            python, "pytest is not installed", fix=f"{python} -m pip install pytest")
+    shown = lines[-1] if lines else "no output"
+    raise RunnerUnavailableError(
+        python, f"`python -m pytest --version` exited {code}: {shown}",
+        fix=f"{python} -m pip install --force-reinstall pytest")
+
+
+def forget_runners() -> None:
+    """Check every runner again on next use (after installing or removing pytest)."""
+    _checked.clear()
+
+
+def _version_command(runner: QCRunner) -> list[str]:
+    return [runner.python, "-m", "pytest", *runner.plugin_args(), "--version"]
+
+
+async def _has_asyncio_plugin(python: str, timeout: float) -> bool:  # noqa: ASYNC109
+    if python == sys.executable:
+        return importlib.util.find_spec("pytest_asyncio") is not None
+    with tempfile.TemporaryDirectory(prefix="taskorch-qc-check-") as private:
+        code, _ = await _call([python, "-c", _ASYNCIO_PROBE], Path(private), timeout)
+    return code == 0
+
+
+async def _call(cmd: list[str], home: Path, timeout: float) -> tuple[int | None, str]:  # noqa: ASYNC109
+    """Exit code and output of `cmd` in QC's environment; a missing interpreter or a
+    timeout is the runner being unavailable."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, cwd=home, env=runner_env(home), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise RunnerUnavailableError(
+            cmd[0], f"cannot start the interpreter: {exc.strerror or exc}",
+            fix="point QC at an existing Python (run_qc(python=...))") from exc
+    try:
+        async with asyncio.timeout(timeout):
+            output, _ = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise RunnerUnavailableError(
+            cmd[0], f"`{' '.join(os.path.basename(c) for c in cmd[:3])}` did not answer "
+            f"within {timeout:g} s", fix=f"{cmd[0]} -m pip install --force-reinstall pytest",
+        ) from None
+    return proc.returncode, output.decode("utf-8", errors="replace")
