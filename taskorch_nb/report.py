@@ -56,10 +56,8 @@ def write_report(path: str | os.PathLike[str], sections: Sequence[Section], *,
 
     Each section is `(title, content)` where content is a str or a list of
     Plotly figures and str paragraphs (in order). Raises `TypeError` for other
-    content, before anything is written.
+    content, before anything is written. A report of text alone needs no plotly.
     """
-    from plotly.offline import get_plotlyjs
-
     parts: list[str] = []
     figures = 0
     for number, (heading, content) in enumerate(sections, 1):
@@ -79,11 +77,14 @@ def write_report(path: str | os.PathLike[str], sections: Sequence[Section], *,
     toc = "".join(f'<li><a href="#s{i}">{html.escape(h)}</a></li>'
                   for i, (h, _) in enumerate(sections, 1))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    # plotly.js once, in the head: every figure div below uses the same global Plotly
+    script = ""
+    if figures:  # plotly.js once, in the head: every figure div below uses the same Plotly
+        from plotly.offline import get_plotlyjs
+
+        script = f"<script type='text/javascript'>{get_plotlyjs()}</script>"
     page = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
-        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style>{script}</head><body>"
         f"<h1>{html.escape(title)}</h1><p class='meta'>{stamp} &middot; {len(sections)} "
         f"section(s), {figures} chart(s)</p><nav><ol>{toc}</ol></nav>"
         + "\n".join(parts) + "</body></html>\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from taskorch_nb.demo.flows import FLOWS, FlowResult
+from taskorch_nb.demo.flows import FLOWS, FlowResult, missing
 
 
 async def run_demo(*, report_path: str | None = None, flows: str = "all") -> int:
@@ -30,18 +30,26 @@ async def run_demo(*, report_path: str | None = None, flows: str = "all") -> int
             for line in result.lines:
                 print(line)
     if report_path:
-        written = _write_report(report_path, results)
-        print(f"\nHTML report: {written}")
+        charts = not missing("plotly")
+        written = _write_report(report_path, results, charts=charts)
+        note = "" if charts else (
+            " (text only: the charts need the [notebook] extra, pip install "
+            "'taskorch-nb[notebook]')")
+        print(f"\nHTML report: {written}{note}")
     passed = sum(r.ok for r in results)
     print(f"\n{passed} of {len(results)} flows did what the seed diagrams say.")
     return 0 if passed == len(results) else 1
 
 
-def _write_report(path: str, results: list[FlowResult]) -> Path:
-    from taskorch_nb.demo.figures import figures_for
+def _write_report(path: str, results: list[FlowResult], *, charts: bool) -> Path:
     from taskorch_nb.report import write_report
 
-    sections = [
-        (f"Flow {r.number}: {r.title}", ["\n".join(r.lines), *figures_for(r)]) for r in results
+    sections: list[tuple[str, list[object]]] = [
+        (f"Flow {r.number}: {r.title}", ["\n".join(r.lines)]) for r in results
     ]
+    if charts:  # plotly: the [notebook] extra
+        from taskorch_nb.demo.figures import figures_for
+
+        for (_, content), result in zip(sections, results, strict=True):
+            content.extend(figures_for(result))
     return write_report(path, sections, title="taskorch_nb demo")

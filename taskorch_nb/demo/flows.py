@@ -3,12 +3,19 @@
 Each flow runs for real (simulated provider, a hub process on loopback, a
 temporary store) on a `FakeClock` where waiting would only bore the reader, and
 returns a `FlowResult`: the lines the demo prints and what its charts need.
+
+The demo runs on the plainest install (`pip install taskorch-nb`, no extras). A
+flow that would use an extra says so in one line and shows what it can without
+it: flow 4 needs the `[hub]` extra to serve the hub, so without it project A
+hands its patterns to B and C directly, in the hub's wire format.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -23,6 +30,19 @@ from taskorch_nb.core.events import Event
 from taskorch_nb.core.retry import RetryPolicy
 from taskorch_nb.engine.orchestrator import Orchestrator
 from taskorch_nb.testing import FlakyTool
+
+#: What serving the federation hub imports (the `[hub]` extra).
+HUB_MODULES = ("fastapi", "uvicorn", "sqlalchemy")
+
+
+def missing(*modules: str) -> list[str]:
+    """The modules of `modules` that are not installed."""
+    return [name for name in modules if importlib.util.find_spec(name) is None]
+
+
+def _percent(part: Any, whole: Any) -> str:
+    """One format for every share of a budget the demo prints (as `CostReport` does)."""
+    return f"{float(part) / float(whole) * 100:.1f}%"
 
 
 @dataclass
@@ -93,24 +113,37 @@ async def flow2_budget(home: Path) -> FlowResult:
     orch.subscribe(events.append)
     result = FlowResult(2, "Budget: approve before, settle after, warn, reject, report", ok=False)
     calls = 0
+    warnings: list[Any] = []
     with scope(agent="builder"):
         while True:
+            start = len(events)
             try:
                 await orch.complete([{"role": "user", "content": "next step"}], max_tokens=1500)
             except BudgetExceededError as exc:
                 result.lines.append(f"  call {calls + 1}: REJECTED - {exc}")
                 break
             calls += 1
-            settled = next(e for e in reversed(events) if e.type == "budget.settled")
-            warned = any(e.type == "budget.warning" for e in events[-6:])
-            note = "  <- WARNING: under 20 % left (still approved)" if warned else ""
-            result.lines.append(f"  call {calls:2}: approved, 1,200 tokens, "
-                                f"${settled.amount:.4f} spent, ${settled.remaining:.2f} left{note}")
+            mine = events[start:]
+            done = next(e for e in mine if e.type == "llm.completed")
+            settled = next(e for e in mine if e.type == "budget.settled")
+            # The guard warns when what would be left after reserving the call's worst case
+            # drops under 20 %; the settled cost is lower, so more is left afterwards.
+            warning = next((e for e in mine if e.type == "budget.warning"), None)
+            if warning is not None:
+                warnings.append(warning)
+                result.lines.append(
+                    f"  call {calls:2}: WARNING: reserving up to ${warning.amount:.4f} leaves "
+                    f"${warning.remaining:.2f} ({_percent(warning.remaining, warning.limit)}), "
+                    f"under 20% (still approved)")
+            left = f"${settled.remaining:.2f} ({_percent(settled.remaining, settled.limit)}) left"
+            result.lines.append(f"  call {calls:2}: approved, {done.output_tokens:,} tokens, "
+                                f"${settled.amount:.4f} spent, {left}")
     report = orch.budget.report()
     result.lines.append("  " + str(report).replace("\n", "\n  "))
     orch.close()
     result.events = events
-    result.ok = report.spent <= report.limit and orch.budget.status == "exceeded"
+    result.ok = (report.spent <= report.limit and orch.budget.status == "exceeded"
+                 and len(warnings) == 1 and warnings[0].remaining < warnings[0].limit / 5)
     return result
 
 
@@ -165,45 +198,92 @@ def _hub(home: Path, projects: list[str]) -> Iterator[tuple[str, dict[str, str]]
         server.wait(timeout=10)
 
 
-async def flow4_federation(home: Path) -> FlowResult:
-    """A learns a pattern and pushes it; B and C sync; B recovers at its first failure."""
-    from taskorch_nb.federation import FederationClient
+def _federated_project(home: Path, name: str, federation: Any) -> tuple[Any, Any, Any]:
+    """A project whose `search_api` always times out, with a cached fallback."""
+    clock = FakeClock()
+    orch = Orchestrator(store=home / f"flow4-{name}.db", clock=clock,
+                        retry=RetryPolicy(jitter=0.0), federation=federation)
+    broken = FlakyTool(always=504)
+    orch.tool(broken, name="search_api", fallback="cached_search")
+    orch.tool(lambda query: f"cached results for {query}", name="cached_search")
+    return orch, clock, broken
 
+
+async def flow4_federation(home: Path, *, hub: bool | None = None) -> FlowResult:
+    """A learns a pattern and pushes it; B and C sync; B recovers at its first failure.
+
+    `hub=None` serves a real hub when the `[hub]` extra is installed; without it
+    (or with `hub=False`) A's patterns go to B and C directly, in the wire format.
+    """
     result = FlowResult(4, "Federation: learned once, shared, recovered at first failure",
                         ok=False)
     names = ["project-a", "project-b", "project-c"]
+    if hub is None:
+        hub = not missing(*HUB_MODULES)
+    if hub:
+        projects = await _through_a_hub(home, names, result)
+    else:
+        result.lines.append("  no hub: serving one needs the [hub] extra (pip install "
+                            "'taskorch-nb[hub]'); A hands its patterns to B and C directly")
+        projects = await _hand_over(home, names, result)
+    b, b_clock, b_tool = projects["project-b"]
+    await b.call_tool("search_api", query="z")
+    result.lines.append(f"  B met the same failure: {len(b_tool.calls)} call, waits "
+                        f"{b_clock.slept} s: recovered at once")
+    a_tool = projects["project-a"][2]
+    result.data["calls"] = {"A (learned)": len(a_tool.calls), "B (federated)": len(b_tool.calls)}
+    result.data["patterns"] = b.immune.patterns_df()
+    for orch, _, _ in projects.values():
+        if orch.federation is not None:
+            await orch.federation.aclose()
+        orch.close()
+    result.ok = (len(b_tool.calls) == 1 and b_clock.slept == []
+                 and result.data.get("merged") == [1, 1])
+    return result
+
+
+async def _learn(projects: dict[str, Any], result: FlowResult) -> Any:
+    a, a_clock, a_tool = projects["project-a"]
+    await a.call_tool("search_api", query="q")
+    result.lines.append(f"  A: {len(a_tool.calls)} calls to the failing tool, waits "
+                        f"{a_clock.slept} s, learned {a.immune.patterns()[0].name}")
+    return a
+
+
+async def _through_a_hub(home: Path, names: list[str], result: FlowResult) -> dict[str, Any]:
+    from taskorch_nb.federation import FederationClient
+
     with _hub(home, names) as (url, tokens):
-        projects = {}
-        for name in names:
-            clock = FakeClock()
-            orch = Orchestrator(store=home / f"flow4-{name}.db", clock=clock,
-                                retry=RetryPolicy(jitter=0.0),
-                                federation=FederationClient(url, token=tokens[name],
-                                                            project=name))
-            broken = FlakyTool(always=504)
-            orch.tool(broken, name="search_api", fallback="cached_search")
-            orch.tool(lambda query: f"cached results for {query}", name="cached_search")
-            projects[name] = (orch, clock, broken)
-        a, a_clock, a_tool = projects["project-a"]
-        await a.call_tool("search_api", query="q")
-        result.lines.append(f"  A: {len(a_tool.calls)} calls to the failing tool, waits "
-                            f"{a_clock.slept} s, learned {a.immune.patterns()[0].name}")
+        projects = {name: _federated_project(home, name, FederationClient(
+            url, token=tokens[name], project=name)) for name in names}
+        a = await _learn(projects, result)
         pushed = await a.federation.push()
         result.lines.append(f"  A pushed to the hub at {url}: {pushed['accepted']} accepted")
         synced = await asyncio.gather(*(projects[n][0].federation.sync() for n in names[1:]))
-        result.lines.append(f"  B and C synced in parallel: merged {[s['merged'] for s in synced]}")
-        b, b_clock, b_tool = projects["project-b"]
-        await b.call_tool("search_api", query="z")
-        result.lines.append(f"  B met the same failure: {len(b_tool.calls)} call, waits "
-                            f"{b_clock.slept} s: recovered at once")
-        result.data["calls"] = {"A (learned)": len(a_tool.calls), "B (federated)":
-                                len(b_tool.calls)}
-        result.data["patterns"] = b.immune.patterns_df()
-        for orch, _, _ in projects.values():
-            await orch.federation.aclose()
-            orch.close()
-    result.ok = len(b_tool.calls) == 1 and b_clock.slept == []
-    return result
+        result.data["merged"] = [s["merged"] for s in synced]
+        result.lines.append(f"  B and C synced in parallel: merged {result.data['merged']}")
+    return projects
+
+
+async def _hand_over(home: Path, names: list[str], result: FlowResult) -> dict[str, Any]:
+    """Federation without a hub: A's export, checked against the schema the hub enforces,
+    merged by B and C under the same trust policy a pull applies."""
+    from taskorch_nb.federation.client import TrustPolicy
+    from taskorch_nb.federation.schema import PushBody
+
+    projects = {name: _federated_project(home, name, None) for name in names}
+    a = await _learn(projects, result)
+    records = a.immune.export()
+    PushBody.model_validate_json(json.dumps({"patterns": records}))  # the hub's door check
+    result.lines.append(f"  A exported {len(records)} pattern(s) in the hub's wire format")
+    policy = TrustPolicy()
+    result.data["merged"] = [
+        projects[n][0].immune.merge_federated(
+            policy.mark([dict(r) for r in records], projects[n][0].tools.names()))
+        for n in names[1:]
+    ]
+    result.lines.append(f"  B and C merged them: {result.data['merged']}")
+    return projects
 
 
 async def flow5_observability(home: Path) -> FlowResult:
@@ -242,20 +322,76 @@ async def flow6_lifecycle(home: Path) -> FlowResult:
                         latency=(0.5, 2.0))
     run = await orch.run("Add a rate limiter", workflow="single", archetype="builder",
                          workspace=home / "flow6-workspace")
-    stages = {"run.started": "1. request intake", "safety.checked": "2. safety check",
-              "agent.started": "3. execution", "learning.completed": "4. learning",
-              "run.completed": "5. response"}
-    result = FlowResult(6, "Lifecycle: intake, safety, execution, learning, response", ok=False)
-    for e in run.events:
-        if e.type in stages:
-            extra = getattr(e, "detail", {}).get("check", "")
-            result.lines.append(f"  {stages[e.type]:<18} {e.type} {extra}")
-    result.lines.append(f"  metrics: {run.metrics()}")
+    result = FlowResult(6, "Lifecycle: request, safety checks, execution, learning, result",
+                        ok=False)
+    result.lines = _lifecycle(run)
     result.runs.append(run)
     result.events = run.events
     orch.close()
-    result.ok = run.status == "COMPLETED"
+    result.ok = run.status == "COMPLETED" and _in_lifecycle_order(run.events)
     return result
+
+
+#: The seed diagram's five steps and the events that make each one.
+LIFECYCLE = (
+    ("1. request", ("run.started",)),
+    ("2. safety checks", ("safety.checked",)),
+    ("3. execution", ("agent.started", "llm.completed", "tool.succeeded", "tool.failed")),
+    ("4. learning", ("learning.completed",)),
+    ("5. result", ("run.completed", "run.failed", "run.paused")),
+)
+
+
+def _lifecycle(run: Any) -> list[str]:
+    """One line per step of the diagram, however often the run went through it."""
+    events = run.events
+    of = {step: [e for e in events if e.type in types] for step, types in LIFECYCLE}
+    started = of["1. request"][0]
+    checks = of["2. safety checks"]
+    budget = [e.detail for e in checks if e.detail["check"] == "budget"]
+    states: dict[str, str] = {}
+    relevant: set[str] = set()
+    for e in checks:
+        states.update(e.detail.get("states", {}))
+        relevant.update(e.detail.get("relevant", []))
+    not_closed = sorted(n for n, state in states.items() if state != "CLOSED")
+    circuits = (f"{len(states)} circuits all CLOSED" if not not_closed else
+                "circuits not closed: " + ", ".join(f"{n} {states[n]}" for n in not_closed))
+    agents = [e for e in events if e.type == "agent.started"]
+    metrics = run.metrics()
+    learned = of["4. learning"][0].detail
+    end = of["5. result"][-1]
+    rows = {
+        "1. request": f"{started.task!r}, workflow {run.workflow} ({run.archetype}), "
+                      f"budget ${run.cost.limit:.2f}",
+        "2. safety checks": f"budget {budget[-1]['status']} "
+                            f"(${float(budget[-1]['remaining']):.2f} left), {circuits}, "
+                            f"relevant patterns: {', '.join(sorted(relevant)) or 'none'}; "
+                            f"checked {len(budget)} times: before the run and each agent step",
+        "3. execution": f"{len(agents)} agent steps "
+                        f"({', '.join(e.detail['step'] for e in agents)}), "
+                        f"{metrics['llm_calls']} model calls, {metrics['tool_calls']} tool calls",
+        "4. learning": f"learned {learned['learned'] or 'nothing new'}, applied "
+                       f"{learned['applied'] or 'none'}, shared {learned['shared']} with a hub",
+        "5. result": f"{end.status} in {metrics['duration_s']:.1f} s, ${run.cost.spent:.4f}, "
+                     f"{metrics['input_tokens']} in / {metrics['output_tokens']} out tokens",
+    }
+    return [f"  {step:<17} {rows[step]}" for step, _ in LIFECYCLE]
+
+
+def _in_lifecycle_order(events: list[Event]) -> bool:
+    """Each step first happens after the one before it; every agent step is checked first."""
+    firsts = []
+    for _, types in LIFECYCLE:
+        at = [i for i, e in enumerate(events) if e.type in types]
+        if not at:
+            return False
+        firsts.append(at[0])
+    checked_before = all(
+        events[i - 1].type == "safety.checked"
+        for i, e in enumerate(events) if e.type == "agent.started"
+    )
+    return firsts == sorted(firsts) and checked_before
 
 
 async def flow7_before_after(home: Path) -> FlowResult:

@@ -72,6 +72,15 @@ class TrustPolicy:
         return record.get("corrective_prompt") is not None and (
             record.get("trust") in self.prompt_trust)
 
+    def mark(self, records: list[dict[str, Any]],
+             local_tools: Iterable[str]) -> list[dict[str, Any]]:
+        """Set each record's `apply_fallback` and `apply_prompt` as this policy allows."""
+        local = set(local_tools)
+        for record in records:
+            record["apply_fallback"] = self.allows_fallback(record, local)
+            record["apply_prompt"] = self.allows_prompt(record)
+        return records
+
     def __repr__(self) -> str:
         return f"TrustPolicy(prompt_trust={sorted(self.prompt_trust)}, fallbacks={self.fallbacks})"
 
@@ -245,10 +254,7 @@ class FederationClient:
         source = self._bound()
         async with self._pulling:
             records, cursor = await self._fetch_since(self.cursor)
-            local = set(self._tools()) if self._tools is not None else set()
-            for record in records:
-                record["apply_fallback"] = self.policy.allows_fallback(record, local)
-                record["apply_prompt"] = self.policy.allows_prompt(record)
+            self.policy.mark(records, self._tools() if self._tools is not None else ())
             merged = source.merge_federated(records) if records else 0
             self.cursor = cursor
         return merged
