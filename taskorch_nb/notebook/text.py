@@ -141,6 +141,13 @@ def _describe_run(event: Any) -> str:
 
 
 def _qc_summary(detail: dict[str, Any]) -> str:
+    outcome = detail.get("outcome")
+    if outcome == "no_tests_collected":
+        return "no tests collected (pytest exit 5)"
+    if outcome == "runner_failed":
+        return f"the test runner failed: {detail.get('error')}"
+    if outcome in ("timed_out", "killed"):
+        return str(detail.get("error"))
     total = detail.get("tests_total")
     failed = (detail.get("tests_failed") or 0) + (detail.get("tests_errors") or 0)
     if total is None:

@@ -13,6 +13,8 @@ import pytest
 from taskorch_nb.agents.audit import security_audit, severity_of
 from taskorch_nb.agents.qc import QCVerdict, run_qc
 from taskorch_nb.agents.workspace import Workspace
+from taskorch_nb.core.events import RunEvent
+from taskorch_nb.notebook.text import alert_for, describe_event
 
 CALC = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
 CALC_TESTS = (
@@ -123,6 +125,16 @@ async def test_a_runner_failure_is_not_no_tests_collected(tmp_path: Path, meanin
     assert "no tests collected" not in verdict.summary
     evidence = verdict.model_dump()
     assert (evidence["outcome"], evidence["exit_code"]) == ("runner_failed", code)
+    # The line the CLI and the notebook print for the verdict event says the same.
+    event = RunEvent(type="qc.failed", detail=evidence)
+    assert describe_event(event) == f"qc.failed: the test runner failed: {verdict.error}"
+    assert alert_for(event) == ("danger", f"QC failed: the test runner failed: {verdict.error}")
+
+
+async def test_the_printed_line_says_no_tests_collected(tmp_path: Path) -> None:
+    verdict = await run_qc(make_ws(tmp_path, {"calc.py": CALC}), timeout=30)
+    event = RunEvent(type="qc.failed", detail=verdict.model_dump())
+    assert describe_event(event) == "qc.failed: no tests collected (pytest exit 5)"
 
 
 async def test_security_findings_block_approval(tmp_path: Path) -> None:
