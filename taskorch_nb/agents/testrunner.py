@@ -24,7 +24,7 @@ from pathlib import Path
 from taskorch_nb.agents.audit import minimal_env
 from taskorch_nb.errors import RunnerUnavailableError
 
-__all__ = ["QCRunner", "check_runner", "forget_runners", "runner_env"]
+__all__ = ["QCRunner", "check_runner", "runner_env"]
 
 _ASYNCIO_PROBE = (
     "import importlib.util, sys; sys.exit(importlib.util.find_spec('pytest_asyncio') is None)"
@@ -55,7 +55,11 @@ def runner_env(home: Path) -> dict[str, str]:
     return env
 
 
-async def check_runner(python: str | None = None, *, timeout: float = 60.0) -> QCRunner:  # noqa: ASYNC109
+async def check_runner(
+    python: str | None = None,
+    *,
+    timeout: float = 60.0,  # noqa: ASYNC109 - a limit for the subprocess, not for this call
+) -> QCRunner:
     """The runner QC will use with `python` (default: this interpreter), once it answered
     `pytest --version`; raises `RunnerUnavailableError` naming the fix otherwise."""
     python = python or sys.executable
@@ -80,11 +84,6 @@ async def check_runner(python: str | None = None, *, timeout: float = 60.0) -> Q
     raise RunnerUnavailableError(
         python, f"`python -m pytest --version` exited {code}: {shown}",
         fix=f"{python} -m pip install --force-reinstall pytest")
-
-
-def forget_runners() -> None:
-    """Check every runner again on next use (after installing or removing pytest)."""
-    _checked.clear()
 
 
 def _version_command(runner: QCRunner) -> list[str]:
