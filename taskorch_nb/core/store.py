@@ -278,6 +278,20 @@ class Store:
             rows = self._db.execute(sql + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
         return [self._run_row(r) for r in rows]
 
+    def run_states(self, run_ids: Iterable[str]) -> dict[str, tuple[str, float]]:
+        """Status and last update of these runs (those the store knows), without their data."""
+        ids = list(run_ids)
+        states: dict[str, tuple[str, float]] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT id, status, updated FROM runs WHERE id IN ({marks})", chunk
+                ).fetchall()
+                states.update({rid: (status, updated) for rid, status, updated in rows})
+        return states
+
     @staticmethod
     def _run_row(row: tuple[Any, ...]) -> dict[str, Any]:
         keys = ("id", "task", "workflow", "status", "created", "updated", "pid")
