@@ -58,7 +58,9 @@ class Orchestrator:
 
     `provider` is a name ("simulated", "openai", "anthropic", "auto") or a
     provider object; `budget` is the default USD limit of each run (and of
-    model calls made outside runs); `store` a SQLite path or ":memory:".
+    model calls made outside runs); `store` a SQLite path or ":memory:". Runs
+    without a workspace work in `workspaces/RUN_ID` next to the store; at start the
+    workspaces of finished runs beyond the `keep_workspaces` (50) newest are removed.
     """
 
     def __init__(
