@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from taskorch_nb.errors import SandboxError, ToolArgumentsError
+from taskorch_nb.errors import ConfigurationError, SandboxError, ToolArgumentsError
 
 #: Directories `list` and `search` skip: caches and tool state, not the work.
 IGNORED_DIRS = frozenset(
@@ -40,14 +40,23 @@ class Workspace:
     """A directory that no path given to it may leave.
 
     `Workspace()` makes a fresh temporary directory; `Workspace(path)` uses
-    (and creates) `path`.
+    (and creates) `path`; a path that cannot be a directory is a `ConfigurationError`.
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         if root is None:
             root = tempfile.mkdtemp(prefix="taskorch-")
         path = Path(root).expanduser()
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise ConfigurationError(f"workspace {path} exists and is not a directory") from None
+        except NotADirectoryError:
+            raise ConfigurationError(
+                f"workspace {path}: a folder above it is a file, not a directory") from None
+        except OSError as exc:
+            raise ConfigurationError(f"workspace {path}: cannot create it ({exc.strerror})"
+                                     ) from None
         self.root: Path = path.resolve(strict=True)
         """The workspace directory, absolute and with symlinks resolved."""
 

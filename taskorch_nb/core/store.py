@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from taskorch_nb.core.events import Event, event_from_record, field_names
+from taskorch_nb.errors import ConfigurationError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -106,23 +107,51 @@ def is_durable(event_type: str) -> bool:
     return event_type in _DURABLE_TYPES or event_type.startswith(_DURABLE_PREFIXES)
 
 
+def _open(path: str) -> sqlite3.Connection:
+    """Connect, set WAL and make the tables; a path that is not (and cannot become) a
+    SQLite database is a `ConfigurationError` that names it, and the file is left alone."""
+    if path != ":memory:":
+        target = Path(path)
+        if target.is_dir():
+            raise ConfigurationError(f"store {path} is a directory, not a SQLite file: "
+                                     f"give a file path such as {target / 'taskorch.db'}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"store {path}: cannot create its folder {target.parent} ({exc.strerror})"
+            ) from None
+    try:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise ConfigurationError(f"store {path}: cannot open it ({exc})") from None
+    try:
+        # Read first: a file that is not SQLite fails here, before any pragma writes to it.
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if path != ":memory:":
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        what = ("is not a SQLite database" if "not a database" in str(exc)
+                else f"cannot be used ({exc})")
+        raise ConfigurationError(f"store {path} {what}") from None
+    return db
+
+
 class Store:
-    """One SQLite database (WAL) shared by the notebook, the CLI and the MCP server."""
+    """One SQLite database (WAL) shared by the notebook, the CLI and the MCP server.
+
+    A path that is a directory or a file that is not SQLite is a `ConfigurationError`."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         if path is None:
             path = default_path()
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db = _open(self.path)
         self._lock = threading.RLock()
-        with self._lock:
-            if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
         self._pending: deque[Event] = deque()
         self._wake = threading.Event()
         self._flush_lock = threading.Lock()
@@ -248,6 +277,20 @@ class Store:
         with self._lock:
             rows = self._db.execute(sql + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
         return [self._run_row(r) for r in rows]
+
+    def run_states(self, run_ids: Iterable[str]) -> dict[str, tuple[str, float]]:
+        """Status and last update of these runs (those the store knows), without their data."""
+        ids = list(run_ids)
+        states: dict[str, tuple[str, float]] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT id, status, updated FROM runs WHERE id IN ({marks})", chunk
+                ).fetchall()
+                states.update({rid: (status, updated) for rid, status, updated in rows})
+        return states
 
     @staticmethod
     def _run_row(row: tuple[Any, ...]) -> dict[str, Any]:

@@ -5,10 +5,22 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
+from taskorch_nb.agents.retention import (
+    Pruned,
+    candidates,
+    check_keep,
+    default_keep,
+    prune,
+    workspaces_root,
+)
 from taskorch_nb.core.alerts import LoggingAlerts, WebhookAlerts
 from taskorch_nb.core.budget import BudgetGuard, current_guard
 from taskorch_nb.core.circuit import CircuitBreaker
@@ -18,6 +30,7 @@ from taskorch_nb.core.events import (
     Event,
     EventBus,
     LLMEvent,
+    Notice,
     current_agent,
     current_phase,
 )
@@ -45,7 +58,9 @@ class Orchestrator:
 
     `provider` is a name ("simulated", "openai", "anthropic", "auto") or a
     provider object; `budget` is the default USD limit of each run (and of
-    model calls made outside runs); `store` a SQLite path or ":memory:".
+    model calls made outside runs); `store` a SQLite path or ":memory:". Runs
+    without a workspace work in `workspaces/RUN_ID` next to the store; at start the
+    workspaces of finished runs beyond the `keep_workspaces` (50) newest are removed.
     """
 
     def __init__(
@@ -68,6 +83,7 @@ class Orchestrator:
         qc_timeout: float = 120.0,
         langfuse: Any = None,
         alert_webhook: str | None = None,
+        keep_workspaces: int | None = None,
     ) -> None:
         self.clock: Clock = clock or RealClock()
         self.bus = EventBus(self.clock)
@@ -88,8 +104,11 @@ class Orchestrator:
             raise ConfigurationError("max_rounds must be >= 1")
         self.max_rounds = max_rounds
         self.qc_timeout = qc_timeout
+        self.keep_workspaces = (default_keep() if keep_workspaces is None
+                                else check_keep(keep_workspaces, source="keep_workspaces"))
         self.store = store if isinstance(store, Store) else Store(store)
         self._owns_store = not isinstance(store, Store)
+        self._scratch: Path | None = None  # an in-memory store's workspaces, removed on close
         self.bus.subscribe(self.store.record)
         self.bus.subscribe(self._persist_circuit)
         self.retry = retry or RetryPolicy()
@@ -122,6 +141,7 @@ class Orchestrator:
         self.federation = federation
         if federation is not None:
             self._connect_federation(federation)
+        self._prune_at_start()
 
     @staticmethod
     def _make_provider(provider: str | Provider, *, clock: Clock, seed: int, latency: Any,
@@ -370,6 +390,37 @@ class Orchestrator:
         """Past runs from the store as a DataFrame (crashed ones show as INTERRUPTED)."""
         return self.runner.history(limit)
 
+    # -- workspaces ------------------------------------------------------------
+
+    @property
+    def workspace_home(self) -> Path:
+        """Where a run without `workspace=` works: `<store folder>/workspaces/RUN_ID`, or for
+        an in-memory store a temp folder removed by `close()`."""
+        root = workspaces_root(self.store.path)
+        if root is not None:
+            return root
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="taskorch-"))
+            # Also when close() is never called: at garbage collection or interpreter exit.
+            self._scratch_cleanup = weakref.finalize(self, shutil.rmtree, self._scratch,
+                                                     ignore_errors=True)
+        return self._scratch
+
+    def prune_workspaces(self, keep: int | None = None) -> Pruned:
+        """Remove the workspaces of finished runs beyond the `keep` (default
+        `keep_workspaces`) most recent; those of paused or interrupted runs always stay."""
+        root = workspaces_root(self.store.path)
+        if root is None:
+            return Pruned()
+        folders = candidates(root)
+        states = self.store.run_states(p.name for p in folders)
+        return prune(root, states, self.keep_workspaces if keep is None else keep)
+
+    def _prune_at_start(self) -> None:
+        pruned = self.prune_workspaces()
+        for path, reason in pruned.failed:
+            self.bus.emit(Notice(type="workspace.warning", level="warning",
+                                 message=f"could not remove old workspace {path}: {reason}"))
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -393,6 +444,8 @@ class Orchestrator:
             self.store.close()
         else:
             self.store.flush()
+        if self._scratch is not None:
+            self._scratch_cleanup()
 
     def __enter__(self) -> Orchestrator:
         return self

@@ -108,10 +108,10 @@ class Runner:
             self.orch.tools[name]  # UnknownToolError lists the registered ones
         guard = BudgetGuard(self.orch.default_budget if budget is None else budget,
                             warn_below=self.orch.warn_below, on_event=self.orch.bus.emit)
-        ws = Workspace(workspace)
-        run = Run(self, run_id=f"run-{uuid.uuid4().hex[:12]}", task=text,
-                  workflow=workflow, archetype=archetype, max_rounds=rounds, guard=guard,
-                  workspace=ws.root, tools=tools)
+        run_id = f"run-{uuid.uuid4().hex[:12]}"
+        ws = Workspace(self.orch.workspace_home / run_id if workspace is None else workspace)
+        run = Run(self, run_id=run_id, task=text, workflow=workflow, archetype=archetype,
+                  max_rounds=rounds, guard=guard, workspace=ws.root, tools=tools)
         self._runs[run.id] = run
         self._workspaces[run.id] = ws
         return run
@@ -258,6 +258,7 @@ class Runner:
             run.id, task=run.task, workflow=run.workflow, status=run.status.value,
             wall=self.orch.clock.wall(),
             data={"archetype": run.archetype, "max_rounds": run.max_rounds,
+                  "provider": self.orch.provider.name, "model": self.orch.model,
                   "tools": list(run.tools), "workspace": str(run.workspace),
                   "limit": str(run.guard.limit), "spent": str(run.guard.spent),
                   "output": run.output, "error": run.error, "checkpoint": run.checkpoint},

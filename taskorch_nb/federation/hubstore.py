@@ -48,6 +48,18 @@ def database_url(db: str) -> str:
     return "sqlite:///" + str(Path(db).expanduser().resolve())
 
 
+def _shown(db: str) -> str:
+    """`--db` as an error may show it: a URL's password hidden."""
+    if "://" not in db:
+        return db
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(db).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return db.split("://", 1)[0] + "://..."
+
+
 def token_digest(token: str) -> str:
     """Tokens are stored as their sha256 only; a leaked database leaks no token."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -148,15 +160,31 @@ class HubStore:
                 kwargs["poolclass"] = sa.pool.StaticPool
         else:
             kwargs["pool_pre_ping"] = True
-        self.engine = sa.create_engine(self.url, **kwargs)
+        shown = _shown(db)
+        if self._sqlite and self.url != "sqlite://" and Path(self.url[len("sqlite:///"):]).is_dir():
+            raise ConfigurationError(f"hub database {shown} is a directory, not a SQLite file")
+        try:
+            self.engine = sa.create_engine(self.url, **kwargs)
+        except ModuleNotFoundError as exc:
+            raise ConfigurationError(f"hub database {shown} needs {exc.name}: "
+                                     "pip install 'taskorch_nb[hub]'") from None
+        except sa.exc.ArgumentError as exc:
+            raise ConfigurationError(f"hub database {shown}: {exc}") from None
         if self._sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.metadata = sa.MetaData()
         self.t = _define_tables(self.metadata)
-        self.metadata.create_all(self.engine)
-        with self._write() as conn:
-            if conn.execute(sa.select(self.t.counter.c.value)).first() is None:
-                conn.execute(sa.insert(self.t.counter).values(id=1, value=0))
+        try:
+            self.metadata.create_all(self.engine)
+            with self._write() as conn:
+                if conn.execute(sa.select(self.t.counter.c.value)).first() is None:
+                    conn.execute(sa.insert(self.t.counter).values(id=1, value=0))
+        except sa.exc.SQLAlchemyError as exc:
+            self.engine.dispose()
+            reason = getattr(exc, "orig", None) or exc
+            raise ConfigurationError(
+                f"cannot open the hub database {shown}: {' '.join(str(reason).split())}"
+            ) from None
 
     @property
     def in_memory(self) -> bool:

@@ -128,9 +128,13 @@ class Worker:
     def _main(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
         try:
-            self._task = loop.create_task(self._execute(self.run))
+            task = self._task = loop.create_task(self._execute(self.run))
+            if self.cancel_requested.is_set():
+                # Asked to stop before `cancel()` could see the task. Queued after the task's
+                # first step, so the run starts and records itself as CANCELLED.
+                loop.call_soon(task.cancel)
             self._ready.set()
-            loop.run_until_complete(self._task)
+            loop.run_until_complete(task)
         except asyncio.CancelledError:
             pass  # the run recorded itself as CANCELLED before re-raising
         except BaseException as exc:  # handed to the kernel's thread, raised there
@@ -143,11 +147,17 @@ class Worker:
 
     def wait(self, poll: float = 0.1) -> None:
         """Block until the run ends; short waits keep the thread interruptible."""
+        idle = 0
         while not self.done.wait(poll):
-            pass
+            # An interrupt inside start() may come before the thread exists: then nothing
+            # would ever set `done`. A thread that did start is alive within a poll or two.
+            idle = 0 if self._thread.is_alive() else idle + 1
+            if idle >= 10:
+                return
 
     def cancel(self) -> None:
-        """Cancel the run inside its loop (thread-safe); `wait()` for it to settle."""
+        """Cancel the run inside its loop (thread-safe, any number of times, in any state:
+        before its task exists `_main` sees the request); `wait()` for it to settle."""
         self.cancel_requested.set()
         loop, task = self._loop, self._task
         if loop is not None and task is not None and not self.done.is_set():
@@ -330,8 +340,10 @@ class OrchestrateMagics(Magics):
         if args.background:
             self._follow(orch, run, dashboard, unsubscribe, mode)
             return run
-        self._block(orch, run)
-        self._finish(orch, dashboard, unsubscribe, mode)
+        try:
+            self._block(orch, run)
+        finally:  # a second interrupt too: the dashboard lets go of the bus
+            self._finish(orch, dashboard, unsubscribe, mode)
         return run
 
     # -- dashboards and execution ----------------------------------------------------
@@ -361,8 +373,9 @@ class OrchestrateMagics(Magics):
 
     def _block(self, orch: Orchestrator, run: Run) -> None:
         worker = self.worker = Worker(run, orch.runner.execute)
-        worker.start()
         try:
+            # start() included: the run may emit (and the interrupt land) before it returns.
+            worker.start()
             worker.wait()
         except KeyboardInterrupt:
             worker.cancel()

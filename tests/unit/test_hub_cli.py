@@ -86,7 +86,7 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path: Path,
         2, "", "taskorch-nb hub: --db PATH_OR_URL is required\n")
     code, _, err = main(capsys, "token", "not a name", "--db", db)
     assert code == 2
-    assert "project name 'not a name'" in err
+    assert "'not a name' is not a project name" in err
     assert err.count("\n") == 1
     assert main(capsys, "approve", "42", "--db", db)[0] == 1
     assert main(capsys, "revoke", "nobody", "--db", db)[0] == 1

@@ -15,7 +15,12 @@ from IPython.core.interactiveshell import InteractiveShell
 from taskorch_nb import FakeClock, Orchestrator, Run, RunStatus
 from taskorch_nb.core.retry import RetryPolicy
 from taskorch_nb.notebook.display import StatusView
-from taskorch_nb.notebook.magics import OrchestrateMagics, current_magics, current_orchestrator
+from taskorch_nb.notebook.magics import (
+    OrchestrateMagics,
+    Worker,
+    current_magics,
+    current_orchestrator,
+)
 
 
 @pytest.fixture
@@ -286,6 +291,23 @@ def test_interrupt_cancels_the_run_cleanly(shell, capsys) -> None:
     assert run.guard.reserved == 0  # nothing left reserved: the cost is settled
     assert "interrupted" in capsys.readouterr().err
     assert magics(shell).dashboard.monitor.status == "cancelled"
+
+
+def test_a_cancel_before_the_worker_has_its_task_still_cancels_the_run(shell) -> None:
+    # An interrupt that lands while start() is still starting the thread: cancel() finds no
+    # task yet, so the worker's thread must see the request itself.
+    orch = current_orchestrator(shell)
+    run = orch.runner.create("Add user authentication")
+    worker = Worker(run, orch.runner.execute)
+    worker.cancel()
+    worker.start()
+    worker.wait()
+    worker.cancel()  # again, after the end: nothing happens
+    assert worker.error is None
+    assert run.status is RunStatus.CANCELLED
+    assert run.events[0].type == "run.started"
+    assert run.events[-1].type == "run.cancelled"
+    assert orch.history().set_index("run_id").loc[run.id, "status"] == "CANCELLED"
 
 
 # -- the post-mortem helpers and the report the notebooks use ------------------------------

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+
+import pytest
 
 from taskorch_nb import CircuitState, FakeClock, Orchestrator, RetryPolicy
 from taskorch_nb.core.events import Notice, ToolEvent
 from taskorch_nb.core.store import Store
+from taskorch_nb.errors import ConfigurationError
 from taskorch_nb.testing import FlakyTool
 
 
@@ -67,3 +71,29 @@ def test_taskorch_home_sets_the_default_path(tmp_path, monkeypatch) -> None:
     store = Store()
     assert store.path == str(tmp_path / "home" / "taskorch.db")
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp, "is a directory, not a SQLite file"),
+        (lambda tmp: _write(tmp / "notes.txt", "not a database " * 100),
+         "is not a SQLite database"),
+        (lambda tmp: _write(tmp / "file", "x") / "taskorch.db", "cannot create"),
+    ],
+    ids=["directory", "text-file", "parent-is-a-file"],
+)
+def test_a_path_that_is_not_a_sqlite_database_is_a_configuration_error(
+        tmp_path, make, message) -> None:
+    path = make(tmp_path)
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        Store(path)
+    assert str(path) in str(caught.value)
+    assert "\n" not in str(caught.value)
+    if path.is_file():  # a file that is not ours is left as it was
+        assert path.read_text(encoding="utf-8").startswith("not a database")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path

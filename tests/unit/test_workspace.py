@@ -13,7 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskorch_nb.agents.workspace import Workspace
-from taskorch_nb.errors import SandboxError, ToolArgumentsError, WorkflowError
+from taskorch_nb.errors import (
+    ConfigurationError,
+    SandboxError,
+    ToolArgumentsError,
+    WorkflowError,
+)
 
 
 @pytest.fixture
@@ -216,3 +221,13 @@ def test_tool_functions_are_typed_documented_and_bound(ws: Workspace) -> None:
         tools["search_files"]("(")
     with pytest.raises(SandboxError):
         tools["read_file"]("../../etc/passwd")
+
+
+@pytest.mark.parametrize("inside", ["", "sub"], ids=["is-a-file", "under-a-file"])
+def test_a_root_that_cannot_be_a_directory_is_a_configuration_error(
+        tmp_path: Path, inside: str) -> None:
+    file = tmp_path / "hostname"
+    file.write_text("box\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=r"workspace .*hostname.* not a directory"):
+        Workspace(file / inside if inside else file)
+    assert file.read_text(encoding="utf-8") == "box\n"

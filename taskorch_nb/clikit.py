@@ -1,0 +1,87 @@
+"""What every `taskorch-nb` command shares: errors as one line, checked option values.
+
+A command-line error is one line on stderr and a non-zero exit, never a usage
+dump or a traceback: bad input is caught where it enters (an option's type, a
+`ConfigurationError` from what it builds) and said in words that name the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from taskorch_nb.errors import ConfigurationError
+
+#: Exit statuses: 0 done, 1 the work failed, 2 bad input or settings, 3 paused on budget.
+EXIT_FAILED, EXIT_USAGE, EXIT_PAUSED, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def one_line(text: object) -> str:
+    """`text` with every run of whitespace (newlines too) as one space."""
+    return " ".join(str(text).split())
+
+
+def say(prog: str, message: object) -> None:
+    """`prog: message` as one line on stderr."""
+    print(f"{prog}: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (`--help` still shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        say(self.prog, f"{message} (see {self.prog} --help)")
+        self.exit(EXIT_USAGE)
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """`ConfigurationError` naming the pip extra when one of `modules` is not installed."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigurationError(
+            f"needs {', '.join(missing)}, which the '{extra}' extra installs: "
+            f"pip install 'taskorch_nb[{extra}]'"
+        )
+
+
+def usd(text: str) -> float:
+    """A USD amount > 0 (an option type)."""
+    try:
+        value = float(text.strip().lstrip("$"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of USD, not {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be more than $0, not {text}")
+    return value
+
+
+def whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An option type: an integer in [minimum, maximum]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def rate(text: str) -> float:
+    """An option type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
