@@ -7,7 +7,6 @@ system, the fallback) is built only once an attempt has failed.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import itertools
 from collections.abc import Callable, Mapping
@@ -246,10 +245,11 @@ class Toolbox:
             guard.commit(reservation, spec.cost)  # a metered API bills failed requests too
 
     async def _run(self, spec: ToolSpec, kwargs: dict[str, Any]) -> Any:
-        call = spec.fn(**kwargs) if spec.is_async else asyncio.to_thread(spec.fn, **kwargs)
+        clock = self.clock
+        call = spec.fn(**kwargs) if spec.is_async else clock.to_thread(spec.fn, **kwargs)
         if spec.timeout is None:
             return await call
-        async with asyncio.timeout(spec.timeout):
+        async with clock.timeout(spec.timeout):
             return await call
 
     async def _attempt(self, spec: ToolSpec, kwargs: dict[str, Any], call_id: str,

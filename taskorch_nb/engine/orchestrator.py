@@ -88,7 +88,7 @@ class Orchestrator:
             raise ConfigurationError("max_rounds must be >= 1")
         self.max_rounds = max_rounds
         self.qc_timeout = qc_timeout
-        self.store = store if isinstance(store, Store) else Store(store)
+        self.store = store if isinstance(store, Store) else Store(store, clock=self.clock)
         self._owns_store = not isinstance(store, Store)
         self.bus.subscribe(self.store.record)
         self.bus.subscribe(self._persist_circuit)

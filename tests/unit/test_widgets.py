@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import pytest
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.core.events import (
     BudgetEvent,
     CircuitEvent,
@@ -24,6 +23,7 @@ from taskorch_nb.core.events import (
 from taskorch_nb.notebook.text import render_text
 from taskorch_nb.notebook.throttle import ManualScheduler
 from taskorch_nb.notebook.widgets import BudgetGauge, CircuitPanel, Dashboard, RunMonitor
+from taskorch_nb.testing import FakeClock
 
 D = Decimal
 
