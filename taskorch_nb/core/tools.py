@@ -260,7 +260,7 @@ class Toolbox:
         try:
             result = await self._invoke(spec, kwargs)
         except Exception as exc:
-            self._failed(spec, call_id, attempt, permit, classify(exc), start)
+            self._failed(spec, call_id, attempt, permit, classify(exc, self.clock), start)
             raise
         spec.breaker.record_success(permit)
         if not spec.quiet:
@@ -285,7 +285,7 @@ class Toolbox:
                        permit: Permit, exc: Exception, start: float,
                        via: tuple[str, ...]) -> Any:
         """The first attempt failed: known pattern, else retries, else learn and fall back."""
-        failure = classify(exc)
+        failure = classify(exc, self.clock)
         self._failed(spec, call_id, 1, permit, failure, start)
         if not failure.transient:
             raise exc
@@ -314,7 +314,7 @@ class Toolbox:
                 pass  # the breaker opened under us: stop trying, keep the real failure
             except Exception as retry_exc:
                 last_exc = retry_exc
-                failure = classify(retry_exc)
+                failure = classify(retry_exc, self.clock)
                 if not failure.transient:
                     raise
         pattern = self.immune.analyze(spec.name, failure, fallback=spec.fallback)

@@ -294,7 +294,7 @@ class Orchestrator:
         except BaseException as exc:
             guard.release(reservation)
             if isinstance(exc, Exception):
-                failure = classify(exc)
+                failure = classify(exc, self.clock)
                 emit(LLMEvent(type="llm.failed", call_id=call_id, provider=self.provider.name,
                               model=model, agent=agent, phase=_phase(), status=failure.status,
                               error=f"{type(exc).__name__}: {exc}"[:500]))
