@@ -14,7 +14,6 @@ from decimal import Decimal
 
 import pandas as pd
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.core.events import (
     BudgetEvent,
     CircuitEvent,
@@ -24,6 +23,7 @@ from taskorch_nb.core.events import (
     RunEvent,
     ToolEvent,
 )
+from taskorch_nb.testing import FakeClock
 from taskorch_nb.tracing.frames import cost_df, events_df, spans_df
 from taskorch_nb.tracing.spans import build_spans
 

@@ -33,7 +33,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.core.events import (
     BudgetEvent,
     CircuitEvent,
@@ -44,6 +43,7 @@ from taskorch_nb.core.events import (
 )
 from taskorch_nb.notebook.throttle import ManualScheduler
 from taskorch_nb.notebook.widgets import Dashboard
+from taskorch_nb.testing import FakeClock
 
 
 def sample_events(n: int) -> list[Any]:

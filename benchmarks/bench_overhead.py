@@ -1,7 +1,9 @@
 """Success-path overhead of `call_tool` against tenacity's `AsyncRetrying` alone.
 
 Both wrap the same trivial async tool; the orchestrator records and persists
-its event (SQLite store, batched writer) as in production. Prints a table.
+its event (SQLite store, batched writer) as in production. Two more rows time
+the same call under a timeout and a sync tool (run in a worker thread), both
+through the orchestrator's clock. Prints a table.
 Run: .venv/bin/python benchmarks/bench_overhead.py [N]
 """
 
@@ -43,9 +45,24 @@ async def tenacity_alone(n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
-async def orchestrated(n: int, store: Path) -> float:
+def sync_tool(query: str) -> str:
+    return query
+
+
+async def orchestrated(n: int, store: Path, **options: float) -> float:
     orch = Orchestrator(store=store)
-    orch.tool(tool, name="search")
+    orch.tool(tool, name="search", **options)
+    start = time.perf_counter()
+    for _ in range(n):
+        await orch.call_tool("search", query="q")
+    elapsed = (time.perf_counter() - start) / n
+    orch.close()
+    return elapsed
+
+
+async def orchestrated_sync(n: int, store: Path) -> float:
+    orch = Orchestrator(store=store)
+    orch.tool(sync_tool, name="search")
     start = time.perf_counter()
     for _ in range(n):
         await orch.call_tool("search", query="q")
@@ -57,12 +74,20 @@ async def orchestrated(n: int, store: Path) -> float:
 async def main(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows: dict[str, list[float]] = {"bare await": [], "tenacity AsyncRetrying": [],
-                                        "orch.call_tool (+event, SQLite)": []}
+                                        "orch.call_tool (+event, SQLite)": [],
+                                        "  ... with timeout=30": [],
+                                        "  ... sync tool (worker thread)": []}
         for i in range(5):
             rows["bare await"].append(await bare(n))
             rows["tenacity AsyncRetrying"].append(await tenacity_alone(n))
             rows["orch.call_tool (+event, SQLite)"].append(
                 await orchestrated(n, Path(tmp) / f"b{i}.db")
+            )
+            rows["  ... with timeout=30"].append(
+                await orchestrated(n, Path(tmp) / f"t{i}.db", timeout=30.0)
+            )
+            rows["  ... sync tool (worker thread)"].append(
+                await orchestrated_sync(max(1, n // 4), Path(tmp) / f"s{i}.db")
             )
     base = statistics.median(rows["tenacity AsyncRetrying"])
     print(f"{'path':<34} {'median us/call':>15} {'vs tenacity':>12}")

@@ -16,7 +16,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.core.events import (
     BudgetEvent,
     Event,
@@ -25,6 +24,7 @@ from taskorch_nb.core.events import (
     RunEvent,
     ToolEvent,
 )
+from taskorch_nb.testing import FakeClock
 from taskorch_nb.tracing.langfuse import LangfuseExporter
 from taskorch_nb.tracing.spans import SpanBuilder
 from tests.langfuse_server import FakeLangfuse

@@ -13,7 +13,6 @@ from taskorch_nb.core.budget import BudgetGuard as BudgetGuard
 from taskorch_nb.core.budget import CostReport as CostReport
 from taskorch_nb.core.circuit import CircuitBreaker as CircuitBreaker
 from taskorch_nb.core.circuit import CircuitState as CircuitState
-from taskorch_nb.core.clock import FakeClock as FakeClock
 from taskorch_nb.core.clock import RealClock as RealClock
 from taskorch_nb.core.immune import Pattern as Pattern
 from taskorch_nb.core.retry import RetryPolicy as RetryPolicy
@@ -26,6 +25,7 @@ from taskorch_nb.errors import CircuitOpenError as CircuitOpenError
 from taskorch_nb.errors import ConfigurationError as ConfigurationError
 from taskorch_nb.errors import TaskorchError as TaskorchError
 from taskorch_nb.errors import WorkflowError as WorkflowError
+from taskorch_nb.testing import FakeClock as FakeClock
 
 __version__ = "0.1.0"
 

@@ -85,9 +85,24 @@ class RunningHub:
         port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="none", http="h11")
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self.server.run,
-                                        kwargs={"sockets": [self._sock]}, daemon=True)
+        self._settled = threading.Event()  # started, or gave up: waited for, never polled
+        settled = self._settled
+
+        class Server(uvicorn.Server):
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                try:
+                    await super().startup(sockets)
+                finally:
+                    settled.set()
+
+        self.server = Server(config)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        try:
+            self.server.run(sockets=[self._sock])
+        finally:
+            self._settled.set()
 
     def token_for(self, project: str) -> str:
         """A bearer token for `project` (issued once, then reused)."""
@@ -97,11 +112,9 @@ class RunningHub:
 
     def __enter__(self) -> RunningHub:
         self._thread.start()
-        ready = threading.Event()
-        while not self.server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError("the hub server thread died during startup")
-            ready.wait(0.01)
+        self._settled.wait()
+        if not self.server.started:
+            raise RuntimeError("the hub server did not start (see its log above)")
         return self
 
     def __exit__(self, *_exc: object) -> None:

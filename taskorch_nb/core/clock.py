@@ -1,30 +1,76 @@
-"""Injectable time: every wait, timeout and timestamp in the core reads a clock."""
+"""Injectable time: every wait, timeout, deadline, timer and timestamp in the core reads a clock.
+
+A component never calls `time.*`, `asyncio.sleep`, `asyncio.timeout` or
+`threading.Timer` itself: it asks its clock. `RealClock` hands the machine's
+primitives out as they are (the tool call's hot path pays no wrapper);
+`taskorch_nb.testing.FakeClock` gives the same calls in fake time, so a test
+full of 30 s timeouts runs in microseconds.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
-from typing import Protocol
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class Cancellable(Protocol):
+    """A timer armed with `Clock.call_later`."""
+
+    def cancel(self) -> None: ...
 
 
 class Clock(Protocol):
-    """Monotonic time for durations, wall time for timestamps, and an async sleep."""
+    """Monotonic time for durations, wall time for timestamps, and every way to wait.
 
-    def now(self) -> float: ...
+    `timeout` and `to_thread` are here, not in asyncio, so that a fake clock can
+    decide when a deadline passes and know when real work is going on in a thread.
+    """
 
-    def wall(self) -> float: ...
+    def now(self) -> float:
+        """Monotonic seconds (durations, deadlines)."""
+        ...
 
-    async def sleep(self, seconds: float) -> None: ...
+    def wall(self) -> float:
+        """Seconds since the Unix epoch (timestamps, HTTP dates)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` (<= 0: just yield to the loop)."""
+        ...
+
+    def timeout(self, seconds: float | None) -> AbstractAsyncContextManager[Any]:
+        """`async with clock.timeout(s):` cancels the block after `s` and raises TimeoutError
+        (as `asyncio.timeout`); None never expires."""
+        ...
+
+    async def to_thread(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a blocking `fn` in a worker thread (as `asyncio.to_thread`)."""
+        ...
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Cancellable:
+        """Run `callback()` once, `seconds` from now, on a thread of the clock's choosing.
+
+        For sync components (the store's batch writer) that have no loop to sleep on.
+        """
+        ...
 
 
 class RealClock:
-    """The machine's clocks."""
+    """The machine's clocks; each method is the stdlib primitive itself."""
 
     def __init__(self) -> None:
-        # Bound builtins: the hot path reads the clock several times per call.
+        # Bound builtins: the hot path reads the clock and enters timeouts several
+        # times per call, and an attribute holding the primitive costs no extra frame.
         self.now = time.monotonic
         self.wall = time.time
+        self.timeout = asyncio.timeout
+        self.to_thread = asyncio.to_thread
 
     def now(self) -> float:
         return time.monotonic()
@@ -35,43 +81,18 @@ class RealClock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
 
+    def timeout(self, seconds: float | None) -> AbstractAsyncContextManager[Any]:
+        return asyncio.timeout(seconds)
+
+    async def to_thread(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Cancellable:
+        timer = threading.Timer(max(0.0, seconds), callback)
+        timer.daemon = True  # a pending flush must not keep the interpreter alive
+        timer.name = "taskorch-timer"
+        timer.start()
+        return timer
+
     def __repr__(self) -> str:
         return "RealClock()"
-
-
-class FakeClock:
-    """A clock that only moves when told to; `sleep(s)` advances it by s and returns at once.
-
-    Tests full of 30 s timeouts run in microseconds, and the waits they measure
-    are exactly the waits the code asked for (`clock.slept`).
-    """
-
-    #: Wall time at `now() == 0.0` (2026-01-01 UTC), so timestamps look like dates.
-    EPOCH = 1_767_225_600.0
-
-    def __init__(self, start: float = 0.0) -> None:
-        self._now = float(start)
-        self._lock = threading.Lock()
-        self.slept: list[float] = []
-
-    def now(self) -> float:
-        return self._now
-
-    def wall(self) -> float:
-        return self.EPOCH + self._now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward at once."""
-        if seconds < 0:
-            raise ValueError("a clock cannot go backwards")
-        with self._lock:
-            self._now += seconds
-
-    async def sleep(self, seconds: float) -> None:
-        seconds = max(0.0, float(seconds))
-        self.slept.append(seconds)
-        self.advance(seconds)
-        await asyncio.sleep(0)
-
-    def __repr__(self) -> str:
-        return f"FakeClock(now={self._now})"

@@ -1,6 +1,6 @@
 """Retry policy and failure classification.
 
-`classify(exc)` decides what a failure is: a *transient* error (timeouts,
+`classify(exc, clock)` decides what a failure is: a *transient* error (timeouts,
 connection errors, HTTP 408/425/429 and 5xx but 501/505) is retried and counted
 by breakers; a *caller* error (other 4xx, bad arguments) fails at once.
 `RetryPolicy.retrying()` builds a fresh tenacity `AsyncRetrying` for one
@@ -9,7 +9,9 @@ failing call only: the success path never builds retry machinery.
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
+import math
 import random
 import sys
 from collections.abc import Callable
@@ -68,25 +70,39 @@ def _status_of(exc: BaseException) -> tuple[int | None, Any]:
     return None, None
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a `Retry-After` header (delta seconds or an HTTP date)."""
+def parse_retry_after(headers: Any, *, wall: float) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date), else None.
+
+    `headers` is anything with `.get` (httpx's headers ignore case); `wall` is the
+    caller's clock's wall time, so an HTTP date means the same wait in fake time.
+    """
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            seconds = float(millis) / 1000.0
+        except ValueError:
+            seconds = math.nan  # fall through to the standard header
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+    value = headers.get("retry-after")
     if not value:
         return None
+    value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    import datetime as dt
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less one is read as UTC
+            when = when.replace(tzinfo=dt.UTC)
+        return max(0.0, when.timestamp() - wall)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
-
-def classify(exc: BaseException) -> Failure:
-    """Name the failure and say whether trying again may help."""
+def classify(exc: BaseException, clock: Clock) -> Failure:
+    """Name the failure and say whether trying again may help (`clock` dates a Retry-After)."""
     message = str(exc) or type(exc).__name__
     if isinstance(exc, CircuitOpenError):
         return Failure("circuit_open", False, message=message)
@@ -97,7 +113,7 @@ def classify(exc: BaseException) -> Failure:
     status, headers = _status_of(exc)
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is None and headers is not None:
-        retry_after = parse_retry_after(headers.get("retry-after"))
+        retry_after = parse_retry_after(headers, wall=clock.wall())
     httpx = _httpx()
     if isinstance(exc, ProviderTimeoutError | TimeoutError) or (
         httpx is not None and isinstance(exc, httpx.TimeoutException)
@@ -173,7 +189,7 @@ class RetryPolicy:
         def wait(state: RetryCallState) -> float:
             outcome = state.outcome
             exc = outcome.exception() if outcome is not None else None
-            failure = classify(exc) if exc is not None else None
+            failure = classify(exc, clock) if exc is not None else None
             failed_attempt = state.attempt_number + 1
             if failed_attempt >= self.max_attempts:
                 return 0.0  # tenacity asks for a wait before it checks stop: nothing to report
@@ -183,7 +199,7 @@ class RetryPolicy:
             return seconds
 
         def transient(exc: BaseException) -> bool:
-            return classify(exc).transient
+            return classify(exc, clock).transient
 
         return AsyncRetrying(
             stop=stop_after_attempt(max(1, self.max_attempts - 1)),

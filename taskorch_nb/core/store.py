@@ -1,10 +1,12 @@
 """SQLite persistence: runs, events, patterns and circuit states.
 
-Routine events (a successful tool call) are written in batches by a
-background writer at least every 100 ms; what must never be lost (money,
-run status, breaker transitions, learned patterns) is written at once in its
-own transaction. A killed process loses at most the last 100 ms of routine
-events.
+Routine events (a successful tool call) are written in batches, at most
+`flush_interval` (100 ms) after the first of a batch arrived, by a timer on the
+store's clock; what must never be lost (money, run status, breaker
+transitions, learned patterns) is written at once in its own transaction. A
+killed process loses at most the last 100 ms of routine events. The timer is
+armed only while events wait, so an idle store costs no thread, and under a
+`FakeClock` the batch is written when fake time passes the interval.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from taskorch_nb.core.clock import Cancellable, Clock, RealClock
 from taskorch_nb.core.events import Event, event_from_record, field_names
 from taskorch_nb.errors import ConfigurationError
 
@@ -146,18 +149,23 @@ class Store:
 
     A path that is a directory or a file that is not SQLite is a `ConfigurationError`."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, clock: Clock | None = None,
+                 flush_interval: float = FLUSH_INTERVAL) -> None:
+        if not flush_interval > 0:
+            raise ConfigurationError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
         if path is None:
             path = default_path()
         self.path = str(path)
         self._db = _open(self.path)
         self._lock = threading.RLock()
+        self.clock: Clock = clock or RealClock()
+        self.flush_interval = float(flush_interval)
+        """Longest wait of a routine event before it is written (seconds on `clock`)."""
         self._pending: deque[Event] = deque()
-        self._wake = threading.Event()
+        self._timer: Cancellable | None = None
+        self._arm_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._closed = False
-        self._writer = threading.Thread(target=self._write_loop, name="taskorch-store", daemon=True)
-        self._writer.start()
 
     # -- events ----------------------------------------------------------------
 
@@ -166,23 +174,33 @@ class Store:
         self._pending.append(event)
         if is_durable(event.type):
             self.flush()  # with what came before it, so the table keeps the order
+        elif self._timer is None:
+            self._arm()
 
     def flush(self) -> None:
         """Write the pending batch now."""
         with self._flush_lock:  # one flusher at a time keeps batches in order
-            pending = self._pending
-            batch = [pending.popleft() for _ in range(len(pending))]
-            if batch:
-                self._write_events(batch)
+            self._flush_locked()
 
-    def _write_loop(self) -> None:
-        while not self._closed:
-            self._wake.wait(FLUSH_INTERVAL)
-            if self._pending:
-                try:
-                    self.flush()
-                except sqlite3.ProgrammingError:
-                    return  # closed under us
+    def _flush_locked(self) -> None:
+        pending = self._pending
+        batch = [pending.popleft() for _ in range(len(pending))]
+        if batch:
+            self._write_events(batch)
+
+    def _arm(self) -> None:
+        with self._arm_lock:
+            if self._timer is None and not self._closed:
+                self._timer = self.clock.call_later(self.flush_interval, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        # Disarm first: an event recorded from here on arms the next timer, and one
+        # recorded before is in the deque this flush empties.
+        with self._arm_lock:
+            self._timer = None
+        with self._flush_lock:
+            if not self._closed:
+                self._flush_locked()
 
     def _write_events(self, events: Iterable[Event]) -> None:
         rows = [(e.run_id, e.seq, e.type, e.ts, e.wall, _encode_event(e)) for e in events]
@@ -302,12 +320,17 @@ class Store:
     # -- lifecycle -------------------------------------------------------------
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self.flush()
-        self._closed = True
-        self._wake.set()
-        self._writer.join(timeout=2)
+        """Write what is pending and close the database (a timer that fires later does nothing)."""
+        with self._arm_lock:
+            if self._closed:
+                return
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        with self._flush_lock:
+            self._flush_locked()
+            with self._arm_lock:
+                self._closed = True
         with self._lock:
             self._db.close()
 

@@ -7,7 +7,6 @@ system, the fallback) is built only once an attempt has failed.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import itertools
 from collections.abc import Callable, Mapping
@@ -246,10 +245,11 @@ class Toolbox:
             guard.commit(reservation, spec.cost)  # a metered API bills failed requests too
 
     async def _run(self, spec: ToolSpec, kwargs: dict[str, Any]) -> Any:
-        call = spec.fn(**kwargs) if spec.is_async else asyncio.to_thread(spec.fn, **kwargs)
+        clock = self.clock
+        call = spec.fn(**kwargs) if spec.is_async else clock.to_thread(spec.fn, **kwargs)
         if spec.timeout is None:
             return await call
-        async with asyncio.timeout(spec.timeout):
+        async with clock.timeout(spec.timeout):
             return await call
 
     async def _attempt(self, spec: ToolSpec, kwargs: dict[str, Any], call_id: str,
@@ -260,7 +260,7 @@ class Toolbox:
         try:
             result = await self._invoke(spec, kwargs)
         except Exception as exc:
-            self._failed(spec, call_id, attempt, permit, classify(exc), start)
+            self._failed(spec, call_id, attempt, permit, classify(exc, self.clock), start)
             raise
         spec.breaker.record_success(permit)
         if not spec.quiet:
@@ -285,7 +285,7 @@ class Toolbox:
                        permit: Permit, exc: Exception, start: float,
                        via: tuple[str, ...]) -> Any:
         """The first attempt failed: known pattern, else retries, else learn and fall back."""
-        failure = classify(exc)
+        failure = classify(exc, self.clock)
         self._failed(spec, call_id, 1, permit, failure, start)
         if not failure.transient:
             raise exc
@@ -314,7 +314,7 @@ class Toolbox:
                 pass  # the breaker opened under us: stop trying, keep the real failure
             except Exception as retry_exc:
                 last_exc = retry_exc
-                failure = classify(retry_exc)
+                failure = classify(retry_exc, self.clock)
                 if not failure.transient:
                     raise
         pattern = self.immune.analyze(spec.name, failure, fallback=spec.fallback)

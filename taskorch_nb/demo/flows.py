@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.core.events import Event
 from taskorch_nb.core.retry import RetryPolicy
 from taskorch_nb.engine.orchestrator import Orchestrator
-from taskorch_nb.testing import FlakyTool
+from taskorch_nb.testing import FakeClock, FlakyTool
 
 #: What serving the federation hub imports (the `[hub]` extra).
 HUB_MODULES = ("fastapi", "uvicorn", "sqlalchemy")

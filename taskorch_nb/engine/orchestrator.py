@@ -106,7 +106,7 @@ class Orchestrator:
         self.qc_timeout = qc_timeout
         self.keep_workspaces = (default_keep() if keep_workspaces is None
                                 else check_keep(keep_workspaces, source="keep_workspaces"))
-        self.store = store if isinstance(store, Store) else Store(store)
+        self.store = store if isinstance(store, Store) else Store(store, clock=self.clock)
         self._owns_store = not isinstance(store, Store)
         self._scratch: Path | None = None  # an in-memory store's workspaces, removed on close
         self.bus.subscribe(self.store.record)
@@ -314,7 +314,7 @@ class Orchestrator:
         except BaseException as exc:
             guard.release(reservation)
             if isinstance(exc, Exception):
-                failure = classify(exc)
+                failure = classify(exc, self.clock)
                 emit(LLMEvent(type="llm.failed", call_id=call_id, provider=self.provider.name,
                               model=model, agent=agent, phase=_phase(), status=failure.status,
                               error=f"{type(exc).__name__}: {exc}"[:500]))

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from taskorch_nb.core.clock import Clock, RealClock
+from taskorch_nb.core.retry import parse_retry_after
 from taskorch_nb.errors import ConfigurationError, HubError
 from taskorch_nb.federation.schema import MAX_BODY_BYTES, MAX_PATTERNS_PER_PUSH, PatternRecord
 
@@ -100,6 +102,7 @@ class FederationClient:
         page_size: int = 500,
         max_body: int = MAX_BODY_BYTES,
         auto_push: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         if not token:
             raise ConfigurationError("FederationClient needs a token (taskorch-nb hub token ...)")
@@ -120,6 +123,8 @@ class FederationClient:
         self._tools: Callable[[], Iterable[str]] | None = None
         self._pulling = asyncio.Lock()
         self._router: Callable[..., Awaitable[Any]] | None = None
+        self.clock: Clock = clock or RealClock()
+        """Dates the hub's Retry-After (pass the orchestrator's clock in tests)."""
 
     def __repr__(self) -> str:
         return f"FederationClient({self.url!r}, project={self.project!r}, cursor={self.cursor!r})"
@@ -165,8 +170,8 @@ class FederationClient:
         if response.status_code >= 400:
             reason = _reason(response)
             if response.status_code == 429:
-                raise HubRateLimitedError(429, reason,
-                                          retry_after=_seconds(response.headers.get("Retry-After")))
+                wait = parse_retry_after(response.headers, wall=self.clock.wall())
+                raise HubRateLimitedError(429, reason, retry_after=wait)
             raise HubError(response.status_code, reason)
         try:
             return response.json()
@@ -275,10 +280,3 @@ def _reason(response: httpx.Response) -> str:
             if isinstance(body.get(key), str):
                 return body[key]
     return response.reason_phrase
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from taskorch_nb.core.clock import Clock, RealClock
+from taskorch_nb.core.retry import parse_retry_after
 from taskorch_nb.errors import (
     ProviderError,
     ProviderResponseError,
@@ -133,33 +133,6 @@ def estimate_input_tokens(messages: list[dict], tools: list[dict] | None = None)
     if tools:
         total += math.ceil(_utf8_len(json.dumps(tools, ensure_ascii=False, default=str)) / 3)
     return total
-
-
-def parse_retry_after(headers: Any, *, wall: float) -> float | None:
-    """Seconds to wait from `retry-after-ms`, `retry-after` (seconds or HTTP-date), else None."""
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000.0)
-        except ValueError:
-            pass  # fall through to the standard header
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        return max(0.0, when.timestamp() - wall)
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 def _error_message(body: str) -> str:

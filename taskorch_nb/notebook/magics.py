@@ -199,7 +199,8 @@ class OrchestrateMagics(Magics):
         key = (provider or s.provider, model or s.model, s.store, s.clock)
         orch = self._orchs.get(key)
         if orch is None:
-            from taskorch_nb.core.clock import FakeClock, RealClock
+            from taskorch_nb.core.clock import RealClock
+            from taskorch_nb.testing import FakeClock
 
             try:
                 orch = Orchestrator(key[0], key[1], s.budget, store=s.store,

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.core.events import BudgetEvent, Event, EventBus, LLMEvent, scope
 from taskorch_nb.core.pattern_frame import patterns_df
+from taskorch_nb.testing import FakeClock
 from taskorch_nb.tracing.frames import cost_df, events_df, spans_df
 from taskorch_nb.tracing.spans import build_spans
 from tests.unit.test_spans import self_healing_run

@@ -6,6 +6,7 @@ import asyncio
 import random
 import socket
 from collections.abc import Iterator
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.errors import ConfigurationError, HubError
 from taskorch_nb.federation import FederationClient, HubRateLimitedError, HubUnavailableError
 from taskorch_nb.federation.hub import RateLimit, create_app
+from taskorch_nb.testing import FakeClock
 from tests.hub_helpers import BACKENDS, MemorySource, RunningHub, fresh_db, record, signature
 
 PROJECTS = ("alpha", "beta", "gamma")
@@ -132,6 +133,20 @@ async def test_client_sees_rate_limit_with_retry_after(tmp_path: Path) -> None:
         with pytest.raises(HubRateLimitedError) as caught:
             await client.pull_records()
     assert (caught.value.status, caught.value.retry_after) == (429, 4.0)
+
+
+async def test_client_reads_an_http_date_retry_after_on_its_clock() -> None:
+    clock = FakeClock()
+    date = formatdate(clock.wall() + 90, usegmt=True)  # 2026: the machine's clock would say 0 s
+
+    def busy(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, json={"reason": "slow down"}, headers={"Retry-After": date})
+
+    async with FederationClient("http://hub", token="t", project="alpha", clock=clock,
+                                transport=httpx.MockTransport(busy)) as client:
+        with pytest.raises(HubRateLimitedError, match="slow down") as caught:
+            await client.health()
+    assert caught.value.retry_after == 90.0
 
 
 # -- convergence ------------------------------------------------------------------------

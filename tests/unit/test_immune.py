@@ -21,7 +21,7 @@ def test_masking_makes_one_signature_per_outage() -> None:
 def test_learning_applying_recovering_and_names() -> None:
     seen: list = []
     immune = ImmuneSystem(clock=FakeClock(), emit=seen.append)
-    failure = classify(http_error(504))
+    failure = classify(http_error(504), FakeClock())
     pattern = immune.analyze("search_api", failure, fallback="cached_search")
     assert pattern.name == "search_api_timeout"
     assert not pattern.known

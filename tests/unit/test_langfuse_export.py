@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.core.events import EventBus, Notice, RunEvent, ToolEvent, scope
+from taskorch_nb.testing import FakeClock
 from taskorch_nb.tracing.langfuse import LangfuseExporter
 from tests.langfuse_server import FakeLangfuse, HangingServer, ReceivedSpan, closed_port
 from tests.unit.test_spans import self_healing_run
@@ -134,17 +134,18 @@ def test_an_unreachable_langfuse_gives_a_warning_within_the_timeout(outage: str)
         exporter = make_exporter(url, warnings, timeout=1.0)
         bus.subscribe(exporter)
         self_healing_run(bus, clock, "run-down")
-        started = time.monotonic()
-        flushed = exporter.flush(3.0)
-        elapsed = time.monotonic() - started
+        flushed = exporter.flush(3.0)  # a wait for the real network, bounded by its timeout
         exporter.close(1.0)
     assert not flushed
-    assert elapsed < 3.0 + 10.0  # bounded by the timeout, never the SDK's ~17 s
     assert warnings
     assert {w.type for w in warnings} == {"tracing.warning"}
     assert {w.level for w in warnings} == {"warning"}
     assert any(url in w.message for w in warnings)
-    assert {w.detail["reason"] for w in warnings} <= {"unreachable", "timeout"}
+    reasons = {w.detail["reason"] for w in warnings}
+    assert reasons <= {"unreachable", "timeout"}
+    if outage == "hanging server":
+        # the SDK would hang on for ~17 s: the flush gave up at its own bound instead
+        assert "timeout" in reasons
 
 
 def test_subscriber_call_only_queues() -> None:

@@ -1,4 +1,4 @@
-"""The provider seam: token estimates, Retry-After, and how HTTP failures map to typed errors.
+"""The provider seam: token estimates and how HTTP failures map to typed errors.
 
 The failure tests run against both HTTP providers on real loopback servers.
 """
@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.errors import (
     ConfigurationError,
     ProviderError,
@@ -32,8 +31,9 @@ from taskorch_nb.llm import (
     make_provider,
     registry,
 )
-from taskorch_nb.llm.base import HTTPProvider, parse_retry_after
+from taskorch_nb.llm.base import HTTPProvider
 from taskorch_nb.llm.simulated import count_input_tokens
+from taskorch_nb.testing import FakeClock
 from tests.unit.llm_servers import Answer, LoopbackServer, anthropic_body, closed_port, openai_body
 
 USER = [{"role": "user", "content": "Say hello"}]
@@ -78,22 +78,6 @@ messages_strategy = st.lists(
 def test_estimate_never_below_the_simulated_count(messages: list[dict], tool_text: str) -> None:
     tools = [{"name": "t", "description": tool_text, "parameters": {"type": "object"}}]
     assert estimate_input_tokens(messages, tools) >= count_input_tokens(messages, tools)
-
-
-# --- Retry-After -------------------------------------------------------------------------------
-
-
-def test_retry_after_seconds_date_and_millis() -> None:
-    wall = FakeClock.EPOCH
-    assert parse_retry_after(httpx.Headers({"retry-after": "3"}), wall=wall) == 3.0
-    assert parse_retry_after(httpx.Headers({"retry-after": "1.5"}), wall=wall) == 1.5
-    date = formatdate(wall + 30, usegmt=True)
-    assert parse_retry_after(httpx.Headers({"retry-after": date}), wall=wall) == 30.0
-    past = formatdate(wall - 30, usegmt=True)
-    assert parse_retry_after(httpx.Headers({"retry-after": past}), wall=wall) == 0.0
-    assert parse_retry_after(httpx.Headers({"retry-after-ms": "250"}), wall=wall) == 0.25
-    assert parse_retry_after(httpx.Headers({"retry-after": "soon"}), wall=wall) is None
-    assert parse_retry_after(httpx.Headers({}), wall=wall) is None
 
 
 # --- HTTP failures, both providers ---------------------------------------------------------------

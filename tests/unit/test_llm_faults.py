@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.errors import (
     ConfigurationError,
     ProviderError,
@@ -18,6 +17,7 @@ from taskorch_nb.errors import (
     RateLimitError,
 )
 from taskorch_nb.llm import Fault, FaultPlan, FaultSpecError, SimulatedProvider
+from taskorch_nb.testing import FakeClock
 
 ASK = [{"role": "user", "content": "hi"}]
 

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.errors import ConfigurationError, ProviderResponseError
 from taskorch_nb.llm import OpenAIProvider, ToolCall, Usage
+from taskorch_nb.testing import FakeClock
 from tests.unit.llm_servers import (
     SEARCH_TOOLS,
     Answer,

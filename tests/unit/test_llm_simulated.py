@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.core.events import scope
 from taskorch_nb.errors import ConfigurationError, ProviderError
 from taskorch_nb.llm import (
@@ -20,6 +19,7 @@ from taskorch_nb.llm import (
     Usage,
 )
 from taskorch_nb.llm.simulated import example_for_schema
+from taskorch_nb.testing import FakeClock
 
 ASK = [{"role": "user", "content": "Plan the auth module"}]
 

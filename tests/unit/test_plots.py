@@ -237,7 +237,6 @@ def test_charts_from_the_real_frames_of_a_run() -> None:
     """Events through the bus, spans and frames as the tracing layer builds them, then charts."""
     from decimal import Decimal
 
-    from taskorch_nb.core.clock import FakeClock
     from taskorch_nb.core.events import (
         BudgetEvent,
         CircuitEvent,
@@ -247,6 +246,7 @@ def test_charts_from_the_real_frames_of_a_run() -> None:
         ToolEvent,
         scope,
     )
+    from taskorch_nb.testing import FakeClock
     from taskorch_nb.tracing import frames
     from taskorch_nb.tracing.spans import build_spans
 

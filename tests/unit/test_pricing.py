@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from genai_prices import Usage, calc_price
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.core.pricing import SIMULATED_PRICES, ModelPrice, PriceTable
 from taskorch_nb.errors import ConfigurationError
+from taskorch_nb.testing import FakeClock
 
 #: FakeClock's epoch; the snapshot is read "as of" this day in every test.
 PRICE_DAY = datetime.fromtimestamp(FakeClock.EPOCH, tz=UTC)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+from email.utils import formatdate
 
 import httpx
 import pytest
@@ -15,9 +16,10 @@ from taskorch_nb.errors import (
     RateLimitError,
     ToolArgumentsError,
 )
-from taskorch_nb.testing import http_error
+from taskorch_nb.testing import FakeClock, http_error
 
 REQ = httpx.Request("GET", "http://x")
+CLOCK = FakeClock()
 
 
 @pytest.mark.parametrize(
@@ -54,17 +56,44 @@ REQ = httpx.Request("GET", "http://x")
     ],
 )
 def test_classification(exc: BaseException, category: str, transient: bool) -> None:
-    failure = classify(exc)
+    failure = classify(exc, CLOCK)
     assert (failure.category, failure.transient) == (category, transient)
 
 
 def test_retry_after_is_honoured_and_capped() -> None:
     policy = RetryPolicy(max_wait=30.0, jitter=0.0)
-    assert policy.wait_for(1, classify(http_error(429, retry_after=7))) == 7.0
-    assert policy.wait_for(1, classify(http_error(503, retry_after=500))) == 30.0
-    assert policy.wait_for(1, classify(RateLimitError("r", retry_after=2.5))) == 2.5
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
-    assert parse_retry_after("soon") is None
+    assert policy.wait_for(1, classify(http_error(429, retry_after=7), CLOCK)) == 7.0
+    assert policy.wait_for(1, classify(http_error(503, retry_after=500), CLOCK)) == 30.0
+    assert policy.wait_for(1, classify(RateLimitError("r", retry_after=2.5), CLOCK)) == 2.5
+
+
+def test_retry_after_seconds_date_and_millis() -> None:
+    wall = FakeClock.EPOCH
+    assert parse_retry_after(httpx.Headers({"retry-after": "3"}), wall=wall) == 3.0
+    assert parse_retry_after(httpx.Headers({"Retry-After": " 1.5 "}), wall=wall) == 1.5
+    date = formatdate(wall + 30, usegmt=True)
+    assert parse_retry_after(httpx.Headers({"retry-after": date}), wall=wall) == 30.0
+    past = formatdate(wall - 30, usegmt=True)
+    assert parse_retry_after(httpx.Headers({"retry-after": past}), wall=wall) == 0.0
+    zoneless = formatdate(wall + 10, usegmt=True).replace("GMT", "-0000")
+    assert parse_retry_after({"retry-after": zoneless}, wall=wall) == 10.0
+    assert parse_retry_after(httpx.Headers({"retry-after-ms": "250"}), wall=wall) == 0.25
+    assert parse_retry_after({"retry-after-ms": "x", "retry-after": "2"}, wall=wall) == 2.0
+    assert parse_retry_after(httpx.Headers({"retry-after": "-4"}), wall=wall) == 0.0
+    for unusable in ("soon", "nan", "inf", ""):
+        assert parse_retry_after({"retry-after": unusable}, wall=wall) is None
+    assert parse_retry_after(httpx.Headers({}), wall=wall) is None
+
+
+def test_an_http_date_retry_after_is_read_on_the_callers_clock() -> None:
+    """The wait is the date minus the clock's wall time, not the machine's: 45 s in fake time."""
+    clock = FakeClock(start=100.0)
+    date = formatdate(clock.wall() + 45, usegmt=True)
+    response = httpx.Response(503, request=REQ, headers={"Retry-After": date})
+    exc = httpx.HTTPStatusError("503", request=REQ, response=response)
+    assert classify(exc, clock).retry_after == 45.0
+    clock.advance(40.0)
+    assert classify(exc, clock).retry_after == 5.0
 
 
 def test_backoff_doubles_and_is_capped() -> None:

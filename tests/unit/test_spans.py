@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.core.events import CircuitEvent, EventBus, LLMEvent, RunEvent, ToolEvent, scope
+from taskorch_nb.testing import FakeClock
 from taskorch_nb.tracing.spans import ADHOC_TRACE, Span, SpanBuilder, build_spans
 
 

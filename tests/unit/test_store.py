@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -38,21 +37,48 @@ async def test_patterns_events_and_circuits_survive_a_new_orchestrator(tmp_path)
     second.close()
 
 
-def test_routine_events_are_batched_and_durable_ones_written_at_once(tmp_path) -> None:
-    store = Store(tmp_path / "t.db")
+def test_routine_events_wait_one_flush_interval_and_durable_ones_not_at_all(tmp_path) -> None:
+    clock = FakeClock()
+    store = Store(tmp_path / "t.db", clock=clock)
+    reader = Store(tmp_path / "t.db", clock=clock)
+
+    def written() -> list[str]:
+        return [getattr(e, "tool", None) or e.type for e in reader.events()]
+
     store.record(ToolEvent(type="tool.succeeded", tool="x", seq=1))
     # A second connection sees nothing yet: routine events wait for the batch ...
-    reader = Store(tmp_path / "t.db")
+    assert written() == []
     store.record(Notice(type="run.completed", message="done", seq=2))
     # ... but a durable event is committed at once, with what came before it.
-    assert [e.type for e in reader.events()] == ["tool.succeeded", "run.completed"]
+    assert written() == ["x", "run.completed"]
     store.record(ToolEvent(type="tool.succeeded", tool="y", seq=3))
-    deadline = time.monotonic() + 5
-    while len(reader.events()) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert [e.tool for e in reader.events() if e.type == "tool.succeeded"] == ["x", "y"]
-    store.close()
+    clock.advance(0.05)
+    assert written() == ["x", "run.completed"]
+    clock.advance(0.05)  # 100 ms after x armed the timer: the batch is written
+    assert written() == ["x", "run.completed", "y"]
+    store.record(ToolEvent(type="tool.succeeded", tool="z", seq=4))  # arms the next timer
+    clock.advance(0.05)
+    store.record(ToolEvent(type="tool.succeeded", tool="w", seq=5))  # joins z's batch
+    assert written() == ["x", "run.completed", "y"]
+    clock.advance(0.05)
+    assert written() == ["x", "run.completed", "y", "z", "w"]
+    store.record(ToolEvent(type="tool.succeeded", tool="v", seq=6))
+    store.close()  # writes what waits; the timer it leaves behind does nothing
+    clock.advance(1.0)
+    assert written() == ["x", "run.completed", "y", "z", "w", "v"]
     reader.close()
+
+
+def test_the_flush_interval_is_checked(tmp_path) -> None:
+    with pytest.raises(ConfigurationError, match="flush_interval"):
+        Store(tmp_path / "t.db", flush_interval=0)
+
+
+def test_an_orchestrator_store_flushes_on_the_orchestrators_clock(tmp_path) -> None:
+    clock = FakeClock()
+    orch = Orchestrator(store=tmp_path / "t.db", clock=clock)
+    assert orch.store.clock is clock
+    orch.close()
 
 
 def test_runs_table_roundtrip(tmp_path) -> None:

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.notebook.throttle import ManualScheduler, Throttle
+from taskorch_nb.testing import FakeClock
 
 
 def make(max_rate: float = 10.0) -> tuple[Throttle, ManualScheduler, FakeClock, list[float]]:

@@ -151,15 +151,37 @@ async def test_timeout_is_a_transient_timeout_failure(clock: FakeClock) -> None:
     seen: list = []
     orch.subscribe(seen.append)
 
-    @orch.tool(timeout=0.01)
-    async def slow() -> str:
-        await asyncio.sleep(5)
+    @orch.tool(timeout=5.0)
+    async def stuck() -> str:
+        await asyncio.Event().wait()  # never answers
         return "never"
 
     with pytest.raises(TimeoutError):
-        await orch.call_tool("slow")
-    failed = [e for e in seen if e.type == "tool.failed"]
-    assert failed[0].category == "timeout"
+        await orch.call_tool("stuck")
+    [failed] = [e for e in seen if e.type == "tool.failed"]
+    assert (failed.category, failed.duration) == ("timeout", 5.0)  # the timeout, in fake time
+    assert clock.now() == 5.0
+    orch.close()
+
+
+async def test_a_sync_tool_is_not_timed_out_while_its_thread_works(clock: FakeClock) -> None:
+    """Under a FakeClock the loop looks idle while the thread works; the clock holds still."""
+    orch = Orchestrator(store=":memory:", clock=clock)
+    started, release = threading.Event(), threading.Event()
+
+    @orch.tool(timeout=5.0)
+    def blocking() -> str:
+        started.set()
+        release.wait()
+        return "done"
+
+    call = asyncio.create_task(orch.call_tool("blocking"))
+    await asyncio.to_thread(started.wait)
+    await asyncio.to_thread(lambda: None)  # the loop blocks in its selector meanwhile
+    assert not call.done()
+    assert clock.now() == 0.0
+    release.set()
+    assert await call == "done"
     orch.close()
 
 

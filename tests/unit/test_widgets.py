@@ -5,12 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 from decimal import Decimal
 
 import pytest
 
-from taskorch_nb.core.clock import FakeClock
 from taskorch_nb.core.events import (
     BudgetEvent,
     CircuitEvent,
@@ -24,6 +22,7 @@ from taskorch_nb.core.events import (
 from taskorch_nb.notebook.text import render_text
 from taskorch_nb.notebook.throttle import ManualScheduler
 from taskorch_nb.notebook.widgets import BudgetGauge, CircuitPanel, Dashboard, RunMonitor
+from taskorch_nb.testing import FakeClock
 
 D = Decimal
 
@@ -340,16 +339,16 @@ def test_ten_thousand_events_give_a_handful_of_renders_per_second_of_fake_time()
     assert dash.pending == 0
 
 
-def test_ten_thousand_events_in_real_time_are_throttled() -> None:
+def test_on_the_real_timer_thread_close_applies_every_event() -> None:
+    # The rate limit itself is checked in fake time above; here the default timer thread
+    # and the last render of close() must still leave nothing behind.
     dash = Dashboard(limit=100)
     dash.widget  # noqa: B018
-    start = time.monotonic()
     for i in range(10_000):
         dash(budget("budget.settled", str(D(i) / 100), limit="100"))
-    elapsed = time.monotonic() - start
     dash.close()
-    # a run at most every 0.1 s while feeding, plus the final one
-    assert 1 <= dash.renders <= elapsed / 0.1 + 2
+    assert dash.renders >= 1
+    assert dash.pending == 0
     assert dash.gauge.spent == D("99.99")
     assert dash.monitor.events == 10_000
 
