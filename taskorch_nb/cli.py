@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -50,14 +51,13 @@ def _mcp(args: argparse.Namespace) -> int:
     return serve()
 
 
-def _positive_usd(text: str) -> float:
+def _budget(text: str) -> Decimal:
+    from taskorch_nb.core.money import parse_usd
+
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"budget must be a number of USD, not {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"budget must be more than $0, not {text}")
-    return value
+        return parse_usd(text, "--budget")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run one task and print its events and cost")
     run.add_argument("task", help="what the agents should do")
-    run.add_argument("--budget", type=_positive_usd, default=5.0, help="USD (default 5.00)")
+    run.add_argument("--budget", type=_budget, default=Decimal("5.00"),
+                     help="USD (default 5.00)")
     run.add_argument("--workflow", default="full", help="full | single (default full)")
     run.add_argument("--archetype", help="the archetype of a single workflow")
     run.add_argument("--provider", default="simulated",

@@ -35,8 +35,9 @@ def test_paused_run_exits_3(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "x", "--budget", "-1"], "budget must be more than $0"),
-        (["run", "x", "--budget", "lots"], "budget must be a number"),
+        (["run", "x", "--budget", "-1"], "--budget must be a USD amount above $0"),
+        (["run", "x", "--budget", "lots"], "got 'lots'"),
+        (["run", "x", "--budget", "1e999999"], "at most $1,000,000,000"),
         (["run", "  "], "the task is empty"),
         (["run", "x", "--workflow", "nope"], "unknown workflow 'nope'"),
         (["run", "x", "--provider", "gpt"], "unknown provider 'gpt'"),
