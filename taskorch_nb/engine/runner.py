@@ -30,7 +30,7 @@ class Engine(Services, Protocol):
 
     clock: Clock
     max_rounds: int
-    default_budget: Any
+    default_budget: Decimal
     warn_below: float
     store: Store
     langfuse: LangfuseExporter | None

@@ -186,7 +186,7 @@ def test_extend_resumes_after_rejection_and_rearms_warning(guard: BudgetGuard, e
 
 @pytest.mark.parametrize("extra", [0, -1, "nope"])
 def test_bad_extension(guard: BudgetGuard, extra: object) -> None:
-    with pytest.raises(ValueError, match="^extra_budget must be a USD amount above"):
+    with pytest.raises(ValueError, match=r"^extra_budget must be a USD amount above"):
         guard.extend(extra)  # type: ignore[arg-type]
     assert guard.limit == 5
 

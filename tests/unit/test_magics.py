@@ -244,7 +244,7 @@ def test_usage_error_shows_one_line_without_traceback(shell, capsys) -> None:
 def test_bad_setting_is_refused(shell) -> None:
     from traitlets import TraitError
 
-    with pytest.raises(TraitError, match="^Orchestrate.budget must be a USD amount above"):
+    with pytest.raises(TraitError, match=r"^Orchestrate\.budget must be a USD amount above"):
         magics(shell).settings.budget = -2.0
     with pytest.raises(TraitError, match="got inf"):
         magics(shell).settings.budget = float("inf")
