@@ -18,16 +18,20 @@ from taskorch_nb import (
     RunStatus,
     register_archetype,
 )
+from taskorch_nb.agents import archetypes
 from taskorch_nb.llm.openai import OpenAIProvider
 from taskorch_nb.testing import FlakyTool, SimReply, SimRequest, SimulatedProvider
 
 SEARCH_COST = Decimal("0.05")
 
-register_archetype(Archetype(
-    name="paying_searcher",
-    system_prompt="Search once, then answer as JSON.",
-    tools=("search_api",),
-))
+
+
+@pytest.fixture(autouse=True)
+def paying_searcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent that calls `search_api` once, registered for this module's tests only."""
+    monkeypatch.setattr(archetypes, "_ARCHETYPES", dict(archetypes._ARCHETYPES))
+    register_archetype(Archetype(name="paying_searcher", tools=("search_api",),
+                                 system_prompt="Search once, then answer as JSON."))
 
 
 def searcher(request: SimRequest) -> SimReply | dict:
