@@ -12,6 +12,7 @@ import importlib.util
 import math
 import sys
 from collections.abc import Callable
+from decimal import Decimal
 from typing import NoReturn
 
 from taskorch_nb.errors import ConfigurationError
@@ -48,15 +49,14 @@ def require_extra(extra: str, *modules: str) -> None:
         )
 
 
-def usd(text: str) -> float:
-    """A USD amount > 0 (an option type)."""
+def usd(text: str) -> Decimal:
+    """A USD amount > 0 (an option type): the one `parse_usd` every door uses."""
+    from taskorch_nb.core.money import parse_usd
+
     try:
-        value = float(text.strip().lstrip("$"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of USD, not {text!r}") from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"must be more than $0, not {text}")
-    return value
+        return parse_usd(text, "USD")
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("USD must be ")) from None
 
 
 def whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:

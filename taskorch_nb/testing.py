@@ -407,20 +407,24 @@ class NaiveOutcome:
 
 async def naive_retry_agent(
     provider: Any,
-    prices: PriceTable,
     tool: Callable[..., Awaitable[Any]],
     *,
     task: str,
     model: str = "sim-small",
     tool_cost: Decimal = Decimal("0"),
     max_iterations: int = 100,
+    prices: Any = None,
     **arguments: Any,
 ) -> NaiveOutcome:
     """The agent without taskorch_nb (seed flow 7's "old agent"): ask the model, call the
     tool, and on failure retry at once, with no backoff, no breaker and no budget.
 
-    Bounded by `max_iterations` only so that tests end; the real thing is not.
+    Bounded by `max_iterations` only so that tests end; the real thing is not. Model
+    calls are priced as an Orchestrator prices them (`prices`: an `orch.prices`, or the
+    same overrides `Orchestrator(prices=...)` takes).
     """
+    if not isinstance(prices, PriceTable):
+        prices = PriceTable(prices, clock=getattr(provider, "clock", None))
     cost = Decimal("0")
     messages = [{"role": "user", "content": f"{task}: call the search tool"}]
     for iteration in range(1, max_iterations + 1):

@@ -16,13 +16,12 @@ import html
 import itertools
 import threading
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
 
 from taskorch_nb.core.events import BudgetEvent
-from taskorch_nb.core.pricing import to_decimal
+from taskorch_nb.core.money import MAX_USD, parse_usd
 from taskorch_nb.errors import BudgetExceededError, ConfigurationError
 
 BudgetStatus = Literal["ok", "warning", "exceeded"]
@@ -130,16 +129,9 @@ class CostReport:
 
 
 def _amount(value: Any, what: str) -> Decimal:
-    if type(value) is Decimal and value.is_finite() and value >= 0:
+    if type(value) is Decimal and value.is_finite() and 0 <= value <= MAX_USD:
         return value  # the hot path: prices already come as Decimal
-    amount = to_decimal(value, what)
-    if amount < 0:
-        raise ValueError(f"{what} must not be negative, got {amount}")
-    return amount
-
-
-#: The guard of the run the current task works for (paid tools charge it).
-current_guard: ContextVar[BudgetGuard | None] = ContextVar("taskorch_guard", default=None)
+    return parse_usd(value, what, allow_zero=True)
 
 
 class BudgetGuard:
@@ -158,16 +150,7 @@ class BudgetGuard:
         warn_below: float = 0.20,
         on_event: Callable[[BudgetEvent], Any] | None = None,
     ) -> None:
-        try:
-            parsed = to_decimal(limit, "budget limit")
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"{exc}: pass the budget in USD as a positive number, e.g. budget=5.0"
-            ) from None
-        if parsed <= 0:
-            raise ConfigurationError(
-                f"budget limit must be more than $0, got {parsed}: pass e.g. budget=5.0"
-            )
+        parsed = parse_usd(limit, "budget")
         if isinstance(warn_below, bool) or not 0 <= warn_below < 1:
             raise ConfigurationError(
                 f"warn_below must be a fraction in [0, 1), got {warn_below!r}: e.g. 0.20 warns "
@@ -323,9 +306,7 @@ class BudgetGuard:
 
     def extend(self, extra: Decimal | float | int | str) -> None:
         """Raise the limit by `extra` (to resume a paused run)."""
-        value = _amount(extra, "budget extension")
-        if value == 0:
-            raise ValueError("budget extension must be more than $0")
+        value = parse_usd(extra, "extra_budget")
         emit = self.on_event
         with self._lock:
             self._limit += value

@@ -3,6 +3,11 @@
 The success path is the hot path: a closed breaker, the call, one
 `tool.succeeded` event. Everything else (classification, retries, the immune
 system, the fallback) is built only once an attempt has failed.
+
+Every call names the guard its metered cost is charged to (a run's guard, or
+the orchestrator's session guard): money travels as an argument, never through
+a context variable. A strategy the immune system applies on the call's behalf
+hands its corrective prompt back to the caller, in the `prompts` list it gave.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from taskorch_nb.core.circuit import CircuitBreaker, Permit
 from taskorch_nb.core.clock import Clock
 from taskorch_nb.core.events import Event, ToolEvent, current_agent
 from taskorch_nb.core.immune import ImmuneSystem, Pattern
-from taskorch_nb.core.pricing import to_decimal
+from taskorch_nb.core.money import parse_usd
 from taskorch_nb.core.retry import Failure, RetryPolicy, classify
 from taskorch_nb.errors import (
     CircuitOpenError,
@@ -61,7 +66,7 @@ class ToolSpec:
     quiet: bool = False
     """No `tool.succeeded` event (model calls: `llm.completed` already says it)."""
     cost: Decimal | None = None
-    """USD charged to the current budget per attempt (a metered API), failed or not."""
+    """USD charged to the call's guard per attempt (a metered API), failed or not."""
 
     @classmethod
     def build(cls, fn: Callable[..., Any], *, name: str, fallback: str | None,
@@ -145,14 +150,12 @@ class Toolbox:
         immune: ImmuneSystem,
         breaker_for: Callable[[str, CircuitBreaker | None], CircuitBreaker],
         retry: RetryPolicy,
-        guard_for: Callable[[], BudgetGuard | None] = lambda: None,
     ) -> None:
         self.clock = clock
         self._emit = emit
         self.immune = immune
         self._breaker_for = breaker_for
         self.default_retry = retry
-        self._guard_for = guard_for
         self._tools: dict[str, ToolSpec] = {}
         self._ids = itertools.count(1)
 
@@ -173,9 +176,8 @@ class Toolbox:
         tool_name = name or fn.__name__
         if timeout is not None and timeout <= 0:
             raise ConfigurationError(f"tool {tool_name!r}: timeout must be > 0 seconds")
-        price = None if cost is None else to_decimal(cost, f"cost of tool {tool_name!r}")
-        if price is not None and price < 0:
-            raise ConfigurationError(f"tool {tool_name!r}: cost must be >= 0 USD")
+        price = None if cost is None else parse_usd(cost, f"the cost of tool {tool_name!r}",
+                                                     allow_zero=True)
         if fallback == tool_name:
             raise ConfigurationError(f"tool {tool_name!r} cannot be its own fallback")
         spec = ToolSpec.build(
@@ -205,13 +207,24 @@ class Toolbox:
 
     # -- calling -------------------------------------------------------------
 
-    async def call(self, name: str, kwargs: dict[str, Any], *, _via: tuple[str, ...] = ()) -> Any:
-        """Call a tool behind its breaker, retries, immune system and fallback."""
+    async def call(self, name: str, kwargs: dict[str, Any], *, guard: BudgetGuard | None,
+                   prompts: list[str] | None = None, _via: tuple[str, ...] = ()) -> Any:
+        """Call a tool behind its breaker, retries, immune system and fallback.
+
+        `guard` pays a metered tool's cost (None only for calls that cost nothing:
+        a metered tool then refuses); `prompts` receives the corrective prompts of
+        the strategies applied on this call's behalf, for the caller's next model call.
+        """
         spec = self._tools.get(name)
         if spec is None:
             referenced_by = _via[-1] if _via else None
             raise UnknownToolError(name, list(self._tools), referenced_by=referenced_by)
         spec.check(kwargs)
+        if spec.cost is not None and guard is None:
+            raise ConfigurationError(
+                f"tool {name!r} costs ${spec.cost} per request: call it with the guard that "
+                "pays (a run's guard, or the orchestrator's session_guard)"
+            )
         call_id = f"{name}#{next(self._ids)}"
         breaker = spec.breaker
         try:
@@ -220,23 +233,23 @@ class Toolbox:
             if spec.fallback is None:
                 raise
             pattern = self.immune.latest_for(name)
-            return await self._fallback(spec, kwargs, call_id, pattern, _via, cause=None)
+            return await self._fallback(spec, kwargs, call_id, pattern, _via, guard, prompts,
+                                        cause=None)
         start = self.clock.now()
         try:
-            result = await self._invoke(spec, kwargs)
+            result = await self._invoke(spec, kwargs, guard)
         except Exception as exc:
-            return await self._recover(spec, kwargs, call_id, permit, exc, start, _via)
+            return await self._recover(spec, kwargs, call_id, permit, exc, start, _via, guard,
+                                       prompts)
         breaker.record_success(permit)
         if not spec.quiet:
             self._emit(ToolEvent(type="tool.succeeded", tool=name, call_id=call_id,
                                  duration=self.clock.now() - start, agent=current_agent.get()))
         return result
 
-    async def _invoke(self, spec: ToolSpec, kwargs: dict[str, Any]) -> Any:
-        if spec.cost is None:
-            return await self._run(spec, kwargs)
-        guard = self._guard_for()
-        if guard is None:
+    async def _invoke(self, spec: ToolSpec, kwargs: dict[str, Any],
+                      guard: BudgetGuard | None) -> Any:
+        if spec.cost is None or guard is None:  # `call` refused a metered tool without a guard
             return await self._run(spec, kwargs)
         reservation = guard.reserve(spec.cost, agent=current_agent.get(), tool=spec.name)
         try:
@@ -253,12 +266,12 @@ class Toolbox:
             return await call
 
     async def _attempt(self, spec: ToolSpec, kwargs: dict[str, Any], call_id: str,
-                       attempt: int) -> Any:
+                       attempt: int, guard: BudgetGuard | None) -> Any:
         """One retry attempt: breaker, call, record, event."""
         permit = spec.breaker.acquire()
         start = self.clock.now()
         try:
-            result = await self._invoke(spec, kwargs)
+            result = await self._invoke(spec, kwargs, guard)
         except Exception as exc:
             self._failed(spec, call_id, attempt, permit, classify(exc, self.clock), start)
             raise
@@ -283,7 +296,8 @@ class Toolbox:
 
     async def _recover(self, spec: ToolSpec, kwargs: dict[str, Any], call_id: str,
                        permit: Permit, exc: Exception, start: float,
-                       via: tuple[str, ...]) -> Any:
+                       via: tuple[str, ...], guard: BudgetGuard | None,
+                       prompts: list[str] | None) -> Any:
         """The first attempt failed: known pattern, else retries, else learn and fall back."""
         failure = classify(exc, self.clock)
         self._failed(spec, call_id, 1, permit, failure, start)
@@ -292,7 +306,8 @@ class Toolbox:
         known = self.immune.match(spec.name, failure)
         if known is not None:
             self.immune.seen_again(known)
-            return await self._fallback(spec, kwargs, call_id, known, via, cause=exc)
+            return await self._fallback(spec, kwargs, call_id, known, via, guard, prompts,
+                                        cause=exc)
         attempts = 1
         last_exc: Exception = exc
         policy = spec.retry
@@ -308,7 +323,7 @@ class Toolbox:
                 async for attempt in policy.retrying(self.clock, on_wait=on_wait):
                     with attempt:
                         attempts = attempt.retry_state.attempt_number + 1
-                        result = await self._attempt(spec, kwargs, call_id, attempts)
+                        result = await self._attempt(spec, kwargs, call_id, attempts, guard)
                 return result
             except CircuitOpenError:
                 pass  # the breaker opened under us: stop trying, keep the real failure
@@ -323,7 +338,8 @@ class Toolbox:
                 f"taskorch: {spec.name!r} failed {attempts} attempt(s); pattern {pattern.name!r}"
             )
             raise last_exc
-        return await self._fallback(spec, kwargs, call_id, pattern, via, cause=last_exc)
+        return await self._fallback(spec, kwargs, call_id, pattern, via, guard, prompts,
+                                    cause=last_exc)
 
     def _scheduled(self, spec: ToolSpec, call_id: str, attempt: int, wait: float,
                    failure: Failure) -> None:
@@ -335,8 +351,10 @@ class Toolbox:
 
     async def _fallback(self, spec: ToolSpec, kwargs: dict[str, Any], call_id: str,
                         pattern: Pattern | None, via: tuple[str, ...],
+                        guard: BudgetGuard | None, prompts: list[str] | None,
                         cause: Exception | None) -> Any:
-        """Apply the strategy: corrective prompt out, the fallback tool called instead."""
+        """Apply the strategy: corrective prompt to the caller, the fallback tool called
+        instead (charged to the same guard)."""
         fallback = spec.fallback if pattern is None or not pattern.fallback else pattern.fallback
         if fallback is None or fallback not in self._tools:
             if fallback is not None:
@@ -350,10 +368,12 @@ class Toolbox:
                                      f"{path}")
         if pattern is not None:
             self.immune.applied(pattern)
+            if prompts is not None and pattern.corrective_prompt:
+                prompts.append(pattern.corrective_prompt)
         self._emit(ToolEvent(type="tool.fallback", tool=fallback, call_id=call_id,
                              fallback_of=spec.name, agent=current_agent.get()))
         try:
-            result = await self.call(fallback, kwargs, _via=chain)
+            result = await self.call(fallback, kwargs, guard=guard, prompts=prompts, _via=chain)
         except (ConfigurationError, ToolArgumentsError):
             raise
         except Exception as fallback_exc:

@@ -137,11 +137,11 @@ async def flow2_budget(home: Path) -> FlowResult:
             left = f"${settled.remaining:.2f} ({_percent(settled.remaining, settled.limit)}) left"
             result.lines.append(f"  call {calls:2}: approved, {done.output_tokens:,} tokens, "
                                 f"${settled.amount:.4f} spent, {left}")
-    report = orch.budget.report()
+    report = orch.session_guard.report()
     result.lines.append("  " + str(report).replace("\n", "\n  "))
     orch.close()
     result.events = events
-    result.ok = (report.spent <= report.limit and orch.budget.status == "exceeded"
+    result.ok = (report.spent <= report.limit and orch.session_guard.status == "exceeded"
                  and len(warnings) == 1 and warnings[0].remaining < warnings[0].limit / 5)
     return result
 
@@ -404,9 +404,8 @@ async def flow7_before_after(home: Path) -> FlowResult:
     clock = FakeClock()
     cost_per_search = Decimal("0.05")
     naive = await naive_retry_agent(
-        SimulatedProvider(clock=clock), Orchestrator(store=":memory:").prices,
-        FlakyTool(always=504), task="Find auth docs", tool_cost=cost_per_search,
-        max_iterations=500, query="q",
+        SimulatedProvider(clock=clock), FlakyTool(always=504), task="Find auth docs",
+        tool_cost=cost_per_search, max_iterations=500, query="q",
     )
     register_archetype(Archetype(name="searcher", tools=("search_api",),
                                  system_prompt="Search, then answer as JSON."))

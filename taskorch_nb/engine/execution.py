@@ -4,7 +4,9 @@
 immune system), runs the safety checks before every agent step, emits the
 phase/agent/QC events, and keeps the run's checkpoint: the typed output of
 every finished agent and a journal of every model and tool call, so a resumed
-run replays what it already paid for instead of repeating it.
+run replays what it already paid for instead of repeating it. Every paid call
+it makes names the run's guard; the corrective prompts of the strategies taken
+for its tool calls come straight back to it.
 """
 
 from __future__ import annotations
@@ -54,7 +56,6 @@ class Services(Protocol):
                        response_format: dict | None = None, temperature: float | None = None,
                        guard: BudgetGuard | None = None) -> Completion: ...
 
-    async def call_tool(self, name: str, /, **kwargs: Any) -> Any: ...
 
 
 def _completion_record(c: Completion) -> dict[str, Any]:
@@ -231,7 +232,10 @@ class RunContext:
             path = str(arguments.get("path", ""))
             if not is_test_file(path):
                 raise SandboxError(path, "the RED step writes tests only; code comes next")
-        result = await self.orch.call_tool(name, **arguments)
+        # The model's arguments are the tool's, whatever their names: guard and prompts
+        # travel beside them.
+        result = await self.orch.tools.call(name, arguments, guard=self.run.guard,
+                                            prompts=self._prompts)
         journal[key] = result if isinstance(result, str | int | float | list | dict) else str(
             result)
         return result
@@ -250,12 +254,10 @@ class RunContext:
         return schemas
 
     def take_prompts(self) -> list[str]:
-        prompts, self._prompts = self._prompts, []
+        """The corrective prompts of strategies applied since, for the next model call."""
+        prompts = self._prompts[:]
+        self._prompts.clear()
         return prompts
-
-    def add_prompt(self, prompt: str) -> None:
-        """A corrective prompt from the immune system, for the agent's next model call."""
-        self._prompts.append(prompt)
 
 
 def _with_tools(arch: Archetype, tools: tuple[str, ...]) -> Archetype:

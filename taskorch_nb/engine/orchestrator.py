@@ -7,6 +7,7 @@ import itertools
 import os
 import shutil
 import tempfile
+import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -22,7 +23,7 @@ from taskorch_nb.agents.retention import (
     workspaces_root,
 )
 from taskorch_nb.core.alerts import LoggingAlerts, WebhookAlerts
-from taskorch_nb.core.budget import BudgetGuard, current_guard
+from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.circuit import CircuitBreaker
 from taskorch_nb.core.clock import Clock, RealClock
 from taskorch_nb.core.events import (
@@ -35,6 +36,7 @@ from taskorch_nb.core.events import (
     current_phase,
 )
 from taskorch_nb.core.immune import ImmuneSystem, Pattern
+from taskorch_nb.core.money import parse_usd
 from taskorch_nb.core.pricing import ModelPrice, PriceTable
 from taskorch_nb.core.retry import RetryPolicy, classify
 from taskorch_nb.core.store import Store
@@ -57,8 +59,10 @@ class Orchestrator:
     and a memory of failure patterns; every step an event.
 
     `provider` is a name ("simulated", "openai", "anthropic", "auto") or a
-    provider object; `budget` is the default USD limit of each run (and of
-    model calls made outside runs); `store` a SQLite path or ":memory:". Runs
+    provider object; `budget` is the USD limit of a run that names none
+    (`default_budget`); `session_budget` the USD limit of `session_guard`, which
+    pays for the calls you make outside runs (default: `budget`); `store` a
+    SQLite path or ":memory:". A budget is an amount, a guard a `BudgetGuard`. Runs
     without a workspace work in `workspaces/RUN_ID` next to the store; at start the
     workspaces of finished runs beyond the `keep_workspaces` (50) newest are removed.
     """
@@ -69,6 +73,7 @@ class Orchestrator:
         model: str | None = None,
         budget: float | str | Decimal | None = None,
         *,
+        session_budget: float | str | Decimal | None = None,
         store: Store | str | os.PathLike[str] | None = None,
         clock: Clock | None = None,
         retry: RetryPolicy | None = None,
@@ -97,9 +102,16 @@ class Orchestrator:
         self.prices = PriceTable(prices, clock=self.clock)
         self.prices.resolve(self.provider.price_provider, self.model)  # unknown: fail now
         self.warn_below = warn_below
-        self.default_budget = DEFAULT_BUDGET if budget is None else budget
-        self.budget = BudgetGuard(self.default_budget, warn_below=warn_below,
-                                  on_event=self.bus.emit)
+        self.default_budget: Decimal = (DEFAULT_BUDGET if budget is None
+                                        else parse_usd(budget, "budget"))
+        """The USD limit of a run that names none."""
+        self.session_guard = BudgetGuard(
+            self.default_budget if session_budget is None
+            else parse_usd(session_budget, "session_budget"),
+            warn_below=warn_below, on_event=self.bus.emit,
+        )
+        """Pays for the calls made outside runs (`complete`, `call_tool` from your code);
+        a run's calls are paid by the run's own guard (`run.guard`)."""
         if max_rounds < 1:
             raise ConfigurationError("max_rounds must be >= 1")
         self.max_rounds = max_rounds
@@ -122,8 +134,7 @@ class Orchestrator:
             patterns=[Pattern.from_record(r) for r in self.store.load_patterns()],
         )
         self.tools = Toolbox(clock=self.clock, emit=self.bus.emit, immune=self.immune,
-                             breaker_for=self.breaker, retry=self.retry,
-                             guard_for=lambda: current_guard.get() or self.budget)
+                             breaker_for=self.breaker, retry=self.retry)
         for name, fn in workspace_tools().items():
             self.tools.register(fn, name=name, retry=RetryPolicy(max_attempts=1))
         self._call_ids = itertools.count(1)
@@ -158,21 +169,13 @@ class Orchestrator:
         return make_provider(provider, clock=clock)
 
     def _connect_federation(self, federation: Any) -> None:
-        """Bind the client to the immune system and send its HTTP through a breaker and
-        retries of its own (`federation:hub`), like every other call."""
+        """Bind the client to the immune system; its HTTP exchange is a tool of its own
+        (`federation:hub`, free of charge), so it has a breaker and retries like any call."""
         federation.bind(self.immune, tools=self.tools.names)
-        exchange = federation.exchange
-
-        async def hub(method: str, path: str, json_body: Any = None, params: Any = None) -> Any:
-            return await exchange(method, path, json_body=json_body, params=params)
-
-        self.tools.register(hub, name="federation:hub", quiet=True)
-        calls = self.tools
-
-        async def route(**request: Any) -> Any:
-            return await calls.call("federation:hub", request)
-
-        federation.route_through(route)
+        self.tools.register(federation.exchange, name="federation:hub", quiet=True)
+        tools = self.tools
+        federation.route_through(
+            lambda **request: tools.call("federation:hub", request, guard=None))
 
     def _make_exporter(self, langfuse: Any) -> Any:
         """None: export when LANGFUSE_PUBLIC_KEY/SECRET_KEY are set; False: never; True:
@@ -192,6 +195,16 @@ class Orchestrator:
         if getattr(langfuse, "on_warning", False) is None:
             langfuse.on_warning = self.bus.emit  # its warnings become this bus's events
         return langfuse
+
+    @property
+    def budget(self) -> BudgetGuard:
+        """Deprecated name of `session_guard`."""
+        warnings.warn(
+            "Orchestrator.budget is deprecated: the guard of calls made outside runs is "
+            "Orchestrator.session_guard (a run's own guard is run.guard)",
+            DeprecationWarning, stacklevel=2,
+        )
+        return self.session_guard
 
     # -- events ----------------------------------------------------------------
 
@@ -242,7 +255,8 @@ class Orchestrator:
         """Register a sync or async function as a guarded tool (usable as a decorator).
 
         `fallback` names the tool to use when this one keeps failing; `cost` is
-        the USD a metered API bills per request, charged to the run's budget."""
+        the USD a metered API bills per request, charged to the guard of the call
+        (the run's guard inside a run)."""
 
         def register(func: F) -> F:
             self.tools.register(func, name=name, fallback=fallback, timeout=timeout,
@@ -251,9 +265,15 @@ class Orchestrator:
 
         return register(fn) if fn is not None else register
 
-    async def call_tool(self, name: str, /, **kwargs: Any) -> Any:
-        """Call a tool: breaker -> retry -> immune system -> fallback."""
-        return await self.tools.call(name, kwargs)
+    async def call_tool(self, name: str, guard: BudgetGuard | None = None, /,
+                        **kwargs: Any) -> Any:
+        """Call a tool: breaker -> retry -> immune system -> fallback.
+
+        A metered tool's cost is charged to `guard` (positional, so every keyword is
+        the tool's): by default `session_guard`, the guard of calls outside runs.
+        """
+        return await self.tools.call(name, kwargs,
+                                     guard=self.session_guard if guard is None else guard)
 
     # -- model calls -----------------------------------------------------------
 
@@ -291,10 +311,15 @@ class Orchestrator:
     ) -> Completion:
         """One guarded model call: approve (reserve the worst case), call through the
         `provider:model` breaker and retries, price, settle. A refusal raises
-        `BudgetExceededError` carrying the cost report."""
+        `BudgetExceededError` carrying the cost report.
+
+        `guard` pays: by default `session_guard`, the guard of calls outside runs
+        (a run's calls pass `run.guard`).
+        """
         model = model or self.model
         key = self._model_tool(model)
-        guard = guard or current_guard.get() or self.budget
+        if guard is None:
+            guard = self.session_guard
         agent = current_agent.get()
         price_provider = self.provider.price_provider
         worst = self.prices.worst_case(
@@ -310,7 +335,7 @@ class Orchestrator:
             completion: Completion = await self.tools.call(key, {
                 "messages": messages, "max_tokens": max_tokens, "tools": tools,
                 "response_format": response_format, "temperature": temperature,
-            })
+            }, guard=guard)
         except BaseException as exc:
             guard.release(reservation)
             if isinstance(exc, Exception):
@@ -358,7 +383,7 @@ class Orchestrator:
         """`run` for scripts and blocking notebook cells (works inside a running loop)."""
         return wait_for(self.run(task, **options))
 
-    def start(
+    async def start(
         self,
         task: str,
         *,
@@ -370,17 +395,20 @@ class Orchestrator:
         tools: tuple[str, ...] | list[str] = (),
         **names: Any,
     ) -> Run:
-        """`run`, scheduled on the running loop: returns the Run at once (`await run` waits).
-        Bad input raises here, before anything is scheduled."""
+        """`run`, returning as soon as the run is scheduled on this loop: `await run` waits
+        for its end. Bad input raises here, before anything is scheduled."""
         run = self.runner.create(task, workflow=workflow, archetype=archetype, budget=budget,
                                  workspace=workspace, max_rounds=max_rounds, tools=tools,
                                  names=names)
-        run._task = asyncio.get_running_loop().create_task(self.runner.execute(run))
-        return run
+        return self.runner.schedule(run)
 
     async def resume(self, run: Run | str, *, extra_budget: float | str | None = None) -> Run:
         """Continue a PAUSED or INTERRUPTED run (by object or id) from its checkpoint."""
         return await self.runner.resume(run, extra_budget=extra_budget)
+
+    def resume_sync(self, run: Run | str, *, extra_budget: float | str | None = None) -> Run:
+        """`resume` for scripts and blocking notebook cells (works inside a running loop)."""
+        return wait_for(self.resume(run, extra_budget=extra_budget))
 
     def get_run(self, run_id: str) -> Run:
         """A run of this orchestrator or, by id, from the store (`KeyError` if unknown)."""
@@ -425,17 +453,33 @@ class Orchestrator:
     # -- lifecycle -------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Budget and circuits now: what `%orchestrate status` and MCP show."""
+        """Budget and circuits now: what `%orchestrate status` and MCP show (`budget`: the
+        session guard's)."""
+        guard = self.session_guard
         return {
-            "budget": self.budget.report().to_dict() | {"status": self.budget.status},
+            "budget": guard.report().to_dict() | {"status": guard.status},
             "circuits": {n: b.snapshot() for n, b in sorted(self.circuits.items())},
             "patterns": len(self.immune),
             "provider": self.provider.name,
             "model": self.model,
         }
 
+    async def aclose(self) -> None:
+        """Close the provider's and the hub client's connections, hand the last spans to
+        Langfuse, write what is pending and release the store (a store handed in is
+        flushed, not closed). The blocking part runs off the loop."""
+        try:
+            await self.provider.aclose()
+            if self.federation is not None:
+                await self.federation.aclose()
+        finally:
+            await asyncio.to_thread(self._release)
+
     def close(self) -> None:
-        """Write what is pending, hand the last spans to Langfuse, release the store."""
+        """`aclose` for scripts and `with` blocks (works inside a running loop)."""
+        wait_for(self.aclose())
+
+    def _release(self) -> None:
         if self.langfuse is not None:
             self.langfuse.close()
         if self.webhook is not None:
@@ -457,7 +501,7 @@ class Orchestrator:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.close()
+        await self.aclose()
 
 
 def _phase() -> str | None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from taskorch_nb.agents.archetypes import get_archetype
 from taskorch_nb.agents.workflow import get_workflow
 from taskorch_nb.agents.workspace import Workspace
-from taskorch_nb.core.budget import BudgetGuard, current_guard
+from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.events import Event, Notice, PatternEvent, RunEvent, scope
 from taskorch_nb.engine.execution import RunContext, Services, current_workspace
 from taskorch_nb.engine.run import Run, RunStatus
@@ -30,7 +30,7 @@ class Engine(Services, Protocol):
 
     clock: Clock
     max_rounds: int
-    default_budget: Any
+    default_budget: Decimal
     warn_below: float
     store: Store
     langfuse: LangfuseExporter | None
@@ -72,22 +72,16 @@ class Runner:
         self.orch = orch
         self._runs: dict[str, Run] = {}
         self._workspaces: dict[str, Workspace] = {}
-        self._contexts: dict[str, RunContext] = {}
         orch.subscribe(self._route)
 
     def _route(self, event: Event) -> None:
-        """One subscriber for all runs: each event to its run (and prompts to its agents)."""
+        """One subscriber for all runs: each event to its run."""
         run_id = event.run_id
         if run_id is None:
             return
         run = self._runs.get(run_id)
         if run is not None:
             run.events.append(event)
-        if event.type == "pattern.applied":
-            ctx = self._contexts.get(run_id)
-            prompt = getattr(event, "prompt", None)
-            if ctx is not None and prompt:
-                ctx.add_prompt(prompt)
 
     # -- creating ------------------------------------------------------------------
 
@@ -124,6 +118,11 @@ class Runner:
 
     # -- executing -----------------------------------------------------------------
 
+    def schedule(self, run: Run) -> Run:
+        """Execute `run` as a task of the running loop; `await run` waits for it."""
+        run._task = asyncio.get_running_loop().create_task(self.execute(run))
+        return run
+
     async def execute(self, run: Run, *, resumed: bool = False) -> Run:
         """Run the workflow; a budget rejection pauses, an error fails, a cancel cancels."""
         await self._execute(run, resumed=resumed)
@@ -140,9 +139,7 @@ class Runner:
         run.status = RunStatus.RUNNING
         self.save(run)
         token = current_workspace.set(self.workspace(run))
-        guard_token = current_guard.set(run.guard)
-        ctx = self._contexts[run.id] = RunContext(orch, run, workspace=self.workspace(run),
-                                                   save=self.save)
+        ctx = RunContext(orch, run, workspace=self.workspace(run), save=self.save)
         try:
             with scope(run_id=run.id):
                 emit(RunEvent(
@@ -172,9 +169,7 @@ class Runner:
                 else:
                     self._finish(run, RunStatus.FAILED, "run.failed", error=result.output)
         finally:
-            del self._contexts[run.id]
             current_workspace.reset(token)
-            current_guard.reset(guard_token)
 
     async def _learn(self, run: Run) -> None:
         """Outcomes to the immune system (already recorded per call), a summary event,

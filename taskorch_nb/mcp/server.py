@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
@@ -25,9 +26,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
 
 from taskorch_nb.agents.archetypes import archetype_names
+from taskorch_nb.core.money import MAX_USD, parse_usd
 from taskorch_nb.engine.run import Run, RunStatus
 from taskorch_nb.errors import ConfigurationError, HubError, TaskorchError
 
@@ -53,8 +55,20 @@ FEDERATION_HELP = (
 ArchetypeName = Annotated[str, Field(
     description="The agent to spawn; built in: " + ", ".join(archetype_names()) + ".")]
 TaskText = Annotated[str, Field(description="What the agent(s) should do; must not be empty.")]
-BudgetUSD = Annotated[float, Field(gt=0, allow_inf_nan=False,
-                                   description="USD limit of the run (more than 0).")]
+
+
+def _usd_argument(value: Any, info: ValidationInfo) -> float:
+    return float(parse_usd(value, info.field_name or "budget"))
+
+
+#: A USD amount, read by the same `parse_usd` as the CLI, the magic and the constructors.
+USD = Annotated[float, BeforeValidator(_usd_argument), WithJsonSchema(
+    {"type": "number", "exclusiveMinimum": 0, "maximum": float(MAX_USD)})]
+Budget = Annotated[USD, Field(description="USD limit of the run (more than 0).")]
+ExtraBudget = Annotated[USD, Field(description="USD added to the run's limit (more than 0).")]
+Renamed = Annotated[USD | None, Field(
+    description="Deprecated: the old name of the argument above it (same meaning).",
+    json_schema_extra={"deprecated": True})]
 RunId = Annotated[str, Field(description="A run id as returned by a run tool (run-...).")]
 CircuitName = Annotated[str, Field(
     description="A breaker name: a tool (write_file) or provider:model (simulated:sim-small).")]
@@ -196,14 +210,8 @@ class _Session:
 
     async def aclose(self) -> None:
         orch, self._orch = self._orch, None
-        if orch is None:
-            return
-        try:
-            aclose = getattr(orch.federation, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        finally:
-            orch.close()
+        if orch is not None:
+            await orch.aclose()
 
 
 def build_server(orch_factory: Callable[[], Orchestrator] | None = None) -> MCPServer:
@@ -235,7 +243,7 @@ def build_server(orch_factory: Callable[[], Orchestrator] | None = None) -> MCPS
 
     @app.tool()
     async def spawn_archetype_agent(ctx: Context, archetype: ArchetypeName, task: TaskText,
-                                    budget_usd: BudgetUSD = 1.0
+                                    budget: Budget = 1.0, budget_usd: Renamed = None
                                     ) -> Annotated[CallToolResult, RunResult]:
         """Run one agent (researcher, architect, builder or qc) on a task within a USD budget.
 
@@ -244,22 +252,26 @@ def build_server(orch_factory: Callable[[], Orchestrator] | None = None) -> MCPS
         that runs out of budget is paused and reported as an error naming its id.
         """
         with _reasons():
+            budget = _renamed("budget_usd", budget_usd, "budget", budget, 1.0)
             return await _execute(ctx, session.orchestrator(), task, workflow="single",
-                                  archetype=archetype, budget=budget_usd)
+                                  archetype=archetype, budget=budget)
 
     @app.tool()
-    async def run_workflow(ctx: Context, task: TaskText, budget_usd: BudgetUSD = 5.0
+    async def run_workflow(ctx: Context, task: TaskText, budget: Budget = 5.0,
+                           budget_usd: Renamed = None
                            ) -> Annotated[CallToolResult, RunResult]:
         """Run the full workflow on a task: research -> design -> build -> QC (tests run for real),
         back to build on a failed QC verdict. Returns the run id, status, output, cost
         report and metrics; progress is reported per phase, agent and model call.
         """
         with _reasons():
+            budget = _renamed("budget_usd", budget_usd, "budget", budget, 5.0)
             return await _execute(ctx, session.orchestrator(), task, workflow="full",
-                                  archetype=None, budget=budget_usd)
+                                  archetype=None, budget=budget)
 
     @app.tool()
-    async def resume_run(ctx: Context, run_id: RunId, extra_budget_usd: BudgetUSD = 1.0
+    async def resume_run(ctx: Context, run_id: RunId, extra_budget: ExtraBudget = 1.0,
+                         extra_budget_usd: Renamed = None
                          ) -> Annotated[CallToolResult, RunResult]:
         """Continue a PAUSED (out of budget) or INTERRUPTED (crashed) run with more budget.
 
@@ -267,12 +279,14 @@ def build_server(orch_factory: Callable[[], Orchestrator] | None = None) -> MCPS
         never repeated or charged twice. Returns the run as run_workflow does.
         """
         with _reasons():
+            extra = _renamed("extra_budget_usd", extra_budget_usd, "extra_budget",
+                             extra_budget, 1.0)
             orch = session.orchestrator()
             try:
                 run = orch.get_run(run_id)
             except KeyError as exc:
                 raise ToolError(str(exc.args[0])) from exc
-            return await _follow(ctx, orch, run, run.resume(extra_budget=extra_budget_usd))
+            return await _follow(ctx, orch, run, run.resume(extra_budget=extra))
 
     @app.tool(annotations=read_only)
     async def get_run(run_id: RunId) -> RunResult:
@@ -339,10 +353,22 @@ def _reasons() -> Iterator[None]:
 
 # -- runs -----------------------------------------------------------------------------------
 
+def _renamed(old: str, old_value: float | None, new: str, value: float,
+             default: float) -> float:
+    """The amount given under the argument's new name or, deprecated, its old one."""
+    if old_value is None:
+        return value
+    if value != default and value != old_value:
+        raise ToolError(f"{old} is the old name of {new}: give {new} only")
+    warnings.warn(f"the MCP argument {old} is deprecated: call it {new} (as in Python)",
+                  DeprecationWarning, stacklevel=2)
+    return old_value
+
+
 async def _execute(ctx: Context, orch: Orchestrator, task: str, *, workflow: str,
                    archetype: str | None, budget: float) -> CallToolResult:
     """Start the run, forward its progress events to the client, answer with its summary."""
-    run = orch.start(task, workflow=workflow, archetype=archetype, budget=budget)
+    run = await orch.start(task, workflow=workflow, archetype=archetype, budget=budget)
     return await _follow(ctx, orch, run, run)
 
 
@@ -408,7 +434,7 @@ def run_result(run: Run) -> CallToolResult:
         cost = run.cost
         text = (f"paused: budget exhausted, run id {run.id}: {run.error}. Spent "
                 f"{_usd(cost.spent)} of {_usd(cost.limit)}; nothing is lost: resume it with "
-                f"resume_run(run_id={run.id!r}, extra_budget_usd=...)")
+                f"resume_run(run_id={run.id!r}, extra_budget=...)")
     else:
         reason = f": {run.error}" if run.error else ""
         text = f"{run.status.value.lower()}, run id {run.id}{reason}"

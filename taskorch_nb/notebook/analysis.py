@@ -1,33 +1,35 @@
-"""Post-mortem helpers for notebook users: the frames in one import, plus a few recipes.
+"""Post-mortem recipes: three questions people ask after a run.
 
-`from taskorch_nb.notebook.analysis import *` gives the DataFrame builders of
-`taskorch_nb.tracing.frames` (`events_df`, `spans_df`, `cost_df`,
-`patterns_df`), `history()` (past runs from the store), and three questions
-people ask after a run: what failed (`failures`), where the time went
-(`phase_durations`), and how several runs compare (`compare`).
+What failed (`failures`), where the time went (`phase_durations`), and how
+several runs compare (`compare`). Import them from `taskorch_nb`, beside the
+frames they build on (`events_df`, `spans_df`, `cost_df`, `patterns_df`) and
+`history`; the frames' old names here still work, with a DeprecationWarning.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
-from taskorch_nb.core.pattern_frame import patterns_df as patterns_df
-from taskorch_nb.engine.orchestrator import history as history
-from taskorch_nb.tracing.frames import cost_df as cost_df
-from taskorch_nb.tracing.frames import events_df as events_df
-from taskorch_nb.tracing.frames import spans_df as spans_df
+from taskorch_nb.tracing import frames as _frames
 
-__all__ = [
-    "compare",
-    "cost_df",
-    "events_df",
-    "failures",
-    "history",
-    "patterns_df",
-    "phase_durations",
-    "spans_df",
-]
+__all__ = ["compare", "failures", "phase_durations"]
+
+
+
+def __getattr__(name: str) -> Any:
+    """The names this module used to re-export; their home is `taskorch_nb` now."""
+    from taskorch_nb.core.pattern_frame import patterns_df
+    from taskorch_nb.engine.orchestrator import history
+
+    moved = {"cost_df": _frames.cost_df, "events_df": _frames.events_df, "history": history,
+             "patterns_df": patterns_df, "spans_df": _frames.spans_df}
+    if name not in moved:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"taskorch_nb.notebook.analysis.{name} is deprecated: "
+                  f"use taskorch_nb.{name}", DeprecationWarning, stacklevel=2)
+    return moved[name]
 
 #: The event types that mean something went wrong or was worked around.
 FAILURE_TYPES = (
@@ -55,7 +57,7 @@ def _events(data: Any) -> Any:
         return data
     if hasattr(data, "events_df"):
         return data.events_df()
-    return events_df(list(data))
+    return _frames.events_df(list(data))
 
 
 def failures(data: Any) -> Any:

@@ -18,7 +18,7 @@ import contextlib
 import sys
 import threading
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -27,6 +27,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import CaselessStrEnum, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
+from taskorch_nb.core.money import parse_usd
 from taskorch_nb.engine.orchestrator import Orchestrator
 from taskorch_nb.engine.run import Run
 from taskorch_nb.engine.runner import interpolate
@@ -75,8 +76,11 @@ class Orchestrate(Configurable):
     @validate("budget")
     def _check_budget(self, proposal: Any) -> Any:
         value = proposal["value"]
-        if value is not None and not value > 0:
-            raise TraitError(f"Orchestrate.budget must be a positive USD amount, got {value!r}")
+        if value is not None:
+            try:
+                parse_usd(value, "Orchestrate.budget")
+            except ValueError as exc:
+                raise TraitError(str(exc)) from None
         return value
 
     @validate("max_rounds")
@@ -96,14 +100,11 @@ class Orchestrate(Configurable):
 
 
 def parse_budget(text: str) -> Decimal:
-    """A positive, finite USD amount, else `UsageError`."""
+    """`--budget` as a USD amount (`parse_usd`), else `UsageError`."""
     try:
-        amount = Decimal(text.strip().lstrip("$"))
-    except InvalidOperation:
-        raise UsageError(f"--budget must be a USD amount like 2.50, got {text!r}") from None
-    if not amount.is_finite() or amount <= 0:
-        raise UsageError(f"--budget must be a positive USD amount, got {text!r}")
-    return amount
+        return parse_usd(text, "--budget")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 class Worker:
@@ -329,8 +330,7 @@ class OrchestrateMagics(Magics):
         orch = self.orchestrator(args.provider, args.model)
         try:
             task = interpolate(cell.strip(), self.shell.user_ns)
-            run = (orch.start(task, **options) if args.background
-                   else orch.runner.create(task, **options))
+            run = orch.runner.create(task, **options)
         except (TaskorchError, KeyError) as exc:
             raise UsageError(_one_line(exc)) from None
         self.last_run = run
@@ -339,6 +339,7 @@ class OrchestrateMagics(Magics):
         mode = "none" if args.no_dashboard else frontend(self.shell, self.settings.dashboard)
         dashboard, unsubscribe = self._attach(orch, run, mode)
         if args.background:
+            orch.runner.schedule(run)
             self._follow(orch, run, dashboard, unsubscribe, mode)
             return run
         try:

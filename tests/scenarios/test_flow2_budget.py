@@ -25,7 +25,7 @@ async def test_budget_enforcement_flow() -> None:
                         budget=5.00, store=":memory:", clock=clock)
     events: list = []
     orch.subscribe(events.append)
-    guard = orch.budget
+    guard = orch.session_guard
     assert (guard.limit, guard.remaining) == (Decimal("5.00"), Decimal("5.00"))
 
     steps = 0

@@ -28,7 +28,7 @@ async def test_mcp_spawned_builder_runs_the_whole_lifecycle(tmp_path: Path) -> N
     async with Client(server) as client:
         # Request.
         result = await client.call_tool("spawn_archetype_agent", {
-            "archetype": "builder", "task": "Add a slugify function", "budget_usd": 1.0})
+            "archetype": "builder", "task": "Add a slugify function", "budget": 1.0})
         answer = result.structured_content
         store = Store(home / "taskorch.db")  # the shared store, read while the server is up
         try:

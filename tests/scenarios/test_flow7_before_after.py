@@ -7,7 +7,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 from taskorch_nb import Archetype, FakeClock, Orchestrator, RunStatus, register_archetype
-from taskorch_nb.core.pricing import PriceTable
 from taskorch_nb.testing import (
     FlakyTool,
     SimReply,
@@ -45,13 +44,12 @@ async def orchestrated(outage_calls: int, clock: FakeClock) -> tuple[Decimal, in
 
 async def test_naive_retry_loop_burns_money_the_orchestrator_does_not() -> None:
     clock = FakeClock()
-    prices = PriceTable(clock=clock)
 
     # WITHOUT TASK ORCHESTRATOR: call fails, retry immediately, again and again ...
     broken = FlakyTool(always=504)
     provider = SimulatedProvider(clock=clock)
     naive = {
-        n: await naive_retry_agent(provider, prices, broken, task="Find auth docs",
+        n: await naive_retry_agent(provider, broken, task="Find auth docs",
                                    tool_cost=SEARCH_COST, max_iterations=n, query="q")
         for n in (50, 100)
     }

@@ -205,10 +205,11 @@ def test_help_is_the_argparse_usage(shell) -> None:
 @pytest.mark.parametrize(
     ("line", "body", "message"),
     [
-        ("--budget -1", "x", "positive"),
-        ("--budget 0", "x", "positive"),
+        ("--budget -1", "x", "above \\$0"),
+        ("--budget 0", "x", "above \\$0"),
         ("--budget abc", "x", "USD amount"),
-        ("--budget nan", "x", "positive"),
+        ("--budget nan", "x", "got 'nan'"),
+        ("--budget 1e999999", "x", "at most \\$1,000,000,000"),
         ("--frobnicate", "x", "unrecognized arguments"),
         ("--max-rounds two", "x", "invalid int"),
         ("--max-rounds 0", "x", ">= 1"),
@@ -241,14 +242,17 @@ def test_usage_error_shows_one_line_without_traceback(shell, capsys) -> None:
     result = shell.run_cell("%%orchestrate --budget -5\nx\n")
     assert isinstance(result.error_in_exec, UsageError)
     err = capsys.readouterr().err
-    assert err.strip() == "UsageError: --budget must be a positive USD amount, got '-5'"
+    assert err.strip() == ("UsageError: --budget must be a USD amount above $0 and at most "
+                           "$1,000,000,000 (e.g. 2.50), got '-5'")
 
 
 def test_bad_setting_is_refused(shell) -> None:
     from traitlets import TraitError
 
-    with pytest.raises(TraitError, match="positive"):
+    with pytest.raises(TraitError, match=r"^Orchestrate\.budget must be a USD amount above"):
         magics(shell).settings.budget = -2.0
+    with pytest.raises(TraitError, match="got inf"):
+        magics(shell).settings.budget = float("inf")
 
 
 # -- background and interrupt -------------------------------------------------------------

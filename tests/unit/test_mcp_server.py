@@ -53,12 +53,15 @@ async def test_tools_are_listed_with_docs_and_typed_schemas(db: Path) -> None:
     assert all(t.description for t in tools.values())
     spawn = tools["spawn_archetype_agent"].input_schema
     assert spawn["required"] == ["archetype", "task"]
-    assert spawn["properties"]["budget_usd"]["type"] == "number"
-    assert spawn["properties"]["budget_usd"]["default"] == 1.0
-    assert spawn["properties"]["budget_usd"]["exclusiveMinimum"] == 0
+    assert spawn["properties"]["budget"]["type"] == "number"
+    assert spawn["properties"]["budget"]["default"] == 1.0
+    assert spawn["properties"]["budget"]["exclusiveMinimum"] == 0
+    assert spawn["properties"]["budget"]["maximum"] == 1e9
+    assert spawn["properties"]["budget_usd"]["deprecated"] is True
     assert "builder" in spawn["properties"]["archetype"]["description"]
     assert "ctx" not in spawn["properties"]
-    assert tools["run_workflow"].input_schema["properties"]["budget_usd"]["default"] == 5.0
+    assert tools["run_workflow"].input_schema["properties"]["budget"]["default"] == 5.0
+    assert tools["resume_run"].input_schema["properties"]["extra_budget"]["default"] == 1.0
     assert tools["get_run"].input_schema["required"] == ["run_id"]
     assert tools["reset_circuit"].input_schema["required"] == ["name"]
     for name in ("spawn_archetype_agent", "run_workflow", "get_run"):
@@ -72,7 +75,7 @@ async def test_tools_are_listed_with_docs_and_typed_schemas(db: Path) -> None:
 async def test_spawned_builder_returns_result_cost_and_metrics(db: Path) -> None:
     async with Client(build_server(factory(db))) as client:
         result = await client.call_tool("spawn_archetype_agent", {
-            "archetype": "builder", "task": "Add a slugify function", "budget_usd": 1.0})
+            "archetype": "builder", "task": "Add a slugify function", "budget": 1.0})
 
     assert result.is_error is False, text(result)
     run = result.structured_content
@@ -131,7 +134,7 @@ async def test_budget_exhaustion_pauses_and_is_reported_as_an_error_with_the_run
         db: Path) -> None:
     async with Client(build_server(factory(db))) as client:
         result = await client.call_tool("spawn_archetype_agent", {
-            "archetype": "builder", "task": "Add slugify", "budget_usd": 0.0001})
+            "archetype": "builder", "task": "Add slugify", "budget": 0.0001})
         run_id = result.structured_content["run_id"]
         again = await client.call_tool("get_run", {"run_id": run_id})
 
@@ -150,11 +153,11 @@ async def test_budget_exhaustion_pauses_and_is_reported_as_an_error_with_the_run
 async def test_a_paused_run_resumes_over_mcp(db: Path) -> None:
     async with Client(build_server(factory(db))) as client:
         paused = await client.call_tool("spawn_archetype_agent", {
-            "archetype": "builder", "task": "Add slugify", "budget_usd": 0.0001})
+            "archetype": "builder", "task": "Add slugify", "budget": 0.0001})
         run_id = paused.structured_content["run_id"]
         assert f"resume_run(run_id={run_id!r}" in text(paused)
         resumed = await client.call_tool("resume_run",
-                                         {"run_id": run_id, "extra_budget_usd": 1.0})
+                                         {"run_id": run_id, "extra_budget": 1.0})
         twice = await client.call_tool("resume_run", {"run_id": run_id})
         unknown = await client.call_tool("resume_run", {"run_id": "run-nope"})
 
@@ -199,6 +202,21 @@ async def test_get_run_reads_runs_of_earlier_sessions_from_the_shared_store(db: 
     assert run_id in set(taskorch_nb.history(store=db)["run_id"])
 
 
+async def test_the_old_argument_names_still_work_and_warn(db: Path) -> None:
+    async with Client(build_server(factory(db))) as client:
+        with pytest.warns(DeprecationWarning, match="budget_usd is deprecated: call it budget"):
+            paused = await client.call_tool("spawn_archetype_agent", {
+                "archetype": "builder", "task": "Add slugify", "budget_usd": 0.0001})
+        run_id = paused.structured_content["run_id"]
+        with pytest.warns(DeprecationWarning, match="extra_budget_usd is deprecated"):
+            resumed = await client.call_tool("resume_run",
+                                             {"run_id": run_id, "extra_budget_usd": 1.5})
+
+    assert paused.structured_content["cost"]["limit"] == 0.0001  # not the default $1
+    assert resumed.is_error is False, text(resumed)
+    assert resumed.structured_content["cost"]["limit"] == pytest.approx(1.5001)
+
+
 # -- bad input: an error with a reason, and the server keeps serving ---------------------------
 
 BAD_CALLS = [
@@ -208,12 +226,19 @@ BAD_CALLS = [
     pytest.param("spawn_archetype_agent", {"archetype": "builder", "task": ""},
                  "the task is empty", id="empty-task"),
     pytest.param("run_workflow", {"task": "   "}, "the task is empty", id="blank-task"),
-    pytest.param("spawn_archetype_agent", {"archetype": "builder", "task": "x", "budget_usd": -1},
-                 "greater than 0", id="negative-budget"),
-    pytest.param("run_workflow", {"task": "x", "budget_usd": 0}, "greater than 0",
+    pytest.param("spawn_archetype_agent", {"archetype": "builder", "task": "x", "budget": -1},
+                 "budget must be a USD amount above $0", id="negative-budget"),
+    pytest.param("run_workflow", {"task": "x", "budget": 0}, "budget must be a USD amount above",
                  id="zero-budget"),
-    pytest.param("run_workflow", {"task": "x", "budget_usd": "lots"}, "valid number",
+    pytest.param("run_workflow", {"task": "x", "budget": "lots"}, "got 'lots'",
                  id="budget-not-a-number"),
+    pytest.param("run_workflow", {"task": "x", "budget": 1e300}, "at most $1,000,000,000",
+                 id="absurd-budget"),
+    pytest.param("resume_run", {"run_id": "run-x", "extra_budget": float("nan")},
+                 "extra_budget must be a USD amount above $0", id="nan-extra-budget"),
+    pytest.param("run_workflow", {"task": "x", "budget": 2.0, "budget_usd": 3.0},
+                 "budget_usd is the old name of budget: give budget only",
+                 id="old-and-new-name"),
     pytest.param("spawn_archetype_agent", {"task": "x"}, "archetype", id="missing-archetype"),
     pytest.param("get_run", {"run_id": "run-000000000000"}, "no run 'run-000000000000'",
                  id="unknown-run"),

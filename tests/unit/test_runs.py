@@ -108,9 +108,10 @@ async def test_killed_run_keeps_its_events_and_resumes_to_completion(tmp_path) -
         ({"task": "x", "workflow": "nope"}, "unknown workflow 'nope'; known: full, single"),
         ({"task": "x", "workflow": "single", "archetype": "wizard"}, "unknown archetype"),
         ({"task": "x", "max_rounds": 0}, "max_rounds must be an integer >= 1"),
-        ({"task": "x", "budget": -1}, "budget limit must be more than \\$0"),
-        ({"task": "x", "budget": 0}, "budget limit must be more than \\$0"),
-        ({"task": "x", "budget": "lots"}, "positive number"),
+        ({"task": "x", "budget": -1}, "budget must be a USD amount above \\$0"),
+        ({"task": "x", "budget": 0}, "budget must be a USD amount above \\$0"),
+        ({"task": "x", "budget": "lots"}, "got 'lots'"),
+        ({"task": "x", "budget": "1e999999"}, "at most \\$1,000,000,000"),
         ({"task": "use {missing}", "known": 1}, "no such name"),
     ],
 )
@@ -153,8 +154,8 @@ def test_run_sync_works_inside_a_running_loop(tmp_path) -> None:
 
 async def test_background_run_is_awaitable(tmp_path) -> None:
     orch = Orchestrator(store=":memory:", clock=FakeClock())
-    run = orch.start("Document the API", workflow="single", archetype="architect",
-                     workspace=tmp_path)
+    run = await orch.start("Document the API", workflow="single", archetype="architect",
+                           workspace=tmp_path)
     assert run.status in (RunStatus.PENDING, RunStatus.RUNNING)
     assert await run is run
     assert run.status is RunStatus.COMPLETED

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from decimal import Decimal
 
 import pytest
 
 from taskorch_nb import (
+    BudgetGuard,
     CircuitBreaker,
     CircuitOpenError,
     CircuitState,
@@ -249,3 +251,57 @@ def test_bad_registration(orch: Orchestrator) -> None:
         orch.tool(lambda: 1, name="x", fallback="x")
     with pytest.raises(ConfigurationError, match="timeout"):
         orch.tool(lambda: 1, name="y", timeout=0)
+    with pytest.raises(ConfigurationError, match=r"cost of tool 'z' must be a USD amount from \$0"):
+        orch.tool(lambda: 1, name="z", cost=-0.01)
+    with pytest.raises(ConfigurationError, match=r"to \$1,000,000,000 .*got '1e999999'"):
+        orch.tool(lambda: 1, name="z", cost="1e999999")
+
+
+# -- the money path: every call names the guard that pays ---------------------------------------
+
+
+async def test_a_metered_call_charges_the_guard_it_names(orch: Orchestrator) -> None:
+    orch.tool(lambda query: f"found {query}", name="search", cost="0.05")
+    mine = BudgetGuard(1)
+    assert await orch.tools.call("search", {"query": "q"}, guard=mine) == "found q"
+    assert mine.spent == Decimal("0.05")
+    assert mine.report().by_tool == {"search": Decimal("0.05")}
+    assert orch.session_guard.spent == 0
+
+
+async def test_a_metered_call_without_a_guard_is_refused_before_it_runs(
+        orch: Orchestrator) -> None:
+    paid = FlakyTool([], result="ok")
+    orch.tool(paid, name="search", cost="0.05")
+    with pytest.raises(ConfigurationError, match=r"'search' costs \$0.05 per request"):
+        await orch.tools.call("search", {}, guard=None)
+    assert paid.calls == []
+    orch.tool(lambda: "free", name="free")
+    assert await orch.tools.call("free", {}, guard=None) == "free"
+
+
+async def test_retries_and_the_fallback_charge_the_same_guard(orch: Orchestrator) -> None:
+    broken = FlakyTool(always=504)
+    orch.tool(broken, name="search", fallback="backup", cost="0.05",
+              breaker=CircuitBreaker(failure_threshold=10))
+    orch.tool(lambda: "cached", name="backup", cost="0.01")
+    mine = BudgetGuard(1)
+    assert await orch.tools.call("search", {}, guard=mine) == "cached"
+    assert len(broken.calls) == 3  # every failed request is billed too
+    assert mine.report().by_tool == {"search": Decimal("0.15"), "backup": Decimal("0.01")}
+    assert orch.session_guard.spent == 0
+
+
+async def test_the_strategys_corrective_prompt_comes_back_to_the_caller(
+        orch: Orchestrator) -> None:
+    orch.tool(FlakyTool(always=504), name="search_api", fallback="cached_search",
+              breaker=CircuitBreaker(failure_threshold=10))
+    orch.tool(lambda: "cached", name="cached_search")
+    prompts: list[str] = []
+    await orch.tools.call("search_api", {}, guard=None, prompts=prompts)  # learned, applied
+    await orch.tools.call("search_api", {}, guard=None)  # applied; nobody asked for prompts
+    await orch.tools.call("search_api", {}, guard=None, prompts=prompts)  # applied again
+    [pattern] = orch.immune.patterns()
+    assert pattern.corrective_prompt
+    assert "cached_search" in pattern.corrective_prompt
+    assert prompts == [pattern.corrective_prompt] * 2
