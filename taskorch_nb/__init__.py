@@ -27,6 +27,9 @@ from taskorch_nb.errors import ConfigurationError as ConfigurationError
 from taskorch_nb.errors import TaskorchError as TaskorchError
 from taskorch_nb.errors import WorkflowError as WorkflowError
 
+# Registers the HTML views of results (core and engine stay free of notebook code).
+from taskorch_nb.notebook import display as _display  # noqa: F401
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -19,7 +19,6 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -28,6 +27,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskorch_nb.agents.archetypes import archetype_names
+from taskorch_nb.core.money import format_usd
 from taskorch_nb.engine.run import Run, RunStatus
 from taskorch_nb.errors import ConfigurationError, HubError, TaskorchError
 
@@ -390,7 +390,7 @@ def progress_message(event: Event) -> str:
     tokens = getattr(event, "input_tokens", 0) + getattr(event, "output_tokens", 0)
     cost = getattr(event, "cost", None)
     return (f"model call by {getattr(event, 'agent', None) or 'agent'} done: {tokens} tokens, "
-            f"${cost if cost is not None else 0:.4f}")
+            f"{format_usd(cost if cost is not None else 0)}")
 
 
 def _summary(run: Run) -> dict[str, Any]:
@@ -407,17 +407,13 @@ def run_result(run: Run) -> CallToolResult:
     if run.status is RunStatus.PAUSED:
         cost = run.cost
         text = (f"paused: budget exhausted, run id {run.id}: {run.error}. Spent "
-                f"{_usd(cost.spent)} of {_usd(cost.limit)}; nothing is lost: resume it with "
-                f"resume_run(run_id={run.id!r}, extra_budget_usd=...)")
+                f"{format_usd(cost.spent)} of {format_usd(cost.limit)}; nothing is lost: "
+                f"resume it with resume_run(run_id={run.id!r}, extra_budget_usd=...)")
     else:
         reason = f": {run.error}" if run.error else ""
         text = f"{run.status.value.lower()}, run id {run.id}{reason}"
     return CallToolResult(content=[TextContent(type="text", text=text)],
                           structured_content=summary, is_error=True)
-
-
-def _usd(amount: Decimal) -> str:
-    return f"${amount:.2f}" if amount >= 1 else f"${amount:.4f}"
 
 
 # -- status tools -----------------------------------------------------------------------------

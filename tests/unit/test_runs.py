@@ -166,7 +166,8 @@ async def test_run_renders_as_text_and_html(tmp_path) -> None:
     assert "status=COMPLETED" in bundle["text/plain"]
     assert "Explain &lt;b&gt;tags&lt;/b&gt;" in bundle["text/html"]
     assert "<b style='color:#2e7d32'>COMPLETED</b>" in bundle["text/html"]
-    assert "of $5.00" in bundle["text/html"]
+    assert "cost=$0.03 of $5.00" in bundle["text/plain"]
+    assert ">$5.00</span>" in bundle["text/html"]
     report = run.cost._repr_mimebundle_()
     assert "$5.00" in report["text/plain"]
     orch.close()
@@ -219,3 +220,4 @@ async def test_red_step_writes_tests_only(tmp_path) -> None:
     assert seen[1].startswith("wrote")  # the GREEN step may write code
     assert (tmp_path / "app.py").read_text() == "x = 1\n"
     orch.close()
+
