@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from taskorch_nb.agents.archetypes import archetype_names
 from taskorch_nb.core.money import format_usd
 from taskorch_nb.engine.run import Run, RunStatus
+from taskorch_nb.engine.runner import stored_status
 from taskorch_nb.errors import ConfigurationError, HubError, TaskorchError
 
 if TYPE_CHECKING:
@@ -421,7 +422,7 @@ def run_result(run: Run) -> CallToolResult:
 def _budget_status(orch: Orchestrator) -> BudgetStatus:
     status = orch.status()
     runs = [
-        RunBudget(run_id=row["id"], task=row["task"], status=row["status"],
+        RunBudget(run_id=row["id"], task=row["task"], status=stored_status(row).value,
                   spent=float(row["data"].get("spent", 0)),
                   limit=float(row["data"].get("limit", 0)))
         for row in orch.store.runs(RECENT_RUNS)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from taskorch_nb.agents.workflow import PHASES
 from taskorch_nb.core.alerts import ALERT_LEVELS, alert_for
 from taskorch_nb.core.display import wanted
 from taskorch_nb.core.events import Notice
@@ -44,9 +45,6 @@ _RUN_TYPES = frozenset(
         "run.cancelled",
     }
 )
-#: The multi-agent workflow's phases, in order.
-PHASES = ("research", "design", "build", "qc")
-
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 _BAR_STYLES = {"green": "success", "yellow": "warning", "red": "danger"}
 _STATE_COLOURS = {"CLOSED": "#2e7d32", "OPEN": "#c62828", "HALF_OPEN": "#ef6c00"}

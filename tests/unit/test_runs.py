@@ -221,3 +221,15 @@ async def test_red_step_writes_tests_only(tmp_path) -> None:
     assert (tmp_path / "app.py").read_text() == "x = 1\n"
     orch.close()
 
+
+def test_stored_status_is_interrupted_only_for_a_dead_process() -> None:
+    from taskorch_nb.engine.runner import stored_status
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    for status in ("RUNNING", "PENDING"):
+        assert stored_status({"status": status, "pid": gone.pid}) is RunStatus.INTERRUPTED
+        assert stored_status({"status": status, "pid": None}) is RunStatus.INTERRUPTED
+        assert stored_status({"status": status, "pid": os.getpid()}) is RunStatus(status)
+    for status in ("PAUSED", "COMPLETED", "FAILED", "CANCELLED"):
+        assert stored_status({"status": status, "pid": gone.pid}) is RunStatus(status)

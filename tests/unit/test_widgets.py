@@ -509,3 +509,9 @@ def test_text_dashboard_works_without_importing_ipywidgets() -> None:
     assert out[0].startswith("Budget  [##################--] $4.50 of $5.00 spent (90%)")
     assert out[1] == "False"
 
+
+def test_the_stepper_follows_the_workflow_phases() -> None:
+    from taskorch_nb.agents import workflow
+
+    assert RunMonitor().phases == list(workflow.PHASES)
+    assert Dashboard(limit=1).monitor.phases == list(workflow.PHASES)
