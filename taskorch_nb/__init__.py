@@ -54,6 +54,9 @@ if _typing.TYPE_CHECKING:
     from taskorch_nb.testing import http_error as http_error
     from taskorch_nb.testing import naive_retry_agent as naive_retry_agent
 
+# Registers the HTML views of results (core and engine stay free of notebook code).
+from taskorch_nb.notebook import display as _display  # noqa: F401
+
 __version__ = "0.1.0"
 
 #: Names loaded on first use, and the module each comes from.

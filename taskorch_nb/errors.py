@@ -74,10 +74,15 @@ class CircuitOpenError(TaskorchError):
 
 
 class BudgetExceededError(TaskorchError):
-    """A reservation would pass the budget limit; `report` is the cost so far."""
+    """A reservation would pass the budget limit; `report` is the cost so far.
+
+    The message comes from the raiser, which formats its amounts with the one money
+    format of `taskorch_nb.core.money` (a floor this module stands below).
+    """
 
     def __init__(
         self,
+        message: str,
         *,
         requested: Decimal,
         remaining: Decimal,
@@ -88,10 +93,7 @@ class BudgetExceededError(TaskorchError):
         self.remaining = remaining
         self.limit = limit
         self.report = report
-        super().__init__(
-            f"budget exceeded: call needs up to ${requested:.4f}, "
-            f"${remaining:.4f} of ${limit:.2f} left"
-        )
+        super().__init__(message)
 
 
 class RetryError(TaskorchError):

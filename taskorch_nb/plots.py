@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from taskorch_nb.core.money import format_usd
+
 __all__ = [
     "budget_burn",
     "circuit_timeline",
@@ -195,10 +197,10 @@ def cost_breakdown(costs: Any, by: str = "agent") -> go.Figure:
             name="cost",
             x=grouped.index.tolist(),
             y=grouped["cost"].tolist(),
-            text=[f"${v:,.4f}" if v < 0.01 else f"${v:,.2f}" for v in grouped["cost"]],
+            text=[format_usd(v) for v in grouped["cost"]],
             textposition="auto",
             customdata=grouped["calls"].tolist(),
-            hovertemplate="%{x}<br>$%{y:.4f} over %{customdata} calls<extra></extra>",
+            hovertemplate="%{x}<br>%{text} over %{customdata} calls<extra></extra>",
             marker_color="#1565c0",
         )
     )
@@ -227,9 +229,10 @@ def budget_burn(costs: Any, limit: float | None = None, warn_below: float = 0.20
             name="spent",
             x=[times[0], *times],  # the burn starts from zero at the first call
             y=[0.0, *spent.tolist()],
+            customdata=[format_usd(0), *map(format_usd, spent.tolist())],
             mode="lines+markers",
             line={"shape": "hv", "color": "#1565c0"},
-            hovertemplate="%{x}<br>$%{y:.4f}<extra>spent</extra>",
+            hovertemplate="%{x}<br>%{customdata}<extra>spent</extra>",
         )
     )
     if limit is not None:

@@ -21,6 +21,7 @@ from taskorch_nb.errors import (
     ConfigurationError,
     WorkflowError,
 )
+from taskorch_nb.llm.base import unfence
 
 TOOL_RESULT_LIMIT = 8000
 
@@ -46,11 +47,7 @@ def response_format(output: type[BaseModel]) -> dict[str, Any]:
 
 def parse_output(output: type[BaseModel], text: str) -> BaseModel:
     """The model's final answer as the archetype's typed output."""
-    text = text.strip()
-    if text.startswith("```"):
-        text = text.strip("`")
-        text = text.split("\n", 1)[1] if "\n" in text else text
-    return output.model_validate_json(text)
+    return output.model_validate_json(unfence(text.strip()))
 
 
 async def run_agent(ctx: AgentContext, archetype: Archetype, instruction: str) -> BaseModel:

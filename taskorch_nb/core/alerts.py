@@ -1,8 +1,10 @@
-"""Alert sinks: event-bus subscribers that tell a human when something needs attention.
+"""Alerts: the one vocabulary of events that need a person, and the sinks that tell them.
 
-`alert_text` turns the few events worth an alert into one line; `LoggingAlerts`
-logs them, `WebhookAlerts` posts them to a Slack-compatible webhook from a
-background thread, so a slow or dead endpoint never slows a run.
+`alert_for` turns an event worth an alert into an `Alert` (a level and one line);
+the notebook's run monitor shows every one of them. `alert_text` is the subset a
+person away from the notebook is told of: `LoggingAlerts` logs it,
+`WebhookAlerts` posts it to a Slack-compatible webhook from a background
+thread, so a slow or dead endpoint never slows a run.
 """
 
 from __future__ import annotations
@@ -10,17 +12,44 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from taskorch_nb.core.events import Event, Notice
+from taskorch_nb.core.money import format_usd
 from taskorch_nb.errors import ConfigurationError
 
 if TYPE_CHECKING:
     import httpx
 
+AlertLevel = Literal["danger", "warning", "info", "success"]
+
+#: Every event type worth an alert, with its level (warning and error `Notice`s are too).
+ALERT_LEVELS: dict[str, AlertLevel] = {
+    "budget.warning": "warning",
+    "budget.rejected": "danger",
+    "budget.overspent": "danger",
+    "budget.extended": "info",
+    "circuit.opened": "danger",
+    "circuit.half_opened": "warning",
+    "circuit.closed": "success",
+    "pattern.learned": "info",
+    "pattern.applied": "info",
+    "pattern.recovered": "success",
+    "pattern.demoted": "warning",
+    "tool.fallback": "warning",
+    "llm.failed": "warning",
+    "qc.failed": "danger",
+    "qc.passed": "success",
+    "run.paused": "warning",
+    "run.failed": "danger",
+    "run.cancelled": "warning",
+    "run.completed": "success",
+}
+
+#: The alerts the sinks send (log, webhook); the others only show in the notebook.
 ALERT_TYPES = frozenset(
     {
         "budget.warning",
@@ -32,35 +61,57 @@ ALERT_TYPES = frozenset(
     }
 )
 
-#: Alerts logged at ERROR; the others at WARNING.
-ERROR_TYPES = frozenset({"budget.rejected", "run.failed"})
-
 logger = logging.getLogger("taskorch_nb.alerts")
 # A library logs and the application decides where it goes: without logging configured,
 # alerts are not printed to stderr (the notebook shows them in the dashboard instead).
 logging.getLogger("taskorch_nb").addHandler(logging.NullHandler())
 
 
-def _usd(value: Any, places: int = 2) -> str:
-    return f"${Decimal(value):,.{places}f}" if value is not None else "$?"
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One event worth a look: how bad (`level`) and what happened (`text`, one line)."""
+
+    level: AlertLevel
+    text: str
+
+
+def one_line(text: Any, width: int = 60) -> str:
+    """`text` on one line, at most `width` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def qc_summary(detail: Mapping[str, Any]) -> str:
+    """`4/5 tests passed, 2 findings` from a `qc.*` event's detail."""
+    outcome = detail.get("outcome")
+    if outcome == "no_tests_collected":
+        return "no tests collected (pytest exit 5)"
+    if outcome == "runner_failed":
+        return f"the test runner failed: {detail.get('error')}"
+    if outcome in ("timed_out", "killed"):
+        return str(detail.get("error"))
+    total = detail.get("tests_total")
+    failed = (detail.get("tests_failed") or 0) + (detail.get("tests_errors") or 0)
+    if total is None:
+        return "approved" if detail.get("approved") else "not approved"
+    findings = len(detail.get("findings") or ())
+    extra = f", {findings} finding{'s' * (findings != 1)}" if findings else ""
+    return f"{total - failed}/{total} tests passed{extra}"
 
 
 def _budget_text(event: Event) -> str:
-    remaining = getattr(event, "remaining", None)
-    limit = getattr(event, "limit", None)
-    amount = getattr(event, "amount", None)
-    spent = getattr(event, "spent", None)
-    left = f"{_usd(remaining)} of {_usd(limit)} left"
+    remaining, limit = getattr(event, "remaining", None), getattr(event, "limit", None)
+    left = f"{format_usd(remaining)} of {format_usd(limit)} left"
     if event.type == "budget.warning":
-        percent = f"{remaining / limit:.0%}" if remaining is not None and limit else "?"
-        return f"Budget at {percent} ({left})"
+        percent = f" ({remaining / limit:.0%})" if remaining is not None and limit else ""
+        return f"Budget low: {left}{percent}"
+    amount = format_usd(getattr(event, "amount", None))
     if event.type == "budget.rejected":
-        who = _tags(event)
-        return f"Budget exceeded: call{who} needs up to {_usd(amount, 4)}, {left}"
-    return (
-        f"Call{_tags(event)} cost {_usd(amount, 4)} more than reserved "
-        f"(spent {_usd(spent)} of {_usd(limit)})"
-    )
+        return f"Budget exceeded: a call{_tags(event)} needing up to {amount} was refused, {left}"
+    if event.type == "budget.overspent":
+        return (f"Budget overspent: a call{_tags(event)} cost {amount} more than reserved, "
+                f"{format_usd(getattr(event, 'spent', None))} of {format_usd(limit)} spent")
+    return f"Budget extended by {amount} to {format_usd(limit)}"
 
 
 def _tags(event: Event) -> str:
@@ -74,35 +125,76 @@ def _tags(event: Event) -> str:
 
 def _circuit_text(event: Event) -> str:
     name = getattr(event, "name", "?")
-    failures = getattr(event, "failures", 0)
+    if event.type == "circuit.half_opened":
+        return f"Circuit {name} HALF_OPEN: probing"
+    if event.type == "circuit.closed":
+        return f"Circuit {name} CLOSED again"
     reset_at = getattr(event, "reset_at", None)
     when = f"; half-open in {reset_at - event.ts:.0f} s" if reset_at is not None else ""
-    return f"Circuit {name!r} opened after {failures} failures{when}"
+    return f"Circuit {name} OPEN after {getattr(event, 'failures', 0)} failures{when}"
 
 
 def _run_text(event: Event) -> str:
-    verb = "paused" if event.type == "run.paused" else "failed"
+    verb = event.type.split(".", 1)[1]
     detail = getattr(event, "detail", None) or {}
-    why = detail.get("reason") or detail.get("error") or getattr(event, "status", None)
+    why = detail.get("reason") or detail.get("error")
+    if why is None and verb != "completed":
+        why = getattr(event, "status", None)
     task = getattr(event, "task", None)
     run = f"Run {event.run_id}" if event.run_id else "Run"
-    what = f" ({task!r})" if task else ""
-    return f"{run}{what} {verb}" + (f": {why}" if why else "")
+    what = f" ({one_line(task, 40)!r})" if task else ""
+    return f"{run}{what} {verb}" + (f": {one_line(why, 120)}" if why else "")
+
+
+def _other_text(event: Event) -> str:
+    etype = event.type
+    if etype.startswith("pattern."):
+        verb = etype.split(".", 1)[1]
+        fallback = getattr(event, "fallback", None)
+        how = f": fallback {fallback}" if fallback and verb == "applied" else ""
+        return f"Pattern {getattr(event, 'name', '?')} {verb}{how}"
+    if etype == "tool.fallback":
+        tool, instead_of = getattr(event, "tool", "?"), getattr(event, "fallback_of", "?")
+        return f"Fallback {tool} used for {instead_of}"
+    if etype == "llm.failed":
+        agent = getattr(event, "agent", None)
+        why = " ".join(str(x) for x in (getattr(event, "status", None),
+                                        getattr(event, "error", None)) if x)
+        return (f"Model {getattr(event, 'model', '?')}{f' ({agent})' if agent else ''} failed"
+                + (f": {one_line(why, 80)}" if why else ""))
+    verdict = "QC passed" if etype == "qc.passed" else "QC failed"
+    return f"{verdict}: {qc_summary(getattr(event, 'detail', None) or {})}"
+
+
+def alert_for(event: Event) -> Alert | None:
+    """The `Alert` for an event worth one (see `ALERT_LEVELS`), else None."""
+    etype = event.type
+    level = ALERT_LEVELS.get(etype)
+    if level is None:
+        if isinstance(event, Notice) and event.level in ("warning", "error"):
+            return Alert("danger" if event.level == "error" else "warning",
+                         one_line(event.message, 90))
+        return None
+    family = etype.partition(".")[0]
+    if family == "budget":
+        return Alert(level, _budget_text(event))
+    if family == "circuit":
+        return Alert(level, _circuit_text(event))
+    if family == "run":
+        return Alert(level, _run_text(event))
+    return Alert(level, _other_text(event))
 
 
 def alert_text(event: Event) -> str | None:
-    """One human line for an alert-worthy event, else None."""
+    """The line the sinks send for an event in `ALERT_TYPES`, else None."""
     if event.type not in ALERT_TYPES:
         return None
-    if event.type.startswith("budget."):
-        return _budget_text(event)
-    if event.type == "circuit.opened":
-        return _circuit_text(event)
-    return _run_text(event)
+    alert = alert_for(event)
+    return alert.text if alert is not None else None
 
 
 class LoggingAlerts:
-    """Logs alert events on the `taskorch_nb.alerts` logger (rejections and failures as errors)."""
+    """Logs alerts on the `taskorch_nb.alerts` logger ("danger" ones as errors)."""
 
     def __init__(self, log: logging.Logger | None = None) -> None:
         self.log = log or logger
@@ -111,7 +203,7 @@ class LoggingAlerts:
         text = alert_text(event)
         if text is None:
             return
-        level = logging.ERROR if event.type in ERROR_TYPES else logging.WARNING
+        level = logging.ERROR if ALERT_LEVELS[event.type] == "danger" else logging.WARNING
         self.log.log(level, text, extra={"event_type": event.type, "run_id": event.run_id})
 
 
@@ -246,4 +338,15 @@ class WebhookAlerts:
         return f"WebhookAlerts(host={self.host!r}, sent={self.sent}, failed={self.failed})"
 
 
-__all__ = ["ALERT_TYPES", "LoggingAlerts", "WebhookAlerts", "alert_text"]
+__all__ = [
+    "ALERT_LEVELS",
+    "ALERT_TYPES",
+    "Alert",
+    "AlertLevel",
+    "LoggingAlerts",
+    "WebhookAlerts",
+    "alert_for",
+    "alert_text",
+    "one_line",
+    "qc_summary",
+]

@@ -12,7 +12,6 @@ stall other callers.
 
 from __future__ import annotations
 
-import html
 import itertools
 import threading
 from collections.abc import Callable, Mapping
@@ -20,8 +19,9 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
 
+from taskorch_nb.core.display import mimebundle
 from taskorch_nb.core.events import BudgetEvent
-from taskorch_nb.core.money import MAX_USD, parse_usd
+from taskorch_nb.core.money import MAX_USD, format_usd, parse_usd
 from taskorch_nb.errors import BudgetExceededError, ConfigurationError
 
 BudgetStatus = Literal["ok", "warning", "exceeded"]
@@ -41,10 +41,6 @@ class Reservation:
     agent: str | None = None
     model: str | None = None
     tool: str | None = None
-
-
-def _usd(value: Decimal, places: int = 4) -> str:
-    return f"${value:,.{places}f}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,19 +78,21 @@ class CostReport:
             "by_tool": {k: float(v) for k, v in self.by_tool.items()},
         }
 
-    def _breakdowns(self) -> list[tuple[str, dict[str, Decimal]]]:
+    def breakdowns(self) -> list[tuple[str, list[tuple[str, Decimal]]]]:
+        """`[("agent", [(name, cost), ...]), ...]`: the non-empty groups, costliest first."""
         groups = [("agent", self.by_agent), ("model", self.by_model), ("tool", self.by_tool)]
-        return [(name, values) for name, values in groups if values]
+        return [(name, sorted(values.items(), key=lambda kv: (-kv[1], kv[0])))
+                for name, values in groups if values]
 
     def __str__(self) -> str:
         head = (
-            f"Cost: {_usd(self.spent)} of {_usd(self.limit, 2)} "
-            f"({self.used_fraction:.1%} used, {_usd(self.remaining)} left, {self.calls} calls)"
+            f"Cost: {format_usd(self.spent)} of {format_usd(self.limit)} "
+            f"({self.used_fraction:.1%} used, {format_usd(self.remaining)} left, "
+            f"{self.calls} calls)"
         )
         lines = [head]
-        for name, values in self._breakdowns():
-            items = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
-            lines.append(f"  by {name}: " + ", ".join(f"{k} {_usd(v)}" for k, v in items))
+        for name, items in self.breakdowns():
+            lines.append(f"  by {name}: " + ", ".join(f"{k} {format_usd(v)}" for k, v in items))
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -103,29 +101,8 @@ class CostReport:
             f"calls={self.calls})"
         )
 
-    def _repr_html_table(self) -> str:
-        rows = [
-            ("Spent", _usd(self.spent)),
-            ("Limit", _usd(self.limit, 2)),
-            ("Remaining", _usd(self.remaining)),
-            ("Used", f"{self.used_fraction:.1%}"),
-            ("Calls", str(self.calls)),
-        ]
-        cells = "".join(
-            f"<tr><th style='text-align:left'>{k}</th><td style='text-align:right'>{v}</td></tr>"
-            for k, v in rows
-        )
-        for name, values in self._breakdowns():
-            cells += f"<tr><th colspan='2' style='text-align:left'>By {name}</th></tr>"
-            for key, value in sorted(values.items(), key=lambda kv: (-kv[1], kv[0])):
-                cells += (
-                    f"<tr><td>{html.escape(key)}</td>"
-                    f"<td style='text-align:right'>{_usd(value)}</td></tr>"
-                )
-        return f"<table class='taskorch-cost-report'>{cells}</table>"
-
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return {"text/plain": str(self), "text/html": self._repr_html_table()}
+        return mimebundle(self, str(self), include, exclude)
 
 
 def _amount(value: Any, what: str) -> Decimal:
@@ -254,7 +231,9 @@ class BudgetGuard:
             if emit is not None:
                 emit(rejected)
             raise BudgetExceededError(
-                requested=value, remaining=remaining, limit=report.limit, report=report
+                f"budget exceeded: call needs up to {format_usd(value)}, "
+                f"{format_usd(remaining)} of {format_usd(report.limit)} left",
+                requested=value, remaining=remaining, limit=report.limit, report=report,
             )
         if emit is not None:
             for event in events:

@@ -12,7 +12,6 @@ working is demoted and the pattern goes back to learning.
 from __future__ import annotations
 
 import hashlib
-import html
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -20,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from taskorch_nb.core.clock import Clock, RealClock
+from taskorch_nb.core.display import mimebundle
 from taskorch_nb.core.events import Event, PatternEvent
 from taskorch_nb.core.retry import Failure
 
@@ -135,13 +135,7 @@ class Pattern:
         }
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-            f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
-            for k, v in self.to_record().items()
-            if k != "remote"
-        )
-        return {"text/plain": repr(self), "text/html": f"<table>{rows}</table>"}
+        return mimebundle(self, repr(self), include, exclude)
 
 
 class ImmuneSystem:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from taskorch_nb.core.events import Event
+from taskorch_nb.core.money import format_usd
 from taskorch_nb.core.retry import RetryPolicy
 from taskorch_nb.engine.orchestrator import Orchestrator
 from taskorch_nb.testing import FakeClock, FlakyTool
@@ -131,12 +132,13 @@ async def flow2_budget(home: Path) -> FlowResult:
             if warning is not None:
                 warnings.append(warning)
                 result.lines.append(
-                    f"  call {calls:2}: WARNING: reserving up to ${warning.amount:.4f} leaves "
-                    f"${warning.remaining:.2f} ({_percent(warning.remaining, warning.limit)}), "
-                    f"under 20% (still approved)")
-            left = f"${settled.remaining:.2f} ({_percent(settled.remaining, settled.limit)}) left"
+                    f"  call {calls:2}: WARNING: reserving up to {format_usd(warning.amount)} "
+                    f"leaves {format_usd(warning.remaining)} "
+                    f"({_percent(warning.remaining, warning.limit)}), under 20% (still approved)")
+            left = (f"{format_usd(settled.remaining)} "
+                    f"({_percent(settled.remaining, settled.limit)}) left")
             result.lines.append(f"  call {calls:2}: approved, {done.output_tokens:,} tokens, "
-                                f"${settled.amount:.4f} spent, {left}")
+                                f"{format_usd(settled.amount)} spent, {left}")
     report = orch.session_guard.report()
     result.lines.append("  " + str(report).replace("\n", "\n  "))
     orch.close()
@@ -305,7 +307,7 @@ async def flow5_observability(home: Path) -> FlowResult:
             a = span.attributes
             result.lines.append(
                 f"    {a.get('agent', ''):<10} {a.get('model')}: {a.get('input_tokens')} in / "
-                f"{a.get('output_tokens')} out tokens, ${a.get('cost')}, "
+                f"{a.get('output_tokens')} out tokens, {format_usd(a.get('cost'))}, "
                 f"{a.get('latency', 0):.2f} s"
             )
     result.lines.append("  scores: " + ", ".join(f"{s.name}={s.value:.4g}" for s in scores))
@@ -362,9 +364,9 @@ def _lifecycle(run: Any) -> list[str]:
     end = of["5. result"][-1]
     rows = {
         "1. request": f"{started.task!r}, workflow {run.workflow} ({run.archetype}), "
-                      f"budget ${run.cost.limit:.2f}",
+                      f"budget {format_usd(run.cost.limit)}",
         "2. safety checks": f"budget {budget[-1]['status']} "
-                            f"(${float(budget[-1]['remaining']):.2f} left), {circuits}, "
+                            f"({format_usd(budget[-1]['remaining'])} left), {circuits}, "
                             f"relevant patterns: {', '.join(sorted(relevant)) or 'none'}; "
                             f"checked {len(budget)} times: before the run and each agent step",
         "3. execution": f"{len(agents)} agent steps "
@@ -372,8 +374,9 @@ def _lifecycle(run: Any) -> list[str]:
                         f"{metrics['llm_calls']} model calls, {metrics['tool_calls']} tool calls",
         "4. learning": f"learned {learned['learned'] or 'nothing new'}, applied "
                        f"{learned['applied'] or 'none'}, shared {learned['shared']} with a hub",
-        "5. result": f"{end.status} in {metrics['duration_s']:.1f} s, ${run.cost.spent:.4f}, "
-                     f"{metrics['input_tokens']} in / {metrics['output_tokens']} out tokens",
+        "5. result": f"{end.status} in {metrics['duration_s']:.1f} s, "
+                     f"{format_usd(run.cost.spent)}, {metrics['input_tokens']} in / "
+                     f"{metrics['output_tokens']} out tokens",
     }
     return [f"  {step:<17} {rows[step]}" for step, _ in LIFECYCLE]
 
@@ -427,9 +430,9 @@ async def flow7_before_after(home: Path) -> FlowResult:
     result = FlowResult(7, "Before/after: a naive retry loop vs the orchestrator", ok=False)
     result.lines = [
         f"  without: {naive.iterations} immediate retries (stopped here only because the demo "
-        f"must end), ${naive.cost:.2f} and counting, task not done",
+        f"must end), {format_usd(naive.cost)} and counting, task not done",
         f"  with:    2 backoffs, circuit opened, fallback used, task {run.status.value}, "
-        f"${run.cost.spent:.4f}",
+        f"{format_usd(run.cost.spent)}",
     ]
     result.runs.append(run)
     result.events = run.events

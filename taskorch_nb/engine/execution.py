@@ -28,6 +28,7 @@ from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.circuit import CircuitBreaker, CircuitState
 from taskorch_nb.core.events import Event, EventBus, RunEvent, current_phase, scope
 from taskorch_nb.core.immune import ImmuneSystem
+from taskorch_nb.core.money import format_usd
 from taskorch_nb.core.tools import Toolbox
 from taskorch_nb.errors import BudgetExceededError, SandboxError, WorkflowError
 from taskorch_nb.llm.base import Completion, ToolCall, Usage
@@ -192,8 +193,10 @@ class RunContext:
             "status": guard.status, "ok": guard.remaining > 0,
         })
         if guard.remaining <= 0:
-            raise BudgetExceededError(requested=Decimal("0"), remaining=guard.remaining,
-                                      limit=guard.limit, report=guard.report())
+            raise BudgetExceededError(
+                f"budget exceeded: {format_usd(guard.remaining)} of {format_usd(guard.limit)} "
+                "left", requested=Decimal("0"), remaining=guard.remaining, limit=guard.limit,
+                report=guard.report())
         names = [n for n in tools if n in self.orch.tools]
         names.append(self.orch.model_key(model))
         states = {n: self.orch.breaker(n).state.value for n in names}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
-import html
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from taskorch_nb.core.budget import BudgetGuard, CostReport
+from taskorch_nb.core.display import mimebundle
 from taskorch_nb.core.events import Event
+from taskorch_nb.core.money import format_usd
 from taskorch_nb.engine.sync import wait_for
 
 if TYPE_CHECKING:
@@ -164,29 +165,18 @@ class Run:
     # -- display -------------------------------------------------------------------
 
     def __repr__(self) -> str:
+        cost = self.cost
         return (f"Run({self.id!r}, status={self.status.value}, "
-                f"cost=${self.cost.spent:.4f}/${self.cost.limit:.2f})")
+                f"cost={format_usd(cost.spent)} of {format_usd(cost.limit)})")
+
+    def text(self) -> str:
+        """The run as plain text: its repr, task, output and error."""
+        lines = [repr(self), f"task: {self.task}"]
+        if self.output:
+            lines.append(f"output: {self.output}")
+        if self.error:
+            lines.append(f"error: {self.error}")
+        return "\n".join(lines)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        cost = self.cost
-        text = [repr(self), f"task: {self.task}"]
-        if self.output:
-            text.append(f"output: {self.output}")
-        if self.error:
-            text.append(f"error: {self.error}")
-        colour = {"COMPLETED": "#2e7d32", "PAUSED": "#f9a825", "FAILED": "#c62828",
-                  "CANCELLED": "#757575"}.get(self.status.value, "#1565c0")
-        cells = {
-            "run": html.escape(self.id),
-            "task": html.escape(self.task),
-            "workflow": html.escape(self.workflow),
-            "status": f"<b style='color:{colour}'>{self.status.value}</b>",
-            "cost": html.escape(f"${cost.spent:.4f} of ${cost.limit:.2f}"),
-            "output": html.escape(self.output or ""),
-            "error": html.escape(self.error or ""),
-        }
-        body = "".join(
-            f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
-            for k, v in cells.items() if v
-        )
-        return {"text/plain": "\n".join(text), "text/html": f"<table>{body}</table>"}
+        return mimebundle(self, self.text(), include, exclude)

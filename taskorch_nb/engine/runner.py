@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -63,6 +64,14 @@ def _alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def stored_status(row: Mapping[str, Any]) -> RunStatus:
+    """A stored run's status; RUNNING or PENDING in a process that died is INTERRUPTED."""
+    status = RunStatus(row["status"])
+    if status in (RunStatus.RUNNING, RunStatus.PENDING) and not _alive(row["pid"]):
+        return RunStatus.INTERRUPTED
+    return status
 
 
 class Runner:
@@ -233,9 +242,7 @@ class Runner:
         guard = (BudgetGuard.restored(budget_state, warn_below=self.orch.warn_below, on_event=emit)
                  if budget_state else
                  BudgetGuard(data.get("limit", self.orch.default_budget), on_event=emit))
-        status = RunStatus(row["status"])
-        if status in (RunStatus.RUNNING, RunStatus.PENDING) and not _alive(row["pid"]):
-            status = RunStatus.INTERRUPTED
+        status = stored_status(row)
         run = Run(self, run_id=run_id, task=row["task"], workflow=row["workflow"],
                   archetype=data.get("archetype"), max_rounds=int(data.get("max_rounds", 3)),
                   guard=guard, workspace=Path(data["workspace"]),
@@ -265,13 +272,11 @@ class Runner:
 
         rows = []
         for row in self.orch.store.runs(limit):
-            status = row["status"]
-            if status in ("RUNNING", "PENDING") and not _alive(row["pid"]):
-                status = RunStatus.INTERRUPTED.value
             data = row["data"]
             rows.append({
                 "run_id": row["id"], "task": row["task"], "workflow": row["workflow"],
-                "status": status, "created": row["created"], "updated": row["updated"],
+                "status": stored_status(row).value, "created": row["created"],
+                "updated": row["updated"],
                 "spent": float(Decimal(data.get("spent", "0"))),
                 "limit": float(Decimal(data.get("limit", "0"))),
                 "output": data.get("output"),

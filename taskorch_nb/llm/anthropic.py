@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import TYPE_CHECKING, Any
 
 from taskorch_nb.core.clock import Clock
@@ -25,6 +24,7 @@ from taskorch_nb.llm.base import (
     Usage,
     message_text,
     require_int,
+    unfence,
 )
 
 if TYPE_CHECKING:
@@ -32,9 +32,6 @@ if TYPE_CHECKING:
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
-
-_FENCE = re.compile(r"^\s*```(?:json)?\s*\n(.*?)\n?```\s*$", re.DOTALL)
-
 
 class AnthropicProvider(HTTPProvider):
     """Claude through the Messages API, with tool use and JSON output."""
@@ -175,8 +172,8 @@ def parse_response(
             calls.append(ToolCall(id=str(block["id"]), name=str(block["name"]),
                                   arguments=arguments))
     text = "".join(texts)
-    if wants_json and (fenced := _FENCE.match(text)):
-        text = fenced.group(1)
+    if wants_json:
+        text = unfence(text)
     usage = data["usage"]
     fresh = require_int(usage, "input_tokens")
     cache_read = require_int(usage, "cache_read_input_tokens", 0)

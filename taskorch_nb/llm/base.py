@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -318,3 +319,16 @@ def require_int(data: dict, key: str, default: int | None = None) -> int:
         raise TypeError(f"{key!r} is {value!r}, not a token count")
     return value
 
+
+
+_FENCE = re.compile(r"^\s*```(?:[\w+-]*[ \t]*\n)?(.*?)\s*```\s*$", re.DOTALL)
+
+
+def unfence(text: str) -> str:
+    """The answer inside a Markdown code fence (```json ... ```), else `text` as it is.
+
+    Models asked for JSON often wrap it in a fence anyway; only a fence around the
+    whole answer is removed.
+    """
+    fenced = _FENCE.match(text)
+    return fenced.group(1) if fenced else text

@@ -20,7 +20,6 @@ import os
 import sys
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -29,8 +28,9 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
 
 from taskorch_nb.agents.archetypes import archetype_names
-from taskorch_nb.core.money import MAX_USD, parse_usd
+from taskorch_nb.core.money import MAX_USD, format_usd, parse_usd
 from taskorch_nb.engine.run import Run, RunStatus
+from taskorch_nb.engine.runner import stored_status
 from taskorch_nb.errors import ConfigurationError, HubError, TaskorchError
 
 if TYPE_CHECKING:
@@ -416,7 +416,7 @@ def progress_message(event: Event) -> str:
     tokens = getattr(event, "input_tokens", 0) + getattr(event, "output_tokens", 0)
     cost = getattr(event, "cost", None)
     return (f"model call by {getattr(event, 'agent', None) or 'agent'} done: {tokens} tokens, "
-            f"${cost if cost is not None else 0:.4f}")
+            f"{format_usd(cost if cost is not None else 0)}")
 
 
 def _summary(run: Run) -> dict[str, Any]:
@@ -433,8 +433,8 @@ def run_result(run: Run) -> CallToolResult:
     if run.status is RunStatus.PAUSED:
         cost = run.cost
         text = (f"paused: budget exhausted, run id {run.id}: {run.error}. Spent "
-                f"{_usd(cost.spent)} of {_usd(cost.limit)}; nothing is lost: resume it with "
-                f"resume_run(run_id={run.id!r}, extra_budget=...)")
+                f"{format_usd(cost.spent)} of {format_usd(cost.limit)}; nothing is lost: "
+                f"resume it with resume_run(run_id={run.id!r}, extra_budget=...)")
     else:
         reason = f": {run.error}" if run.error else ""
         text = f"{run.status.value.lower()}, run id {run.id}{reason}"
@@ -442,16 +442,12 @@ def run_result(run: Run) -> CallToolResult:
                           structured_content=summary, is_error=True)
 
 
-def _usd(amount: Decimal) -> str:
-    return f"${amount:.2f}" if amount >= 1 else f"${amount:.4f}"
-
-
 # -- status tools -----------------------------------------------------------------------------
 
 def _budget_status(orch: Orchestrator) -> BudgetStatus:
     status = orch.status()
     runs = [
-        RunBudget(run_id=row["id"], task=row["task"], status=row["status"],
+        RunBudget(run_id=row["id"], task=row["task"], status=stored_status(row).value,
                   spent=float(row["data"].get("spent", 0)),
                   limit=float(row["data"].get("limit", 0)))
         for row in orch.store.runs(RECENT_RUNS)

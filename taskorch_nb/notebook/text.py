@@ -2,8 +2,9 @@
 
 The widgets in `widgets.py` and this module show the same state; both read the
 components' public attributes, so neither holds information the other lacks.
-Formatting of single events (`describe_event`, `alert_for`) lives here too: the
-run monitor's log and alerts use it in both views.
+One log line per event (`describe_event`) lives here too: the run monitor's log
+uses it in both views. Alerts come from `taskorch_nb.core.alerts`, money from
+`taskorch_nb.core.money`: the CLI, MCP and the log sinks say the same.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import math
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
+
+from taskorch_nb.core.alerts import one_line, qc_summary
+from taskorch_nb.core.money import format_usd
 
 
 class GaugeView(Protocol):
@@ -50,22 +54,6 @@ class MonitorView(Protocol):
 GAUGE_WORDS = {"green": "ok", "yellow": "LOW", "red": "EXCEEDED"}
 
 
-def money(value: Decimal | float | None) -> str:
-    """`$1.23`; sub-cent amounts keep four decimals (`$0.0012`) since LLM calls cost that."""
-    if value is None:
-        return "-"
-    amount = Decimal(str(value)) if not isinstance(value, Decimal) else value
-    if amount != 0 and abs(amount) < Decimal("0.01"):
-        return f"${amount:.4f}"
-    return f"${amount:,.2f}"
-
-
-def short(text: Any, width: int = 60) -> str:
-    """One line, at most `width` characters."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= width else line[: width - 1] + "…"
-
-
 def countdown(seconds: float | None) -> str:
     """Whole seconds left, rounded up (a breaker 0.2 s from half-open shows `1 s`)."""
     if seconds is None:
@@ -80,8 +68,9 @@ def describe_event(event: Any) -> str:
     if kind == "BudgetEvent":
         who = " ".join(x for x in (event.agent, event.model, event.tool) if x)
         return (
-            f"{etype} {money(event.amount)}{' ' + who if who else ''}: spent "
-            f"{money(event.spent)} of {money(event.limit)}, {money(event.remaining)} left"
+            f"{etype} {format_usd(event.amount)}{' ' + who if who else ''}: spent "
+            f"{format_usd(event.spent)} of {format_usd(event.limit)}, "
+            f"{format_usd(event.remaining)} left"
         )
     if kind == "CircuitEvent":
         prev = event.previous
@@ -97,16 +86,16 @@ def describe_event(event: Any) -> str:
     if kind == "LLMEvent":
         line = f"{etype} {event.model}" + (f" ({event.agent})" if event.agent else "")
         if etype == "llm.completed":
-            line += f" {event.input_tokens}+{event.output_tokens} tok {money(event.cost)}"
+            line += f" {event.input_tokens}+{event.output_tokens} tok {format_usd(event.cost)}"
             if event.latency is not None:
                 line += f" {event.latency:.2f}s"
         elif etype == "llm.failed":
-            line += f": {event.status or ''} {short(event.error or '', 50)}".rstrip()
+            line += f": {event.status or ''} {one_line(event.error or '', 50)}".rstrip()
         return line
     if kind == "RunEvent":
         return _describe_run(event)
     if kind == "Notice":
-        return f"{etype} [{event.level}]: {short(event.message, 70)}"
+        return f"{etype} [{event.level}]: {one_line(event.message, 70)}"
     return etype
 
 
@@ -114,7 +103,7 @@ def _describe_tool(event: Any) -> str:
     etype, tool = event.type, event.tool
     if etype == "tool.failed":
         why = " ".join(str(x) for x in (event.category, event.status) if x is not None)
-        return f"{etype} {tool} attempt {event.attempt}: {why or short(event.error or '', 40)}"
+        return f"{etype} {tool} attempt {event.attempt}: {why or one_line(event.error or '', 40)}"
     if etype == "retry.scheduled":
         wait = f" in {event.wait:.1f}s" if event.wait is not None else ""
         return f"{etype} {tool}{wait} (attempt {event.attempt})"
@@ -128,9 +117,9 @@ def _describe_tool(event: Any) -> str:
 def _describe_run(event: Any) -> str:
     etype = event.type
     if etype.startswith("qc."):
-        return f"{etype}: {_qc_summary(event.detail)}"
+        return f"{etype}: {qc_summary(event.detail)}"
     if etype == "run.started":
-        return f"{etype}: {short(event.task or '', 50)}"
+        return f"{etype}: {one_line(event.task or '', 50)}"
     if etype.startswith("phase."):
         return f"{etype} {event.phase}"
     if etype.startswith("agent."):
@@ -140,103 +129,25 @@ def _describe_run(event: Any) -> str:
     return etype + (f" ({event.status})" if event.status else "")
 
 
-def _qc_summary(detail: dict[str, Any]) -> str:
-    outcome = detail.get("outcome")
-    if outcome == "no_tests_collected":
-        return "no tests collected (pytest exit 5)"
-    if outcome == "runner_failed":
-        return f"the test runner failed: {detail.get('error')}"
-    if outcome in ("timed_out", "killed"):
-        return str(detail.get("error"))
-    total = detail.get("tests_total")
-    failed = (detail.get("tests_failed") or 0) + (detail.get("tests_errors") or 0)
-    if total is None:
-        return "approved" if detail.get("approved") else "not approved"
-    findings = len(detail.get("findings") or ())
-    extra = f", {findings} finding{'s' * (findings != 1)}" if findings else ""
-    return f"{total - failed}/{total} tests passed{extra}"
-
-
 def state_name(state: Any) -> str:
     """`CircuitState.OPEN`, `"open"`, `"half-open"` -> `OPEN`, `OPEN`, `HALF_OPEN`."""
     name = getattr(state, "name", None) or str(state)
     return name.upper().replace("-", "_")
 
 
-#: The event types worth an alert, with their level (danger, warning, info, success).
-ALERT_LEVELS: dict[str, str] = {
-    "budget.warning": "warning",
-    "budget.rejected": "danger",
-    "budget.overspent": "danger",
-    "budget.extended": "info",
-    "circuit.opened": "danger",
-    "circuit.half_opened": "warning",
-    "circuit.closed": "success",
-    "pattern.learned": "info",
-    "pattern.applied": "info",
-    "pattern.recovered": "success",
-    "pattern.demoted": "warning",
-    "tool.fallback": "warning",
-    "llm.failed": "warning",
-    "qc.failed": "danger",
-    "qc.passed": "success",
-    "run.paused": "warning",
-    "run.failed": "danger",
-    "run.cancelled": "warning",
-    "run.completed": "success",
-}
-
-
-def alert_for(event: Any) -> tuple[str, str] | None:
-    """`(level, message)` when the event deserves an alert, else None."""
-    etype = event.type
-    level = ALERT_LEVELS.get(etype)
-    if level is None:
-        if type(event).__name__ == "Notice" and event.level in ("warning", "error"):
-            return ("danger" if event.level == "error" else "warning"), short(event.message, 90)
-        return None
-    if etype.startswith("budget."):
-        messages = {
-            "budget.warning": f"Budget low: {money(event.remaining)} left of {money(event.limit)}",
-            "budget.rejected": f"Budget: a call of {money(event.amount)} was refused "
-            f"({money(event.remaining)} left of {money(event.limit)}); the run pauses",
-            "budget.overspent": f"Budget overspent: {money(event.spent)} of {money(event.limit)}",
-            "budget.extended": f"Budget extended to {money(event.limit)}",
-        }
-        return level, messages[etype]
-    if etype.startswith("circuit."):
-        if etype == "circuit.opened":
-            return level, f"Circuit {event.name} OPEN after {event.failures} failures"
-        if etype == "circuit.half_opened":
-            return level, f"Circuit {event.name} HALF_OPEN: probing"
-        return level, f"Circuit {event.name} CLOSED again"
-    if etype.startswith("pattern."):
-        verb = etype.split(".", 1)[1]
-        how = f": fallback {event.fallback}" if event.fallback and verb == "applied" else ""
-        return level, f"Pattern {event.name} {verb}{how}"
-    if etype == "tool.fallback":
-        return level, f"Fallback {event.tool} used for {event.fallback_of}"
-    if etype.startswith("qc."):
-        verdict = "QC passed" if etype == "qc.passed" else "QC failed"
-        return level, f"{verdict}: {_qc_summary(event.detail)}"
-    if etype.startswith("run."):
-        reason = event.detail.get("reason") or event.detail.get("error")
-        return level, f"Run {etype.split('.', 1)[1]}" + (f": {short(reason, 80)}" if reason else "")
-    return level, describe_event(event)
-
-
 def gauge_text(gauge: GaugeView, width: int = 20) -> str:
     """`Budget [#####---------------]  $1.00 of $5.00 spent (20%) ...`."""
     if gauge.limit is None:
         return (
-            f"Budget  {money(gauge.spent)} spent, {money(gauge.reserved)} reserved "
+            f"Budget  {format_usd(gauge.spent)} spent, {format_usd(gauge.reserved)} reserved "
             f"(no limit){'  EXCEEDED' if gauge.colour == 'red' else ''}"
         )
     filled = round(gauge.value * width)
     bar = "#" * filled + "-" * (width - filled)
     return (
-        f"Budget  [{bar}] {money(gauge.spent)} of {money(gauge.limit)} spent "
-        f"({gauge.value:.0%}), {money(gauge.reserved)} reserved, {money(gauge.remaining)} left"
+        f"Budget  [{bar}] {format_usd(gauge.spent)} of {format_usd(gauge.limit)} spent "
+        f"({gauge.value:.0%}), {format_usd(gauge.reserved)} reserved, "
+        f"{format_usd(gauge.remaining)} left"
         f"  {GAUGE_WORDS[gauge.colour]}"
     )
 
@@ -268,7 +179,7 @@ def stepper_text(monitor: MonitorView) -> str:
 
 def monitor_text(monitor: MonitorView) -> str:
     """Status and stepper, then alerts and the recent event log."""
-    task = f": {short(monitor.task)}" if monitor.task else ""
+    task = f": {one_line(monitor.task)}" if monitor.task else ""
     head = f"Run {monitor.run_id + ' ' if monitor.run_id else ''}[{monitor.status}]{task}"
     lines = [head, "  " + stepper_text(monitor)]
     if monitor.alerts:

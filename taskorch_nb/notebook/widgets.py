@@ -23,12 +23,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from taskorch_nb.agents.workflow import PHASES
+from taskorch_nb.core.alerts import ALERT_LEVELS, alert_for
+from taskorch_nb.core.display import wanted
 from taskorch_nb.core.events import Notice
+from taskorch_nb.core.money import format_usd
 from taskorch_nb.notebook import text as _text
+from taskorch_nb.notebook.display import NO_MATH
 from taskorch_nb.notebook.throttle import Scheduler, Throttle
-
-#: The multi-agent workflow's phases, in order.
-PHASES = ("research", "design", "build", "qc")
 
 #: The lifecycle events the stepper follows.
 _RUN_TYPES = frozenset(
@@ -43,6 +45,7 @@ _RUN_TYPES = frozenset(
         "run.cancelled",
     }
 )
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 _BAR_STYLES = {"green": "success", "yellow": "warning", "red": "danger"}
 _STATE_COLOURS = {"CLOSED": "#2e7d32", "OPEN": "#c62828", "HALF_OPEN": "#ef6c00"}
 _LEVEL_COLOURS = {
@@ -65,7 +68,38 @@ def _set(widget: Any, trait: str, value: Any) -> None:
         setattr(widget, trait, value)
 
 
-class BudgetGauge:
+class _Part:
+    """A dashboard part: `update(event)` changes its plain state, `refresh()` pushes that
+    state to the widget `_build` makes when `widget` is first asked for."""
+
+    _widget: Any
+
+    def update(self, event: Any) -> None:
+        raise NotImplementedError
+
+    def refresh(self) -> None:
+        raise NotImplementedError
+
+    def _build(self, w: Any) -> Any:
+        """The part's widget, made from the `ipywidgets` module `w`."""
+        raise NotImplementedError
+
+    def apply(self, event: Any) -> None:
+        self.update(event)
+        self.refresh()
+
+    @property
+    def widget(self) -> Any:
+        """The part's ipywidget, built on first use."""
+        if self._widget is None:
+            import ipywidgets as w
+
+            self._widget = self._build(w)
+            self.refresh()
+        return self._widget
+
+
+class BudgetGauge(_Part):
     """Spent against the limit: green, yellow when under `warn_below` of it remains, red when
     a call was refused or the limit is passed.
 
@@ -122,25 +156,16 @@ class BudgetGauge:
         elif etype == "budget.extended":
             self.rejected = False
 
-    def apply(self, event: Any) -> None:
-        self.update(event)
-        self.refresh()
-
     def text(self) -> str:
         return _text.gauge_text(self)
 
-    @property
-    def widget(self) -> Any:
-        """An `HBox(FloatProgress, Label)`, built on first use."""
-        if self._widget is None:
-            import ipywidgets as w
-
-            self._bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="Budget")
-            self._label = w.Label(value="")
-            self._widget = w.HBox([self._bar, self._label])
-            self._widget.add_class("taskorch-gauge")
-            self.refresh()
-        return self._widget
+    def _build(self, w: Any) -> Any:
+        """An `HBox(FloatProgress, Label)`."""
+        self._bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="Budget")
+        self._label = w.Label(value="")
+        box = w.HBox([self._bar, self._label])
+        box.add_class("taskorch-gauge")
+        return box
 
     def refresh(self) -> None:
         if self._widget is None:
@@ -152,14 +177,14 @@ class BudgetGauge:
     def _label_text(self) -> str:
         word = _text.GAUGE_WORDS[self.colour]
         if self.limit is None:
-            return f"{_text.money(self.spent)} spent (no limit)"
+            return f"{format_usd(self.spent)} spent (no limit)"
         return (
-            f"{_text.money(self.spent)} / {_text.money(self.limit)} "
-            f"({_text.money(self.remaining)} left) {word}"
+            f"{format_usd(self.spent)} / {format_usd(self.limit)} "
+            f"({format_usd(self.remaining)} left) {word}"
         )
 
 
-class CircuitPanel:
+class CircuitPanel(_Part):
     """A row per breaker (name, state, failures, seconds to half-open); rows appear as new
     breaker names arrive in `circuit.*` events or in the starting `snapshot`.
 
@@ -216,24 +241,15 @@ class CircuitPanel:
         if event.type == "circuit.rejected":
             row["rejected"] += 1
 
-    def apply(self, event: Any) -> None:
-        self.update(event)
-        self.refresh()
-
     def text(self) -> str:
         return _text.circuits_text(self)
 
-    @property
-    def widget(self) -> Any:
-        """A `VBox` with a heading and one `HTML` row per breaker, built on first use."""
-        if self._widget is None:
-            import ipywidgets as w
-
-            self._heading = w.HTML(value="<b>Circuits</b>")
-            self._widget = w.VBox([self._heading])
-            self._widget.add_class("taskorch-circuits")
-            self.refresh()
-        return self._widget
+    def _build(self, w: Any) -> Any:
+        """A `VBox` with a heading and one `HTML` row per breaker."""
+        self._heading = w.HTML(value="<b>Circuits</b>")
+        box = w.VBox([self._heading])
+        box.add_class("taskorch-circuits")
+        return box
 
     def refresh(self) -> None:
         if self._widget is None:
@@ -285,7 +301,7 @@ def _snapshot_row(name: str, info: Mapping[str, Any] | Any) -> dict[str, Any]:
     }
 
 
-class RunMonitor:
+class RunMonitor(_Part):
     """Where the run is: a phase stepper (done ticked, current highlighted, round count on
     re-entry), alerts worth a look, and the last `log_size` events.
     """
@@ -331,13 +347,13 @@ class RunMonitor:
         etype = event.type
         if etype in _RUN_TYPES:
             self._follow_run(event)
-        if etype in _text.ALERT_LEVELS or isinstance(event, Notice):
+        if etype in ALERT_LEVELS or isinstance(event, Notice):
             self._alert(event)
 
     def _alert(self, event: Any) -> None:
-        alert = _text.alert_for(event)
+        alert = alert_for(event)
         if alert is not None:
-            level, message = alert
+            level, message = alert.level, alert.text
             etype = event.type
             key = (etype, getattr(event, "name", None) or getattr(event, "tool", None))
             last = self._alerts[-1] if self._alerts else None
@@ -371,27 +387,18 @@ class RunMonitor:
             if etype == "run.completed":
                 self.phase = None
 
-    def apply(self, event: Any) -> None:
-        self.update(event)
-        self.refresh()
-
     def text(self) -> str:
         return _text.monitor_text(self)
 
-    @property
-    def widget(self) -> Any:
-        """A `VBox` of three `HTML`s: stepper, alerts, event log; built on first use."""
-        if self._widget is None:
-            import ipywidgets as w
-
-            self._stepper, self._alert_box, self._log_box = w.HTML(), w.HTML(), w.HTML()
-            self._stepper.add_class("taskorch-stepper")
-            self._alert_box.add_class("taskorch-alerts")
-            self._log_box.add_class("taskorch-log")
-            self._widget = w.VBox([self._stepper, self._alert_box, self._log_box])
-            self._widget.add_class("taskorch-monitor")
-            self.refresh()
-        return self._widget
+    def _build(self, w: Any) -> Any:
+        """A `VBox` of three `HTML`s: stepper, alerts, event log."""
+        self._stepper, self._alert_box, self._log_box = w.HTML(), w.HTML(), w.HTML()
+        self._stepper.add_class("taskorch-stepper")
+        self._alert_box.add_class("taskorch-alerts")
+        self._log_box.add_class("taskorch-log")
+        box = w.VBox([self._stepper, self._alert_box, self._log_box])
+        box.add_class("taskorch-monitor")
+        return box
 
     def refresh(self) -> None:
         if self._widget is None:
@@ -429,7 +436,7 @@ class RunMonitor:
             f'<li style="color:{_LEVEL_COLOURS[level]}">{html.escape(message)}</li>'
             for level, message in zip(self.alert_levels, self.alerts, strict=True)
         )
-        return f'<ul style="margin:0;padding-left:1.2em">{items}</ul>'
+        return f'<ul class="{NO_MATH}" style="margin:0;padding-left:1.2em">{items}</ul>'
 
 
 class Dashboard:
@@ -571,14 +578,15 @@ class Dashboard:
             "text/plain": plain,
             "text/html": f"<pre>{html.escape(plain)}</pre>",
         }
-        try:
-            import ipywidgets  # noqa: F401
-        except ImportError:  # no widgets installed: the text is the whole view
-            return bundle
-        view = self.widget._repr_mimebundle_()
-        if view:
-            bundle.update({k: v for k, v in view.items() if k != "text/plain"})
-        return bundle
+        if wanted(WIDGET_VIEW, include, exclude):
+            try:
+                import ipywidgets  # noqa: F401
+            except ImportError:  # no widgets installed: the text is the whole view
+                pass
+            else:
+                view = self.widget._repr_mimebundle_() or {}
+                bundle.update({k: v for k, v in view.items() if k != "text/plain"})
+        return {k: v for k, v in bundle.items() if wanted(k, include, exclude)}
 
     def __repr__(self) -> str:
         return f"Dashboard(renders={self.renders}, pending={self.pending})"

@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from taskorch_nb.core.events import Event
+from taskorch_nb.core.money import format_usd
 
 #: Trace id of events that belong to no run (e.g. `call_tool` outside a run).
 ADHOC_TRACE = "adhoc"
@@ -243,7 +244,7 @@ class SpanBuilder:
             spent = trace.gen_cost
         report = detail.get("cost") if isinstance(detail.get("cost"), dict) else {}
         limit = report.get("limit") if report else None
-        comment = f"spent ${spent:.4f}" + (f" of ${_decimal(limit):.2f}" if limit else "")
+        comment = f"spent {format_usd(spent)}" + (f" of {format_usd(limit)}" if limit else "")
         trace.scores["cost"] = Score(root.trace_id, "cost", float(spent), comment)
         root.attributes["cost"] = spent
         self._close(root, event, status)

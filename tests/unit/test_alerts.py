@@ -12,14 +12,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from taskorch_nb.core.alerts import ALERT_TYPES, LoggingAlerts, WebhookAlerts, alert_text
+from taskorch_nb.core.alerts import (
+    ALERT_LEVELS,
+    ALERT_TYPES,
+    Alert,
+    LoggingAlerts,
+    WebhookAlerts,
+    alert_for,
+    alert_text,
+)
 from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.events import (
     BudgetEvent,
     CircuitEvent,
     Event,
     EventBus,
+    LLMEvent,
     Notice,
+    PatternEvent,
     RunEvent,
     ToolEvent,
 )
@@ -34,38 +44,81 @@ def budget_event(type_: str, **kw) -> BudgetEvent:
     return BudgetEvent(type=type_, **{**base, **kw})
 
 
-# -- texts -------------------------------------------------------------------------------
+# -- the vocabulary ----------------------------------------------------------------------
 
 
-def test_budget_warning_text() -> None:
-    assert alert_text(budget_event("budget.warning")) == "Budget at 18% ($0.90 of $5.00 left)"
+def pattern_event(type_: str, fallback: str | None = "cached_search") -> PatternEvent:
+    return PatternEvent(type=type_, name="search_api_timeout", signature="s", tool="search_api",
+                        category="timeout", fallback=fallback)
 
 
-def test_budget_rejected_text() -> None:
-    event = budget_event("budget.rejected", amount=D("1.5"), agent="qc", model="sim-small")
-    assert alert_text(event) == (
-        "Budget exceeded: call (agent qc, model sim-small) needs up to $1.5000, "
-        "$0.90 of $5.00 left"
-    )
+#: One event of every alert type, with the level and line everybody shows for it.
+VOCABULARY: list[tuple[Event, str, str]] = [
+    (budget_event("budget.warning"), "warning", "Budget low: $0.90 of $5.00 left (18%)"),
+    (budget_event("budget.rejected", amount=D("1.5"), agent="qc", model="sim-small"), "danger",
+     "Budget exceeded: a call (agent qc, model sim-small) needing up to $1.50 was refused, "
+     "$0.90 of $5.00 left"),
+    (budget_event("budget.overspent", amount=D("0.003"), spent=D("4.01")), "danger",
+     "Budget overspent: a call cost $0.003 more than reserved, $4.01 of $5.00 spent"),
+    (budget_event("budget.extended", amount=D(1), limit=D(6)), "info",
+     "Budget extended by $1.00 to $6.00"),
+    (CircuitEvent(type="circuit.opened", name="search_api", state="open", previous="closed",
+                  failures=3, reset_at=40.0, ts=10.0), "danger",
+     "Circuit search_api OPEN after 3 failures; half-open in 30 s"),
+    (CircuitEvent(type="circuit.half_opened", name="search_api", state="half-open"), "warning",
+     "Circuit search_api HALF_OPEN: probing"),
+    (CircuitEvent(type="circuit.closed", name="search_api", state="closed"), "success",
+     "Circuit search_api CLOSED again"),
+    (pattern_event("pattern.learned"), "info", "Pattern search_api_timeout learned"),
+    (pattern_event("pattern.applied"), "info",
+     "Pattern search_api_timeout applied: fallback cached_search"),
+    (pattern_event("pattern.recovered"), "success", "Pattern search_api_timeout recovered"),
+    (pattern_event("pattern.demoted"), "warning", "Pattern search_api_timeout demoted"),
+    (ToolEvent(type="tool.fallback", tool="cached_search", fallback_of="search_api"), "warning",
+     "Fallback cached_search used for search_api"),
+    (LLMEvent(type="llm.failed", call_id="c1", provider="simulated", model="sim-small",
+              agent="builder", status=503,
+              error="Service\nUnavailable"), "warning",
+     "Model sim-small (builder) failed: 503 Service Unavailable"),
+    (RunEvent(type="qc.failed", detail={"tests_total": 5, "tests_failed": 1, "tests_errors": 1,
+                                        "findings": ["a", "b"]}), "danger",
+     "QC failed: 3/5 tests passed, 2 findings"),
+    (RunEvent(type="qc.passed", detail={"approved": True}), "success", "QC passed: approved"),
+    (RunEvent(type="run.paused", run_id="r1", task="Add auth",
+              detail={"reason": "budget exceeded"}), "warning",
+     "Run r1 ('Add auth') paused: budget exceeded"),
+    (RunEvent(type="run.failed", run_id="r2", detail={"error": "ValueError: x"}), "danger",
+     "Run r2 failed: ValueError: x"),
+    (RunEvent(type="run.cancelled", status="cancelled"), "warning", "Run cancelled: cancelled"),
+    (RunEvent(type="run.completed", run_id="r3", task="x" * 80, status="completed"), "success",
+     f"Run r3 ('{'x' * 39}…') completed"),
+]
 
 
-def test_budget_overspent_text() -> None:
-    event = budget_event("budget.overspent", amount=D("0.03"), spent=D("4.01"))
-    assert alert_text(event) == "Call cost $0.0300 more than reserved (spent $4.01 of $5.00)"
+@pytest.mark.parametrize(("event", "level", "text"), VOCABULARY,
+                         ids=[event.type for event, _, _ in VOCABULARY])
+def test_alert_for_every_type(event: Event, level: str, text: str) -> None:
+    assert alert_for(event) == Alert(level, text)  # type: ignore[arg-type]
 
 
-def test_circuit_opened_text() -> None:
-    event = CircuitEvent(type="circuit.opened", name="search_api", state="open",
-                         previous="closed", failures=3, reset_at=40.0, ts=10.0)
-    assert alert_text(event) == "Circuit 'search_api' opened after 3 failures; half-open in 30 s"
+def test_the_vocabulary_is_complete() -> None:
+    assert {event.type for event, _, _ in VOCABULARY} == set(ALERT_LEVELS)
+    assert set(ALERT_LEVELS) >= ALERT_TYPES
 
 
-def test_run_texts() -> None:
-    paused = RunEvent(type="run.paused", run_id="r1", task="Add auth",
-                      detail={"reason": "budget exceeded"})
-    assert alert_text(paused) == "Run r1 ('Add auth') paused: budget exceeded"
-    failed = RunEvent(type="run.failed", run_id="r2", detail={"error": "ValueError: x"})
-    assert alert_text(failed) == "Run r2 failed: ValueError: x"
+def test_sinks_send_the_same_line_for_their_subset() -> None:
+    for event, _, text in VOCABULARY:
+        assert alert_text(event) == (text if event.type in ALERT_TYPES else None)
+
+
+@pytest.mark.parametrize(("level", "alert_level"), [("warning", "warning"), ("error", "danger")])
+def test_warning_and_error_notices_are_alerts_in_the_notebook_only(
+    level: str, alert_level: str
+) -> None:
+    notice = Notice(type="subscriber.failed", level=level, message="boom\n  twice")
+    assert alert_for(notice) == Alert(alert_level, "boom twice")  # type: ignore[arg-type]
+    assert alert_text(notice) is None
+    assert alert_for(Notice(type="x", level="info", message="fyi")) is None
 
 
 @pytest.mark.parametrize(
@@ -74,28 +127,13 @@ def test_run_texts() -> None:
         budget_event("budget.approved"),
         budget_event("budget.settled"),
         ToolEvent(type="tool.failed", tool="search_api"),
-        CircuitEvent(type="circuit.closed", name="x", state="closed"),
-        RunEvent(type="run.completed"),
+        CircuitEvent(type="circuit.rejected", name="x", state="open"),
+        RunEvent(type="run.started"),
     ],
 )
 def test_routine_events_are_not_alerts(event: Event) -> None:
+    assert alert_for(event) is None
     assert alert_text(event) is None
-
-
-def test_every_alert_type_has_a_text() -> None:
-    samples = {
-        "budget.warning": budget_event("budget.warning"),
-        "budget.rejected": budget_event("budget.rejected"),
-        "budget.overspent": budget_event("budget.overspent"),
-        "circuit.opened": CircuitEvent(type="circuit.opened", name="t", state="open"),
-        "run.paused": RunEvent(type="run.paused"),
-        "run.failed": RunEvent(type="run.failed"),
-    }
-    assert set(samples) == ALERT_TYPES
-    for event in samples.values():
-        text = alert_text(event)
-        assert text
-        assert "\n" not in text
 
 
 # -- logging sink ------------------------------------------------------------------------
@@ -109,7 +147,7 @@ def test_logging_sink_levels(caplog: pytest.LogCaptureFixture) -> None:
     sink(RunEvent(type="run.failed", run_id="r9", detail={"reason": "boom"}))
     records = [r for r in caplog.records if r.name == "taskorch_nb.alerts"]
     assert [(r.levelname, r.getMessage()) for r in records] == [
-        ("WARNING", "Budget at 18% ($0.90 of $5.00 left)"),
+        ("WARNING", "Budget low: $0.90 of $5.00 left (18%)"),
         ("ERROR", "Run r9 failed: boom"),
     ]
     assert records[1].event_type == "run.failed"  # type: ignore[attr-defined]
@@ -124,8 +162,8 @@ def test_logging_sink_on_a_bus_with_a_real_guard(caplog: pytest.LogCaptureFixtur
     with pytest.raises(BudgetExceededError):
         guard.reserve(D("0.5"))
     assert [r.getMessage() for r in caplog.records] == [
-        "Budget at 15% ($0.15 of $1.00 left)",
-        "Budget exceeded: call needs up to $0.5000, $0.15 of $1.00 left",
+        "Budget low: $0.15 of $1.00 left (15%)",
+        "Budget exceeded: a call needing up to $0.50 was refused, $0.15 of $1.00 left",
     ]
 
 
@@ -188,8 +226,8 @@ def test_webhook_posts_slack_json(hook: Hook) -> None:
     sink(CircuitEvent(type="circuit.opened", name="search_api", state="open", failures=3))
     sink.close()
     assert hook.bodies == [
-        {"text": "Budget at 18% ($0.90 of $5.00 left)"},
-        {"text": "Circuit 'search_api' opened after 3 failures"},
+        {"text": "Budget low: $0.90 of $5.00 left (18%)"},
+        {"text": "Circuit search_api OPEN after 3 failures"},
     ]
     assert (sink.sent, sink.failed) == (2, 0)
     assert notices == []

@@ -219,8 +219,8 @@ def test_report_text_and_html() -> None:
     guard.commit(guard.reserve(1, agent="<b>x</b>", model="sim-small"), D("0.9"))
     report = guard.report()
     text = str(report)
-    assert text.splitlines()[0] == "Cost: $0.9000 of $5.00 (18.0% used, $4.1000 left, 1 calls)"
-    assert "by model: sim-small $0.9000" in text
+    assert text.splitlines()[0] == "Cost: $0.90 of $5.00 (18.0% used, $4.10 left, 1 calls)"
+    assert "by model: sim-small $0.90" in text
     bundle = report._repr_mimebundle_()
     assert set(bundle) == {"text/plain", "text/html"}
     assert bundle["text/plain"] == text

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from taskorch_nb.core.money import format_usd
 from taskorch_nb.demo import run_demo
 from taskorch_nb.demo.flows import flow2_budget, flow4_federation, flow6_lifecycle
 
@@ -24,13 +25,14 @@ async def test_flow2_warns_with_the_percentage_left_after_the_reservation(tmp_pa
     said = result.lines[at]
     shown = float(re.search(r"\(([\d.]+)%\), under 20%", said).group(1))  # type: ignore[union-attr]
     assert shown == _pct(warning.remaining, warning.limit) < 20
-    assert f"reserving up to ${warning.amount:.4f}" in said
+    assert f"reserving up to {format_usd(warning.amount)}" in said
     # Every approved call shows what is left after settling, in the same format.
     settled = [e for e in result.events if e.type == "budget.settled"]
     approved = [line for line in result.lines if ": approved," in line]
     assert len(approved) == len(settled)
     for line, event in zip(approved, settled, strict=True):
-        assert line.endswith(f"${event.remaining:.2f} ({_pct(event.remaining, event.limit)}%) left")
+        assert line.endswith(
+            f"{format_usd(event.remaining)} ({_pct(event.remaining, event.limit)}%) left")
     # The warning stands right before the settled line of the call it came with.
     call = said.split(":")[0]
     assert result.lines[at + 1].startswith(call + ": approved")

@@ -31,7 +31,7 @@ from taskorch_nb.llm import (
     make_provider,
     registry,
 )
-from taskorch_nb.llm.base import HTTPProvider
+from taskorch_nb.llm.base import HTTPProvider, unfence
 from taskorch_nb.llm.simulated import count_input_tokens
 from taskorch_nb.testing import FakeClock
 from tests.unit.llm_servers import Answer, LoopbackServer, anthropic_body, closed_port, openai_body
@@ -285,3 +285,39 @@ def test_auto_follows_the_environment(
     logged = [r.getMessage() for r in caplog.records if r.name == "taskorch_nb.llm"]
     assert len(logged) == 1
     assert why in logged[0]
+
+
+# -- code fences -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "inner"),
+    [
+        ('```json\n{"a": 1}\n```', '{"a": 1}'),
+        ('  ```\n{"a": 1}\n```  \n', '{"a": 1}'),
+        ('```JSON\n{"a": 1}```', '{"a": 1}'),
+        ('```{"a": 1}```', '{"a": 1}'),
+        ('```python\nprint("```")\n```', 'print("```")'),  # only the outer fence goes
+        ('{"a": 1}', '{"a": 1}'),
+        ('Here it is:\n```json\n{"a": 1}\n```', 'Here it is:\n```json\n{"a": 1}\n```'),
+    ],
+)
+def test_unfence(text: str, inner: str) -> None:
+    assert unfence(text) == inner
+
+
+def test_agents_and_anthropic_unfence_alike() -> None:
+    from pydantic import BaseModel
+
+    from taskorch_nb.agents.loop import parse_output
+    from taskorch_nb.llm.anthropic import parse_response
+
+    class Answer(BaseModel):
+        a: int
+
+    fenced = '```json\n{"a": 1}\n```'
+    body = {"content": [{"type": "text", "text": fenced}],
+            "usage": {"input_tokens": 1, "output_tokens": 1}}
+    assert parse_response(body, model="m", latency=0.1, wants_json=True).text == '{"a": 1}'
+    assert parse_response(body, model="m", latency=0.1).text == fenced  # asked for text
+    assert parse_output(Answer, fenced) == Answer(a=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -291,6 +292,18 @@ async def test_budget_status_shows_the_default_budget_and_recent_runs(db: Path) 
     assert status["status"] == "ok"
     assert [r["run_id"] for r in status["recent_runs"]] == [run.structured_content["run_id"]]
     assert status["recent_spent"] == pytest.approx(run.structured_content["cost"]["spent"])
+
+
+async def test_budget_status_lists_a_crashed_run_as_interrupted(db: Path) -> None:
+    # A process saves a RUNNING run and dies: the same rule as history() and get_run().
+    code = ("import sys; from taskorch_nb.core.store import Store; s = Store(sys.argv[1]); "
+            "s.save_run('run-dead', task='x', workflow='single', status='RUNNING', wall=0.0, "
+            "data={'spent': '0.1', 'limit': '1'}); s.close()")
+    subprocess.run([sys.executable, "-c", code, str(db)], check=True, timeout=60)
+    async with Client(build_server(factory(db))) as client:
+        result = await client.call_tool("budget_status", {})
+    [row] = result.structured_content["recent_runs"]
+    assert (row["run_id"], row["status"]) == ("run-dead", "INTERRUPTED")
 
 
 def flaky_orchestrator(db: Path, **options: Any) -> Orchestrator:

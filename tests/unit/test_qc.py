@@ -13,8 +13,9 @@ import pytest
 from taskorch_nb.agents.audit import security_audit, severity_of
 from taskorch_nb.agents.qc import QCVerdict, run_qc
 from taskorch_nb.agents.workspace import Workspace
+from taskorch_nb.core.alerts import Alert, alert_for
 from taskorch_nb.core.events import RunEvent
-from taskorch_nb.notebook.text import alert_for, describe_event
+from taskorch_nb.notebook.text import describe_event
 
 CALC = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
 CALC_TESTS = (
@@ -128,7 +129,8 @@ async def test_a_runner_failure_is_not_no_tests_collected(tmp_path: Path, meanin
     # The line the CLI and the notebook print for the verdict event says the same.
     event = RunEvent(type="qc.failed", detail=evidence)
     assert describe_event(event) == f"qc.failed: the test runner failed: {verdict.error}"
-    assert alert_for(event) == ("danger", f"QC failed: the test runner failed: {verdict.error}")
+    expected = f"QC failed: the test runner failed: {verdict.error}"
+    assert alert_for(event) == Alert("danger", expected)
 
 
 async def test_the_printed_line_says_no_tests_collected(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
 import sys
 import textwrap
 from decimal import Decimal
@@ -170,7 +172,8 @@ async def test_run_renders_as_text_and_html(tmp_path) -> None:
     assert "status=COMPLETED" in bundle["text/plain"]
     assert "Explain &lt;b&gt;tags&lt;/b&gt;" in bundle["text/html"]
     assert "<b style='color:#2e7d32'>COMPLETED</b>" in bundle["text/html"]
-    assert "of $5.00" in bundle["text/html"]
+    assert "cost=$0.03 of $5.00" in bundle["text/plain"]
+    assert ">$5.00</span>" in bundle["text/html"]
     report = run.cost._repr_mimebundle_()
     assert "$5.00" in report["text/plain"]
     orch.close()
@@ -221,3 +224,16 @@ async def test_red_step_writes_tests_only(tmp_path) -> None:
     assert seen[1].startswith("wrote")  # the GREEN step may write code
     assert (tmp_path / "app.py").read_text() == "x = 1\n"
     orch.close()
+
+
+def test_stored_status_is_interrupted_only_for_a_dead_process() -> None:
+    from taskorch_nb.engine.runner import stored_status
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    for status in ("RUNNING", "PENDING"):
+        assert stored_status({"status": status, "pid": gone.pid}) is RunStatus.INTERRUPTED
+        assert stored_status({"status": status, "pid": None}) is RunStatus.INTERRUPTED
+        assert stored_status({"status": status, "pid": os.getpid()}) is RunStatus(status)
+    for status in ("PAUSED", "COMPLETED", "FAILED", "CANCELLED"):
+        assert stored_status({"status": status, "pid": gone.pid}) is RunStatus(status)

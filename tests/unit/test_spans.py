@@ -157,7 +157,7 @@ def test_qc_verdict_is_an_evaluator_span_and_scores_quality_and_cost(
     assert scores["quality"].value == 0.75
     assert scores["quality"].comment == "3/4 tests passed"
     assert scores["cost"].value == pytest.approx(0.035)
-    assert scores["cost"].comment == "spent $0.0350 of $5.00"
+    assert scores["cost"].comment == "spent $0.04 of $5.00"
 
 
 def test_cost_score_falls_back_to_the_sum_of_generation_costs(

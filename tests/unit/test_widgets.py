@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from taskorch_nb.core.alerts import alert_text
 from taskorch_nb.core.events import (
     BudgetEvent,
     CircuitEvent,
@@ -262,16 +263,19 @@ def test_monitor_alerts_and_repeats() -> None:
     )
     monitor.apply(ToolEvent(type="tool.succeeded", tool="cached_search"))  # not an alert
     monitor.apply(Notice(type="subscriber.failed", level="error", message="boom"))
-    monitor.apply(budget("budget.rejected", "4.3", amount="2"))
+    rejected = budget("budget.rejected", "4.3", amount="2")
+    monitor.apply(rejected)
     monitor.apply(RunEvent(type="run.paused", status="paused", detail={"reason": "budget"}))
     assert monitor.alerts == [
-        "Budget low: $0.70 left of $5.00 (x2)",
+        "Budget low: $0.70 of $5.00 left (14%) (x2)",
         "Circuit search_api OPEN after 3 failures",
         "Pattern search_api_timeout applied: fallback cached_search",
         "boom",
-        "Budget: a call of $2.00 was refused ($0.70 left of $5.00); the run pauses",
+        "Budget exceeded: a call needing up to $2.00 was refused, $0.70 of $5.00 left",
         "Run paused: budget",
     ]
+    # one vocabulary: the dashboard shows the line the log and webhook sinks send
+    assert monitor.alerts[4] == alert_text(rejected)
     assert monitor.alert_levels == ["warning", "danger", "info", "danger", "danger", "warning"]
 
 
@@ -475,6 +479,15 @@ def test_mimebundle_has_text_and_the_widget_view() -> None:
     assert "taskorch-dashboard" in dash.widget._dom_classes
 
 
+def test_mimebundle_honours_include_and_exclude() -> None:
+    dash, _ = fake_dashboard(limit=5)
+    text_only = dash._repr_mimebundle_(include={"text/plain"})
+    assert set(text_only) == {"text/plain"}
+    assert dash._widget is None  # a view nobody asked for is not built
+    bundle = dash._repr_mimebundle_(exclude={"text/html"})
+    assert set(bundle) == {"text/plain", "application/vnd.jupyter.widget-view+json"}
+
+
 def test_text_dashboard_works_without_importing_ipywidgets() -> None:
     """Outside a notebook (CLI, scripts) nothing loads ipywidgets until a widget is asked for."""
     code = (
@@ -494,3 +507,10 @@ def test_text_dashboard_works_without_importing_ipywidgets() -> None:
     ).stdout.splitlines()
     assert out[0].startswith("Budget  [##################--] $4.50 of $5.00 spent (90%)")
     assert out[1] == "False"
+
+
+def test_the_stepper_follows_the_workflow_phases() -> None:
+    from taskorch_nb.agents import workflow
+
+    assert RunMonitor().phases == list(workflow.PHASES)
+    assert Dashboard(limit=1).monitor.phases == list(workflow.PHASES)
