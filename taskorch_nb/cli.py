@@ -31,6 +31,7 @@ from taskorch_nb.clikit import (
     usd,
     whole,
 )
+from taskorch_nb.core.money import format_usd
 from taskorch_nb.errors import ConfigurationError, TaskorchError
 
 if TYPE_CHECKING:
@@ -183,7 +184,7 @@ def _history(args: argparse.Namespace) -> int:
     for r in frame.itertuples():
         started = datetime.fromtimestamp(r.created.timestamp()).strftime("%Y-%m-%d %H:%M")
         task = r.task if len(r.task) <= 60 else r.task[:59] + "…"
-        rows.append((r.run_id, r.status, f"${r.spent:.4f} / ${r.limit:.2f}", started,
+        rows.append((r.run_id, r.status, f"{format_usd(r.spent)} / {format_usd(r.limit)}", started,
                      one_line(task)))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:

@@ -255,7 +255,7 @@ def test_quiet_prints_only_the_result(capsys) -> None:
 def test_a_paused_run_exits_3_and_the_advice_it_prints_finishes_it(capsys, home) -> None:
     code, out, err = call(capsys, "run", "Add user authentication", "--budget", "0.05", "-q")
     assert (code, out) == (3, "")
-    assert err.startswith("PAUSED: budget exceeded: call needs up to $0.1698")
+    assert err.startswith("PAUSED: budget exceeded: call needs up to $0.17")
     assert err.count("\n") == 1
     assert "error" not in err
     advice = err.split("Resume with: ", 1)[1].strip()
@@ -275,7 +275,7 @@ def test_a_paused_run_exits_3_and_the_advice_it_prints_finishes_it(capsys, home)
     code, out, _ = call(capsys, "history")
     assert code == 0
     [row] = [line for line in out.splitlines() if line.startswith(run_id)]
-    assert row.split()[1:5] == ["COMPLETED", "$0.5997", "/", "$3.05"]
+    assert row.split()[1:5] == ["COMPLETED", "$0.60", "/", "$3.05"]
     assert (home / "workspaces" / run_id / "auth.py").is_file()
 
 
