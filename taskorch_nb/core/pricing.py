@@ -166,8 +166,8 @@ class _State:
     price: Any
     """genai-prices' `ModelPrice`."""
     memo: dict[tuple[int, int, int, int], Decimal] = field(default_factory=dict)
-    starts: list[int] = field(default_factory=list)
     rates: dict[int, _Rates | None] = field(default_factory=dict)
+    starts: list[int] = field(init=False)
 
     def __post_init__(self) -> None:
         from genai_prices.types import TieredPrices

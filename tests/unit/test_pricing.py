@@ -11,7 +11,7 @@ import pytest
 from genai_prices import Usage, calc_price
 
 from taskorch_nb.core.clock import FakeClock
-from taskorch_nb.core.pricing import FREE, SIMULATED_PRICES, ModelPrice, PriceTable
+from taskorch_nb.core.pricing import FREE, SIMULATED_PRICES, ModelPrice, PriceTable, _State
 from taskorch_nb.engine.orchestrator import Orchestrator
 from taskorch_nb.errors import ConfigurationError
 from taskorch_nb.llm import AnthropicProvider, OpenAIProvider
@@ -162,6 +162,23 @@ def test_worst_case_covers_input_written_to_the_cache(table: PriceTable, est: in
         actual = table.cost("anthropic", "claude-sonnet-4-5", input_tokens=est, output_tokens=300,
                             cached_tokens=read, cache_write_tokens=write)
         assert actual <= worst
+
+
+def test_worst_case_in_tiers_narrow_or_wide_matches_the_calculation() -> None:
+    # A tier from 1 token leaves [0, 1] too narrow to measure rates in: priced directly.
+    from genai_prices.types import ModelPrice as GenaiPrice
+    from genai_prices.types import Tier, TieredPrices
+
+    price = GenaiPrice(input_mtok=TieredPrices(base=Decimal(1), tiers=[Tier(1, Decimal(2))]),
+                       output_mtok=Decimal(4), cache_write_mtok=Decimal(3))
+    state = _State(price)
+    for est in (0, 1, 2, 10, 10**6):
+        expected = max(price.calc_price(Usage(input_tokens=est, output_tokens=5))["total_price"],
+                       price.calc_price(Usage(input_tokens=est, output_tokens=5,
+                                              cache_write_tokens=est))["total_price"])
+        assert state.worst(est, 5) == expected, est
+    assert state.rates == {0: None, 1: state.rates[1]}
+    assert state.rates[1] is not None
 
 
 def test_override_mapping_and_model_price(table: PriceTable) -> None:
