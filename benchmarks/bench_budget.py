@@ -119,12 +119,18 @@ def main() -> None:
         return table.worst_case("anthropic", "claude-sonnet-4-5",
                                 input_tokens=next(fresh) % 300_000, max_tokens=1024)
 
-    hit = per_call_us(repeated, n)
-    miss = per_call_us(new_counts, n // 10)
-    reserve = per_call_us(worst, n)
-    theirs = per_call_us(lambda: calc_price(
-        Usage(input_tokens=1200, output_tokens=next(fresh), cache_read_tokens=200,
-              cache_write_tokens=100), "claude-sonnet-4-5", provider_id="anthropic"), n // 10)
+    def calc() -> object:  # the same usage priced by genai-prices from scratch
+        usage = Usage(input_tokens=1200, output_tokens=next(fresh), cache_read_tokens=200,
+                      cache_write_tokens=100)
+        return calc_price(usage, "claude-sonnet-4-5", provider_id="anthropic")
+
+    cases = {"hit": (repeated, n), "miss": (new_counts, n // 10), "reserve": (worst, n),
+             "theirs": (calc, n // 10)}
+    best_us: dict[str, float] = {}
+    for _ in range(3):  # interleaved, best of 3: the machine's load hits all alike
+        for name, (fn, calls) in cases.items():
+            best_us[name] = min(best_us.get(name, float("inf")), per_call_us(fn, calls))
+    hit, miss, reserve, theirs = (best_us[k] for k in ("hit", "miss", "reserve", "theirs"))
     print()
     print("price of one call, claude-sonnet-4-5 with cache reads and writes (us)")
     print(f"{'PriceTable.cost (counts seen)':<36}{hit:>8.2f}")
