@@ -22,8 +22,10 @@ MAX_EPOCH = 1e11
 MAX_PROMPT_CHARS = 2000
 MAX_MESSAGE_CHARS = 500
 
-Signature = Annotated[str, Field(min_length=16, max_length=64, pattern=r"^[0-9a-f]{16,64}$",
-                                  description="lowercase hex")]
+# max_length only sizes the column: the pattern is what refuses (and names the reason).
+Signature = Annotated[
+    str, Field(max_length=64, pattern=r"^[0-9a-f]{16,64}$", description="lowercase hex")
+]
 ToolName = Annotated[
     str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z_][A-Za-z0-9_.:\-]*$")
 ]
