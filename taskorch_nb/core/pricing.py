@@ -207,6 +207,21 @@ class _State:
         return _Rates(fixed=base - low * fresh, input=max(fresh, written), output=output)
 
 
+#: The cached state of every price in use, shared by all tables of the process: a price
+#: is the same wherever it is used, so a new Orchestrator starts warm. Keyed by a flat
+#: price's value or a genai-prices price's identity (the state keeps that price alive).
+_STATES: dict[Any, _State] = {}
+
+
+def _state_of(key: Any, price: Callable[[], Any]) -> _State:
+    state = _STATES.get(key)
+    if state is None:
+        if len(_STATES) >= MEMO_SIZE:  # only after many snapshot refreshes or user prices
+            _STATES.clear()
+        state = _STATES.setdefault(key, _State(price()))
+    return state
+
+
 class _Priced:
     """One model's price source: a flat price, or a genai-prices model (maybe dated)."""
 
@@ -223,12 +238,16 @@ class _Priced:
         if state is not None and not self._dated:
             return state
         if self._info is None:
-            assert self._flat is not None
-            price = self._flat.to_genai()
+            flat = self._flat
+            assert flat is not None
+            state = _state_of(flat, flat.to_genai)
         else:
             price = self._info.get_prices(when())
-        if state is None or state.price is not price:
-            state = self._state = _State(price)
+            if state is None or state.price is not price:
+                state = _state_of(id(price), lambda: price)
+                if state.price is not price:  # an id reused after a snapshot was dropped
+                    state = _STATES[id(price)] = _State(price)
+        self._state = state
         return state
 
 

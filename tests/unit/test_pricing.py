@@ -293,6 +293,15 @@ def test_lookups_are_cached(table: PriceTable) -> None:
     assert table.price("openai", "gpt-4o") is first
 
 
+def test_a_new_table_starts_warm(table: PriceTable) -> None:
+    # What is cached about a price (costs, tier rates) is shared by every table.
+    table.cost("openai", "gpt-4o", input_tokens=1234, output_tokens=5)
+    fresh = PriceTable({"mine": {"input": 1, "output": 2}}, clock=FakeClock())
+    state = fresh._priced("openai", "gpt-4o").state(fresh._now)
+    assert state is table._priced("openai", "gpt-4o").state(table._now)
+    assert (1234, 5, 0, 0) in state.memo
+
+
 @pytest.mark.parametrize(
     ("provider", "model", "body", "usage"),
     [
