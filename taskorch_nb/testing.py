@@ -431,7 +431,8 @@ async def naive_retry_agent(
         completion = await provider.complete(messages, model=model, max_tokens=256)
         usage = completion.usage
         cost += prices.cost(provider.price_provider, model, input_tokens=usage.input_tokens,
-                            output_tokens=usage.output_tokens, cached_tokens=usage.cached_tokens)
+                            output_tokens=usage.output_tokens, cached_tokens=usage.cached_tokens,
+                            cache_write_tokens=usage.cache_write_tokens)
         cost += tool_cost
         try:
             await tool(**arguments)

@@ -21,6 +21,13 @@ from typing import Any
 from taskorch_nb.core.clock import Clock, RealClock
 from taskorch_nb.core.display import mimebundle
 from taskorch_nb.core.events import Event, PatternEvent
+from taskorch_nb.core.pattern_record import (
+    COUNTS,
+    DESCRIPTIVE,
+    RECORD_FIELDS,
+    SEEN,
+    record_values,
+)
 from taskorch_nb.core.retry import Failure
 
 _MASKS = [
@@ -69,7 +76,11 @@ def corrective_prompt(tool: str, failure: Failure, fallback: str | None) -> str:
 
 @dataclass(slots=True)
 class Pattern:
-    """A learned (or federated) failure pattern and its strategy's record."""
+    """A learned (or federated) failure pattern and its strategy's record.
+
+    Its first fields are those of `PatternRecord` (what crosses to the hub);
+    `source`, `trust` and `remote` are this project's view of it.
+    """
 
     signature: str
     name: str
@@ -77,13 +88,13 @@ class Pattern:
     category: str
     status: int | None = None
     message: str = ""
-    occurrences: int = 0
-    first_seen: float = 0.0
-    last_seen: float = 0.0
     fallback: str | None = None
     corrective_prompt: str | None = None
+    occurrences: int = 0
     applied: int = 0
     recovered: int = 0
+    first_seen: float = 0.0
+    last_seen: float = 0.0
     source: str = "local"
     trust: str = "local"
     """local | approved | confirmed (federated patterns carry the hub's trust level)."""
@@ -106,6 +117,7 @@ class Pattern:
         return int(remote.get("recovered", 0)) >= 1 and bool(remote.get("apply_fallback", True))
 
     def to_record(self) -> dict[str, Any]:
+        """Every field, plus `known` and `demoted`: the local store's and the frames' row."""
         record = asdict(self)
         record["known"] = self.known
         record["demoted"] = self.demoted
@@ -113,26 +125,15 @@ class Pattern:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Pattern:
+        """Back from `to_record()` (derived keys ignored)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in record.items() if k in names})
 
     def wire(self) -> dict[str, Any]:
-        """This project's own totals in the federation's wire format."""
-        return {
-            "signature": self.signature,
-            "name": pattern_name(self.tool, self.category),
-            "tool": self.tool[:100],
-            "category": self.category[:40],
-            "status": self.status,
-            "message": self.message[:500],
-            "fallback": self.fallback,
-            "corrective_prompt": self.corrective_prompt,
-            "occurrences": self.occurrences,
-            "applied": self.applied,
-            "recovered": self.recovered,
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
-        }
+        """This project's own totals as a `PatternRecord` (a dict of its fields)."""
+        values = {name: getattr(self, name) for name in RECORD_FIELDS}
+        values["name"] = pattern_name(self.tool, self.category)
+        return record_values(values)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return mimebundle(self, repr(self), include, exclude)
@@ -260,9 +261,7 @@ class ImmuneSystem:
                 signature = str(record["signature"])
                 pattern = self._patterns.get(signature)
                 remote = {
-                    "occurrences": int(record.get("occurrences", 0)),
-                    "applied": int(record.get("applied", 0)),
-                    "recovered": int(record.get("recovered", 0)),
+                    **{name: int(record.get(name, 0)) for name in COUNTS},
                     "projects": list(record.get("source") or record.get("projects") or []),
                     "apply_fallback": bool(record.get("apply_fallback", True)),
                     "apply_prompt": bool(record.get("apply_prompt", False)),
@@ -272,19 +271,12 @@ class ImmuneSystem:
                 prompt = record.get("corrective_prompt") if remote["apply_prompt"] else None
                 if pattern is None:
                     new += 1
-                    pattern = Pattern(
-                        signature=signature,
-                        name=str(record["name"]),
-                        tool=str(record["tool"]),
-                        category=str(record["category"]),
-                        status=record.get("status"),
-                        message=str(record.get("message", "")),
-                        first_seen=float(record.get("first_seen", 0.0)),
-                        last_seen=float(record.get("last_seen", 0.0)),
-                        fallback=record.get("fallback"),
-                        corrective_prompt=prompt,
-                        source="federation",
-                    )
+                    # The record's description and dates; its counts stay in `remote`.
+                    described = {k: record[k] for k in DESCRIPTIVE if k in record}
+                    described.update({k: float(record[k]) for k in SEEN if k in record})
+                    pattern = Pattern(signature=signature, **described,
+                                      fallback=record.get("fallback"), corrective_prompt=prompt,
+                                      source="federation")
                     self._patterns[signature] = pattern
                 elif pattern.fallback is None:
                     pattern.fallback = record.get("fallback")

@@ -347,7 +347,8 @@ class Orchestrator:
         usage = completion.usage
         cost = self.prices.cost(price_provider, model, input_tokens=usage.input_tokens,
                                 output_tokens=usage.output_tokens,
-                                cached_tokens=usage.cached_tokens)
+                                cached_tokens=usage.cached_tokens,
+                                cache_write_tokens=usage.cache_write_tokens)
         guard.commit(reservation, cost)
         emit(LLMEvent(type="llm.completed", call_id=call_id, provider=self.provider.name,
                       model=model, agent=agent, phase=_phase(),

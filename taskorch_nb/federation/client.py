@@ -16,11 +16,10 @@ from typing import Any, Protocol
 import httpx
 
 from taskorch_nb.core.clock import Clock, RealClock
+from taskorch_nb.core.pattern_record import RECORD_FIELDS
 from taskorch_nb.core.retry import parse_retry_after
 from taskorch_nb.errors import ConfigurationError, HubError
-from taskorch_nb.federation.schema import MAX_BODY_BYTES, MAX_PATTERNS_PER_PUSH, PatternRecord
-
-WIRE_FIELDS = tuple(PatternRecord.model_fields)
+from taskorch_nb.federation.schema import MAX_BODY_BYTES, MAX_PATTERNS_PER_PUSH
 
 
 class HubUnavailableError(HubError, ConnectionError):
@@ -183,9 +182,10 @@ class FederationClient:
         return await self._send("GET", "/v1/health")
 
     async def push_records(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        """Push wire-format records (extra keys dropped) in batches under the hub's limits."""
+        """Push `PatternRecord`s (as dicts; other keys dropped) in batches under the hub's
+        limits."""
         total: dict[str, Any] = {"accepted": 0, "changed": 0, "quarantined": []}
-        for batch in self._batches([{k: r[k] for k in WIRE_FIELDS if k in r} for r in records]):
+        for batch in self._batches([{k: r[k] for k in RECORD_FIELDS if k in r} for r in records]):
             answer = await self._send("POST", "/v1/patterns", json_body={"patterns": batch})
             total["accepted"] += answer["accepted"]
             total["changed"] += answer["changed"]

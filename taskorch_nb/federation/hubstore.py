@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import re
 import secrets
 import threading
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taskorch_nb.core.clock import Clock, RealClock
+from taskorch_nb.core.pattern_record import COUNTS, RECORD_FIELDS, PatternRecord
 from taskorch_nb.errors import ConfigurationError
 from taskorch_nb.federation import merge
 from taskorch_nb.federation.screening import screen_prompt
@@ -32,8 +34,7 @@ if TYPE_CHECKING:
 
 PROJECT_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 ADMIN = "admin"
-_WIRE = ("signature", "name", "tool", "category", "status", "message", "fallback",
-         "corrective_prompt", "occurrences", "applied", "recovered", "first_seen", "last_seen")
+_INT32_MAX = 2**31 - 1
 
 
 def database_url(db: str) -> str:
@@ -65,6 +66,35 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _sql_type(name: str, spec: Mapping[str, Any]) -> sa.types.TypeEngine[Any]:
+    """The column type of one record field, from its JSON schema (its type and limits)."""
+    import sqlalchemy as sa
+
+    kind = spec.get("type")
+    if kind == "string":
+        return sa.String(spec["maxLength"]) if "maxLength" in spec else sa.Text()
+    if kind == "integer":
+        return sa.Integer() if spec.get("maximum", math.inf) <= _INT32_MAX else sa.BigInteger()
+    if kind == "number":
+        return sa.Double()
+    raise TypeError(f"record field {name!r} of JSON type {kind!r} has no column type")
+
+
+def record_columns(*, primary_key: tuple[str, ...] = ()) -> list[sa.Column[Any]]:
+    """A column per `PatternRecord` field, typed, sized and nullable as the schema says."""
+    import sqlalchemy as sa
+
+    properties = PatternRecord.model_json_schema()["properties"]
+    columns = []
+    for name in RECORD_FIELDS:
+        options = properties[name].get("anyOf", [properties[name]])
+        nullable = any(option.get("type") == "null" for option in options)
+        (spec,) = [option for option in options if option.get("type") != "null"]
+        columns.append(sa.Column(name, _sql_type(name, spec), primary_key=name in primary_key,
+                                 nullable=nullable))
+    return columns
+
+
 @dataclass(frozen=True, slots=True)
 class _Tables:
     counter: sa.Table
@@ -93,22 +123,10 @@ def _define_tables(metadata: sa.MetaData) -> _Tables:
                         sa.Column("revoked_at", sa.Double, nullable=True)),
         contributions=sa.Table(
             "hub_contributions", metadata,
-            sa.Column("signature", text(64), primary_key=True),
+            *record_columns(primary_key=("signature",)),
             sa.Column("project", text(100), primary_key=True),
             sa.Column("skey", text(32), primary_key=True),
             sa.Column("prompt_sha", text(64), nullable=True),
-            sa.Column("name", text(120), nullable=False),
-            sa.Column("tool", text(100), nullable=False),
-            sa.Column("category", text(40), nullable=False),
-            sa.Column("status", sa.Integer, nullable=True),
-            sa.Column("message", text(), nullable=False),
-            sa.Column("fallback", text(100), nullable=True),
-            sa.Column("corrective_prompt", text(), nullable=True),
-            sa.Column("occurrences", sa.BigInteger, nullable=False),
-            sa.Column("applied", sa.BigInteger, nullable=False),
-            sa.Column("recovered", sa.BigInteger, nullable=False),
-            sa.Column("first_seen", sa.Double, nullable=False),
-            sa.Column("last_seen", sa.Double, nullable=False),
             sa.Column("updated_at", sa.Double, nullable=False)),
         signatures=sa.Table("hub_signatures", metadata,
                             sa.Column("signature", text(64), primary_key=True),
@@ -306,12 +324,12 @@ class HubStore:
             for rec in joined:
                 skey = merge.strategy_key(rec.get("fallback"), rec.get("corrective_prompt"))
                 old = existing.get((rec["signature"], skey))
-                old_wire = {k: old[k] for k in _WIRE} if old else None
+                old_wire = {k: old[k] for k in RECORD_FIELDS} if old else None
                 new = merge.merge_contribution(old_wire, rec)
                 is_changed = new != old_wire
                 audit.append((rec["signature"], {
                     "strategy": skey, "changed": is_changed,
-                    **{k: rec.get(k) for k in ("fallback", *merge.COUNTS)}}))
+                    **{k: rec.get(k) for k in ("fallback", *COUNTS)}}))
                 if not is_changed:
                     continue
                 changed.add(rec["signature"])
@@ -322,12 +340,13 @@ class HubStore:
             if inserts:
                 conn.execute(sa.insert(c), inserts)
             if updates:
+                settable = (*(f for f in RECORD_FIELDS if f != "signature"), "updated_at")
                 conn.execute(
                     sa.update(c).where(c.c.signature == sa.bindparam("b_sig"),
                                        c.c.project == sa.bindparam("b_project"),
                                        c.c.skey == sa.bindparam("b_skey"))
-                    .values({k: sa.bindparam(k) for k in (*_WIRE[1:], "updated_at")}),
-                    [{**{k: row[k] for k in (*_WIRE[1:], "updated_at")},
+                    .values({k: sa.bindparam(k) for k in settable}),
+                    [{**{k: row[k] for k in settable},
                       "b_sig": row["signature"], "b_project": project, "b_skey": row["skey"]}
                      for row in updates])
             self._screen(conn, project, inserts)

@@ -16,12 +16,11 @@ from collections.abc import Callable, Iterable, Mapping
 from fractions import Fraction
 from typing import Any
 
+from taskorch_nb.core.pattern_record import COUNTS, DESCRIPTIVE
+
 Record = Mapping[str, Any]
 #: Decides the trust of a strategy of a signature: (signature, fallback, prompt) -> trust.
 TrustOf = Callable[[str, "str | None", "str | None"], str]
-
-COUNTS = ("occurrences", "applied", "recovered")
-DESCRIPTIVE = ("name", "tool", "category", "status", "message")
 
 
 def strategy_key(fallback: str | None, corrective_prompt: str | None) -> str:
