@@ -30,8 +30,9 @@ from taskorch_nb.engine.execution import workspace_tools
 from taskorch_nb.engine.run import Run
 from taskorch_nb.engine.runner import Runner
 from taskorch_nb.engine.sync import wait_for
-from taskorch_nb.errors import ConfigurationError
+from taskorch_nb.errors import ConfigurationError, SandboxUnavailableError
 from taskorch_nb.llm.base import Completion, Provider, estimate_input_tokens
+from taskorch_nb.sandbox import jail_status, sandbox_mode
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,7 +46,9 @@ class Orchestrator:
 
     `provider` is a name ("simulated", "openai", "anthropic", "auto") or a
     provider object; `budget` is the default USD limit of each run (and of
-    model calls made outside runs); `store` a SQLite path or ":memory:".
+    model calls made outside runs); `store` a SQLite path or ":memory:";
+    `sandbox` where QC runs generated code: "auto" (the jail, else a warning),
+    "require" (the jail or `SandboxUnavailableError`), "off" (default: TASKORCH_SANDBOX).
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class Orchestrator:
         warn_below: float = 0.20,
         max_rounds: int = 3,
         qc_timeout: float = 120.0,
+        sandbox: str | None = None,
         langfuse: Any = None,
         alert_webhook: str | None = None,
     ) -> None:
@@ -88,6 +92,10 @@ class Orchestrator:
             raise ConfigurationError("max_rounds must be >= 1")
         self.max_rounds = max_rounds
         self.qc_timeout = qc_timeout
+        # Where generated code runs: "auto", "require" (refuse without a jail), "off".
+        self.sandbox = sandbox_mode(sandbox)
+        if self.sandbox == "require" and not (jail := jail_status()).ok:
+            raise SandboxUnavailableError(jail.reason)
         self.store = store if isinstance(store, Store) else Store(store)
         self._owns_store = not isinstance(store, Store)
         self.bus.subscribe(self.store.record)

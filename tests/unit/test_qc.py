@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from taskorch_nb.agents.qc import QCVerdict, run_qc
 from taskorch_nb.agents.workspace import Workspace
 from taskorch_nb.core.events import RunEvent
 from taskorch_nb.notebook.text import alert_for, describe_event
+from tests.unit.procs import wait_until_gone
 
 CALC = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
 CALC_TESTS = (
@@ -40,6 +42,7 @@ async def test_passing_module_and_tests_are_approved(tmp_path: Path) -> None:
     assert verdict.failures == []
     assert verdict.findings == []
     assert verdict.audit_engine == "ruff"
+    assert verdict.sandbox == ("bubblewrap" if sys.platform == "linux" else "rlimits")
     assert verdict.perf_ok
     assert verdict.error is None
     assert verdict.exit_code == 0
@@ -212,10 +215,13 @@ async def test_async_tests_in_the_workspace_run(tmp_path: Path) -> None:
 
 
 async def test_a_hanging_test_times_out_and_its_process_group_dies(tmp_path: Path) -> None:
+    # Pids inside the jail are its own namespace's: the grandchild is found by a marker.
+    marker = f"taskorch-qc-hang-{uuid.uuid4().hex}"
     hang = (
         "import pathlib, subprocess, sys, time\n\n\n"
         "def test_hang():\n"
-        "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "    child = subprocess.Popen(\n"
+        f"        [sys.executable, '-c', 'import time; time.sleep(600)', {marker!r}])\n"
         "    pathlib.Path('child.pid').write_text(str(child.pid))\n"
         "    while True:\n        time.sleep(0.05)\n"
     )
@@ -238,8 +244,8 @@ async def test_a_hanging_test_times_out_and_its_process_group_dies(tmp_path: Pat
     assert verdict.outcome == "timed_out"
     assert verdict.summary.startswith("rejected: pytest timed out after 3 s")
     assert loop_ticks >= 3  # the event loop kept running while QC waited
-    child = int(ws.read("child.pid"))
-    assert _wait_until_gone(child), f"grandchild {child} survived the timeout"
+    assert ws.read("child.pid")  # the grandchild was started
+    assert wait_until_gone(marker), "the grandchild survived the timeout"
 
 
 async def test_a_memory_hog_fails_its_test_not_the_parent(tmp_path: Path) -> None:
@@ -349,17 +355,3 @@ def test_severity_mapping() -> None:
     assert severity_of("S608") == "medium"
     assert severity_of("S101") == "low"
     assert severity_of("S403") == "low"
-
-
-def _wait_until_gone(pid: int, within: float = 5.0) -> bool:
-    """True once `pid` is dead or a zombie (a container's init may never reap it)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return True
-        if state in ("Z", "X"):
-            return True
-        time.sleep(0.05)
-    return False
