@@ -63,16 +63,19 @@ ESCAPES: dict[str, str] = {
 #: Names of variables that carry secrets: never passed in, even when asked.
 _SECRET_NAME = re.compile(r"API_?KEY|TOKEN|SECRET|PASSW|CREDENTIAL|PRIVATE_KEY|AUTH", re.I)
 _SUPERVISOR = Path(__file__).with_name("supervisor.py")
-#: Runs first inside the jail: says the jail stands (one byte on the `started` pipe),
-#: sets the limits, runs the code. In the jail (after the user namespace exists)
-#: RLIMIT_NPROC counts only the jail's processes, not all of the user's.
+#: Runs first inside the jail: joins the run's pids cgroup (through an fd opened
+#: outside), says the jail stands (one byte on the `started` pipe), sets the limits,
+#: runs the code. In the jail (after the user namespace exists) RLIMIT_NPROC counts
+#: only the jail's processes, not all of the user's.
 _LAUNCH = (
     "import json,os,resource,signal,sys\n"
-    "os.write(int(sys.argv[1]),b'1'); os.close(int(sys.argv[1]))\n"
-    "for k,s,h in json.loads(sys.argv[2]): resource.setrlimit(k,(s,h))\n"
+    "started,cgroup,limits,*argv=sys.argv[1:]\n"
+    "if int(cgroup)>=0: os.write(int(cgroup),b'0'); os.close(int(cgroup))\n"
+    "os.write(int(started),b'1'); os.close(int(started))\n"
+    "for k,s,h in json.loads(limits): resource.setrlimit(k,(s,h))\n"
     "signal.signal(signal.SIGPIPE,signal.SIG_DFL)\n"
-    "try: os.execvp(sys.argv[3],sys.argv[3:])\n"
-    "except OSError as e: sys.stderr.write(f'sandbox: cannot run {sys.argv[3]!r}: {e}\\n')\n"
+    "try: os.execvp(argv[0],argv)\n"
+    "except OSError as e: sys.stderr.write(f'sandbox: cannot run {argv[0]!r}: {e}\\n')\n"
     "sys.exit(127)"
 )
 #: How long the ends of a run may take once the code is dead: pipes to drain, a
@@ -205,11 +208,12 @@ class Sandbox:
             if self._cgroup_base is not None:
                 cgroup = PidsCgroup(self._cgroup_base, self.limits.max_processes)
                 stack.callback(cgroup.close)
+            cgroup_fd = cgroup.procs_fd if cgroup is not None else -1
             if self.engine == "bubblewrap":
-                spawn = self._jailed(command, where)
+                spawn = self._jailed(command, where, cgroup_fd)
             else:
                 scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="taskorch-sb-"))
-                spawn = self._supervised(command, scratch)
+                spawn = self._supervised(command, scratch, cgroup_fd)
             stack.callback(spawn.close)
             result = await self._spawn(spawn, where, cgroup)
         return SandboxResult(result.returncode, result.stdout, result.stderr, result.timed_out,
@@ -223,7 +227,7 @@ class Sandbox:
 
     # -- the two engines ---------------------------------------------------------------
 
-    def _jailed(self, command: list[str], cwd: str) -> _Spawn:
+    def _jailed(self, command: list[str], cwd: str, cgroup_fd: int) -> _Spawn:
         assert self._bwrap is not None
         readable = interpreter_paths(sys.executable, self.python)
         started_r, started_w = os.pipe()
@@ -232,18 +236,21 @@ class Sandbox:
             *jail_argv(self._bwrap, writable=[str(w) for w in self.writable], readable=readable,
                        masked=_secrets_under(readable), cwd=cwd, network=self.network,
                        tmp_bytes=self.limits.tmp_mb * 1024 * 1024),
-            "--", sys.executable, "-I", "-S", "-c", _LAUNCH, str(started_w),
+            "--", sys.executable, "-I", "-S", "-c", _LAUNCH, str(started_w), str(cgroup_fd),
             json.dumps(self.limits.rlimits()), *command,
         ]  # fmt: skip
-        return _Spawn(argv, self._env("/tmp", "/tmp"), [started_w], started_r, None)
+        return _Spawn(argv, self._env("/tmp", "/tmp"), [started_w], started_r, None,
+                      _passed(cgroup_fd))
 
-    def _supervised(self, command: list[str], scratch: str) -> _Spawn:
+    def _supervised(self, command: list[str], scratch: str, cgroup_fd: int) -> _Spawn:
         watch_r, watch_w = os.pipe()
         # Outside a user namespace RLIMIT_NPROC counts all the user's processes.
         extra = user_process_count() if sys.platform == "linux" and os.geteuid() != 0 else 0
-        config = {"watch_fd": watch_r, "limits": self.limits.rlimits(nproc_extra=extra)}
+        config = {"watch_fd": watch_r, "cgroup_fd": cgroup_fd,
+                  "limits": self.limits.rlimits(nproc_extra=extra)}
         argv = [sys.executable, "-I", "-S", str(_SUPERVISOR), json.dumps(config), *command]
-        return _Spawn(argv, self._env(scratch, scratch), [watch_r], None, watch_w)
+        return _Spawn(argv, self._env(scratch, scratch), [watch_r], None, watch_w,
+                      _passed(cgroup_fd))
 
     def _env(self, home: str, tmp: str) -> dict[str, str]:
         path = [os.path.dirname(self.python), "/usr/local/bin", "/usr/bin", "/bin"]
@@ -257,10 +264,8 @@ class Sandbox:
         proc = await asyncio.create_subprocess_exec(
             *spawn.argv, cwd=cwd, env=spawn.env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True, pass_fds=spawn.child_fds,
-            # preexec_fn only writes "0" to an open cgroup.procs fd: no locks, no imports.
-            preexec_fn=cgroup.join if cgroup is not None else None,
-        )
+            start_new_session=True, pass_fds=[*spawn.child_fds, *spawn.shared_fds],
+        )  # no preexec_fn: the cgroup is joined from inside, so Python may vfork
         spawn.close_child_fds()  # our copies of the child's ends would keep the pipes open
         out, err = bytearray(), bytearray()
         drains = [asyncio.ensure_future(self._drain(proc.stdout, out)),
@@ -319,6 +324,8 @@ class _Spawn:
     """The jail's `started` pipe (read end): empty when bwrap failed to build the jail."""
     watch: int | None
     """The supervisor's watch pipe (write end): closing it ends the supervised tree."""
+    shared_fds: tuple[int, ...] = ()
+    """Passed to the child and owned by someone else (the cgroup's cgroup.procs)."""
 
     def close_child_fds(self) -> None:
         while self.child_fds:
@@ -355,6 +362,10 @@ def _jail_exit(code: int, started: bool, stderr: bytearray, timed_out: bool) -> 
     if code > 128 and (code - 128) in signal.valid_signals():
         return -(code - 128)
     return code
+
+
+def _passed(fd: int) -> tuple[int, ...]:
+    return (fd,) if fd >= 0 else ()
 
 
 def _read_started(fd: int) -> bool:

@@ -92,22 +92,19 @@ _PREFIX = "taskorch-sandbox-"
 
 
 class PidsCgroup:
-    """One run's pids cgroup: `join` (between fork and exec) puts the child and all it
-    starts under `pids.max`; `close` kills what is left in it and removes it."""
+    """One run's pids cgroup: a process that writes "0" to `procs_fd` (passed to it open)
+    moves itself and all it starts under `pids.max`; `close` kills what is left in it
+    and removes it. The fd was opened here, so the kernel checks our permission."""
 
     def __init__(self, base: Path, max_pids: int) -> None:
         self.path = base / f"{_PREFIX}{os.getpid()}-{next(_names)}"
         self.path.mkdir()
         try:
             (self.path / "pids.max").write_text(str(max_pids))
-            self._procs = os.open(self.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+            self.procs_fd = os.open(self.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
         except OSError:
             self.path.rmdir()
             raise
-
-    def join(self) -> None:
-        """Move the calling process here: a preexec_fn, so one write to an open fd."""
-        os.write(self._procs, b"0")
 
     def pids(self) -> list[int]:
         try:
@@ -123,7 +120,7 @@ class PidsCgroup:
 
     def close(self) -> None:
         self.kill()
-        os.close(self._procs)
+        os.close(self.procs_fd)
         # Busy while the kernel still tears the last processes down: the next sweep takes it.
         with contextlib.suppress(OSError):
             self.path.rmdir()
@@ -184,10 +181,11 @@ def _usable(base: Path) -> bool:
     except OSError:
         return False
     try:
-        done = subprocess.run([sys.executable, "-I", "-S", "-c", "pass"], preexec_fn=group.join,
-                              capture_output=True, timeout=30, check=False)
-        return done.returncode == 0
-    except (OSError, subprocess.SubprocessError):  # the move was refused: not ours to use
+        move = f"import os; os.write({group.procs_fd}, b'0')"
+        done = subprocess.run([sys.executable, "-I", "-S", "-c", move], capture_output=True,
+                              pass_fds=[group.procs_fd], timeout=30, check=False)
+        return done.returncode == 0  # non-zero: the move was refused, not ours to use
+    except (OSError, subprocess.SubprocessError):
         return False
     finally:
         group.close()

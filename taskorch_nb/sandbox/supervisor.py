@@ -32,6 +32,9 @@ def main(argv: list[str]) -> int:
     config, command = json.loads(argv[0]), argv[1:]
     watch: int = config["watch_fd"]
     os.set_inheritable(watch, False)  # the code must not hold the caller's pipe
+    if config["cgroup_fd"] >= 0:  # the run's pids cgroup, for us and all we start
+        os.write(config["cgroup_fd"], b"0")
+        os.close(config["cgroup_fd"])
     if sys.platform == "linux":
         import ctypes
 

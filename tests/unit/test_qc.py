@@ -248,6 +248,24 @@ async def test_a_hanging_test_times_out_and_its_process_group_dies(tmp_path: Pat
     assert wait_until_gone(marker), "the grandchild survived the timeout"
 
 
+async def test_a_report_swapped_for_a_link_is_not_followed(tmp_path: Path) -> None:
+    # The jailed run can write the report's directory; a link to /dev/zero would make
+    # the host read forever, a link to a host file would show its contents.
+    swap = (
+        "import atexit, os, sys\n\n\n"
+        "def swap():\n"
+        "    junit = next(a.split('=', 1)[1] if '=' in a else sys.argv[i + 1]\n"
+        "                 for i, a in enumerate(sys.argv) if a.startswith('--junitxml'))\n"
+        "    os.remove(junit)\n"
+        "    os.symlink('/dev/zero', junit)\n\n\n"
+        "def test_swap():\n    atexit.register(swap)\n"
+    )
+    verdict = await run_qc(make_ws(tmp_path, {"tests/test_swap.py": swap}), timeout=30)
+    assert not verdict.approved
+    assert verdict.error is not None
+    assert verdict.error == "unreadable junit report: Too many levels of symbolic links"
+
+
 async def test_a_memory_hog_fails_its_test_not_the_parent(tmp_path: Path) -> None:
     hog = "def test_hog():\n    data = bytearray(1024 ** 3)\n    assert len(data) > 0\n"
     verdict = await run_qc(make_ws(tmp_path, {"tests/test_hog.py": hog}), memory_mb=256)

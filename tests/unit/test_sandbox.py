@@ -305,6 +305,22 @@ async def test_code_hidden_in_tests_is_audited(tmp_path: Path, audit_engine: str
     assert "S101" not in {f.rule for f in findings}  # a test's asserts are its job
 
 
+@pytest.mark.parametrize("audit_engine", ["ruff", "ast"])
+async def test_the_audit_does_not_follow_a_link_the_code_left(tmp_path: Path,
+                                                              audit_engine: str) -> None:
+    # Jailed code can leave links in the workspace; the audit runs outside the jail.
+    host = tmp_path / "host"
+    (host / "pkg").mkdir(parents=True)
+    (host / "secret.py").write_text("eval(open('/etc/hostname').read())\n")
+    (host / "pkg" / "mod.py").write_text("exec('1')\n")
+    ws = Workspace(tmp_path / "ws")
+    ws.write("app.py", "x = eval('1')\n")
+    (ws.root / "linked.py").symlink_to(host / "secret.py")
+    (ws.root / "linked_dir").symlink_to(host / "pkg")
+    findings, _ = await security_audit(ws.root, engine=audit_engine)  # type: ignore[arg-type]
+    assert {(f.rule, f.path) for f in findings} == {("S307", "app.py")}
+
+
 async def test_qc_refuses_code_hidden_in_tests(tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "ws")
     ws.write("tests/test_sneaky.py", SNEAKY_TEST.replace("os.system", "print"))
