@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import signal
 import sys
 import tempfile
@@ -31,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from taskorch_nb.core.store import default_path
 from taskorch_nb.errors import ConfigurationError, SandboxError, SandboxUnavailableError
 from taskorch_nb.sandbox.bubblewrap import (
     JailProbe,
@@ -41,6 +39,13 @@ from taskorch_nb.sandbox.bubblewrap import (
     probe_jail,
 )
 from taskorch_nb.sandbox.limits import Limits, PidsCgroup, pids_cgroup_base, user_process_count
+from taskorch_nb.sandbox.policy import (
+    ESCAPES,
+    checked_env,
+    inside,
+    secrets_under,
+    writable_dir,
+)
 
 __all__ = ["ESCAPES", "MODES", "Sandbox", "SandboxResult", "SandboxWarning", "jail_status",
            "sandbox_mode"]
@@ -48,20 +53,6 @@ __all__ = ["ESCAPES", "MODES", "Sandbox", "SandboxResult", "SandboxWarning", "ja
 Mode = Literal["auto", "require", "off"]
 MODES: tuple[str, ...] = ("auto", "require", "off")
 
-#: The ways out a sandbox must close (issue 14), by the name `uncontained` uses.
-ESCAPES: dict[str, str] = {
-    "parent_environ": "the parent's environment via /proc/<pid>/environ (API keys)",
-    "system_secrets": "system files such as /etc/shadow",
-    "taskorch_store": "the taskorch store and the home directory",
-    "write_outside": "writes outside the workspace",
-    "network": "the network (127.0.0.1 included)",
-    "setsid_child": "a setsid child outliving the run",
-    "orphan_after_kill": "processes outliving a kill -9 of the caller",
-    "fork_bomb": "the number of processes (a fork bomb)",
-}
-
-#: Names of variables that carry secrets: never passed in, even when asked.
-_SECRET_NAME = re.compile(r"API_?KEY|TOKEN|SECRET|PASSW|CREDENTIAL|PRIVATE_KEY|AUTH", re.I)
 _SUPERVISOR = Path(__file__).with_name("supervisor.py")
 #: Runs first inside the jail: joins the run's pids cgroup (through an fd opened
 #: outside), says the jail stands (one byte on the `started` pipe), sets the limits,
@@ -131,9 +122,9 @@ class Sandbox:
         env: Mapping[str, str] | None = None,
         mode: str | None = None,
         cpu_seconds: int | None = None,
-        max_processes: int = 64,
+        max_processes: int = 256,
         max_file_mb: int = 256,
-        max_open_files: int = 256,
+        max_open_files: int = 1024,
         tmp_mb: int = 256,
         writable: Sequence[str | os.PathLike[str]] = (),
         python: str | None = None,
@@ -150,9 +141,9 @@ class Sandbox:
         self.network = network
         self.python = python or sys.executable
         self.output_bytes = output_bytes
-        self.env = _checked_env(env or {})
-        self.workspace = _writable_dir(workspace)
-        self.writable = [self.workspace, *(_writable_dir(p) for p in writable)]
+        self.env = checked_env(env or {})
+        self.workspace = writable_dir(workspace)
+        self.writable = [self.workspace, *(writable_dir(p) for p in writable)]
         self.mode: Mode = sandbox_mode(mode)
         self._cgroup_base = pids_cgroup_base() if sys.platform == "linux" else None
         self.engine: str = "rlimits"
@@ -221,7 +212,7 @@ class Sandbox:
 
     def _cwd(self, cwd: str | os.PathLike[str] | None) -> str:
         where = os.path.realpath(cwd) if cwd is not None else str(self.workspace)
-        if not any(_inside(where, str(w)) for w in self.writable):
+        if not any(inside(where, str(w)) for w in self.writable):
             raise SandboxError(where, "the working directory must be in the workspace")
         return where
 
@@ -234,7 +225,7 @@ class Sandbox:
         os.set_blocking(started_r, False)
         argv = [
             *jail_argv(self._bwrap, writable=[str(w) for w in self.writable], readable=readable,
-                       masked=_secrets_under(readable), cwd=cwd, network=self.network,
+                       masked=secrets_under(readable), cwd=cwd, network=self.network,
                        tmp_bytes=self.limits.tmp_mb * 1024 * 1024),
             "--", sys.executable, "-I", "-S", "-c", _LAUNCH, str(started_w), str(cgroup_fd),
             json.dumps(self.limits.rlimits()), *command,
@@ -387,37 +378,3 @@ def _warn_once(reason: str, uncontained: tuple[str, ...]) -> None:
         "Set TASKORCH_SANDBOX=require to refuse instead (see docs/security.md).",
         SandboxWarning, stacklevel=3,
     )
-
-
-def _checked_env(env: Mapping[str, str]) -> dict[str, str]:
-    for name, value in env.items():
-        if not isinstance(name, str) or not isinstance(value, str) or not name or "=" in name:
-            raise ConfigurationError(f"sandbox env: {name!r}={value!r} is not a variable")
-        if _SECRET_NAME.search(name):
-            raise ConfigurationError(
-                f"sandbox env: {name!r} looks like a secret; generated code never gets one")
-    return dict(env)
-
-
-def _secret_dirs() -> list[str]:
-    return [os.path.realpath(os.path.expanduser("~")), os.path.realpath(default_path().parent)]
-
-
-def _writable_dir(path: str | os.PathLike[str]) -> Path:
-    """A directory the code may write: it exists, and holds nothing of ours."""
-    real = Path(os.path.realpath(path))
-    if not real.is_dir():
-        raise SandboxError(str(path), "not a directory")
-    for secret in ["/", *_secret_dirs(), *interpreter_paths(sys.executable)]:
-        if _inside(secret, str(real)):
-            raise SandboxError(str(path), f"it contains {secret}, which the code may not write")
-    return real
-
-
-def _secrets_under(readable: list[str]) -> list[str]:
-    """The home or TASKORCH_HOME directories inside a directory bound read-only."""
-    return [s for s in _secret_dirs() if any(_inside(s, r) and s != r for r in readable)]
-
-
-def _inside(path: str, parent: str) -> bool:
-    return path == parent or path.startswith(parent.rstrip("/") + "/")
