@@ -26,6 +26,7 @@ import pytest
 from taskorch_nb import Orchestrator
 from taskorch_nb.agents.audit import security_audit
 from taskorch_nb.agents.qc import run_qc
+from taskorch_nb.agents.testrunner import check_runner
 from taskorch_nb.agents.workspace import Workspace
 from taskorch_nb.core.store import Store
 from taskorch_nb.errors import ConfigurationError, SandboxError, SandboxUnavailableError
@@ -328,6 +329,20 @@ async def test_qc_refuses_code_hidden_in_tests(tmp_path: Path) -> None:
     assert verdict.tests_passed == 1
     assert not verdict.approved
     assert "1 blocking finding(s) (S102 tests/test_sneaky.py:7)" in verdict.summary
+
+
+async def test_the_runner_check_runs_its_interpreter_in_the_sandbox(tmp_path: Path,
+                                                                     engine: str) -> None:
+    # QC may be pointed at any interpreter (run_qc(python=...)): asking it for its
+    # pytest version runs it, so that goes through the same sandbox as the tests.
+    outside = tmp_path / "outside.txt"
+    python = tmp_path / "fake" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f"#!/bin/sh\necho pwned > {outside}\necho 'pytest 9.9.9'\n")
+    python.chmod(0o755)
+    runner = await check_runner(str(python), sandbox=MODE[engine])
+    assert runner.version == "pytest 9.9.9"
+    assert outside.exists() == ("write_outside" in left_open(engine))
 
 
 # -- the run itself: timeout, exits, limits, output ------------------------------------
