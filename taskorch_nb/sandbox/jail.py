@@ -235,8 +235,11 @@ class Sandbox:
 
     def _supervised(self, command: list[str], scratch: str, cgroup_fd: int) -> _Spawn:
         watch_r, watch_w = os.pipe()
-        # Outside a user namespace RLIMIT_NPROC counts all the user's processes.
-        extra = user_process_count() if sys.platform == "linux" and os.geteuid() != 0 else 0
+        # Outside a user namespace RLIMIT_NPROC counts all the user's processes: count
+        # them where /proc can (root needs no count: the limit does not hold for root).
+        extra: int | None = None
+        if sys.platform == "linux":
+            extra = user_process_count() if os.geteuid() != 0 else 0
         config = {"watch_fd": watch_r, "cgroup_fd": cgroup_fd,
                   "limits": self.limits.rlimits(nproc_extra=extra)}
         argv = [sys.executable, "-I", "-S", str(_SUPERVISOR), json.dumps(config), *command]

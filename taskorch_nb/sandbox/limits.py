@@ -47,11 +47,12 @@ class Limits:
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
 
-    def rlimits(self, *, nproc_extra: int = 0) -> list[tuple[int, int, int]]:
+    def rlimits(self, *, nproc_extra: int | None = 0) -> list[tuple[int, int, int]]:
         """(resource, soft, hard) triples, never above the hard limits we have ourselves.
 
         `nproc_extra` is added to the process limit where RLIMIT_NPROC counts the user's
-        other processes too (outside a user namespace).
+        other processes too (outside a user namespace); None leaves RLIMIT_NPROC alone
+        (where we cannot count them: a low limit would stop the code's first fork).
         """
 
         def clamp(kind: int, want: int) -> int:
@@ -60,10 +61,10 @@ class Limits:
 
         cpu = resource.RLIMIT_CPU  # soft sends SIGXCPU, the hard one a second later SIGKILL
         memory = clamp(resource.RLIMIT_AS, self.memory_mb * _MB)
-        procs = clamp(resource.RLIMIT_NPROC, self.max_processes + nproc_extra)
+        procs = clamp(resource.RLIMIT_NPROC, self.max_processes + (nproc_extra or 0))
         size = clamp(resource.RLIMIT_FSIZE, self.max_file_mb * _MB)
         files = clamp(resource.RLIMIT_NOFILE, self.max_open_files)
-        return [
+        plan = [
             (cpu, clamp(cpu, self.cpu_seconds), clamp(cpu, self.cpu_seconds + 1)),
             (resource.RLIMIT_AS, memory, memory),
             (resource.RLIMIT_NPROC, procs, procs),
@@ -71,6 +72,7 @@ class Limits:
             (resource.RLIMIT_NOFILE, files, files),
             (resource.RLIMIT_CORE, 0, 0),
         ]
+        return [p for p in plan if nproc_extra is not None or p[0] != resource.RLIMIT_NPROC]
 
 
 def user_process_count() -> int:
