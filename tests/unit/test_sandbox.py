@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from taskorch_nb import Orchestrator
+from taskorch_nb import FakeClock, Orchestrator
 from taskorch_nb.agents.audit import security_audit
 from taskorch_nb.agents.qc import run_qc
 from taskorch_nb.agents.testrunner import check_runner
@@ -481,6 +481,17 @@ async def test_qc_under_require_refuses_to_run_without_a_jail(ws: Path, no_jail:
         await run_qc(Workspace(ws), timeout=30, sandbox="require")
     verdict = await run_qc(Workspace(ws), timeout=30, sandbox="off")
     assert (verdict.sandbox, verdict.tests_passed) == ("rlimits", 1)
+
+
+async def test_the_orchestrators_mode_reaches_qc(tmp_path: Path) -> None:
+    orch = Orchestrator(store=":memory:", clock=FakeClock(), sandbox="off")
+    try:
+        run = await orch.run("Add user authentication", workspace=tmp_path / "ws")
+    finally:
+        orch.close()
+    verdicts = [e.detail for e in run.events if e.type in ("qc.failed", "qc.passed")]
+    assert [v["sandbox"] for v in verdicts] == ["rlimits", "rlimits"]
+    assert verdicts[-1]["approved"]
 
 
 def test_bad_modes_are_refused(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
