@@ -86,8 +86,10 @@ async def main(rounds: int, qc_rounds: int) -> None:
               f"python {sys.version.split()[0]}")
 
         argv = [sys.executable, "-c", "pass"]
+        bare = [sys.executable, "-I", "-S", "-c", "pass"]
         table("`python -c pass`", await timed({
             "plain subprocess (baseline)": lambda: plain(argv, ws.root),
+            "plain `python -I -S -c pass` (what the launcher adds)": lambda: plain(bare, ws.root),
             "Sandbox rlimits (fallback)": lambda: fallback.run(argv),
             "Sandbox bubblewrap (jail)": lambda: jail.run(argv),
         }, rounds), "plain subprocess (baseline)")
