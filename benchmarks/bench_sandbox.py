@@ -80,8 +80,12 @@ async def main(rounds: int, qc_rounds: int) -> None:
         ws = Workspace(Path(tmp) / "ws")
         ws.write("calc.py", CALC)
         ws.write("tests/test_calc.py", TESTS)
-        jail = Sandbox(ws.root, timeout=60, memory_mb=1024, mode="require")
-        fallback = Sandbox(ws.root, timeout=60, memory_mb=1024, mode="off")
+        scratch = Path(tmp) / "basetemp"
+        scratch.mkdir()
+        jail = Sandbox(ws.root, timeout=60, memory_mb=1024, mode="require", writable=[scratch],
+                       env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+        fallback = Sandbox(ws.root, timeout=60, memory_mb=1024, mode="off", writable=[scratch],
+                           env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
         print(f"bwrap: {probe.bwrap}; pids limit: {jail.process_limit}; "
               f"python {sys.version.split()[0]}")
 
@@ -97,6 +101,11 @@ async def main(rounds: int, qc_rounds: int) -> None:
         pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                   "-p", "pytest_asyncio.plugin", "--rootdir", str(ws.root),
                   "--basetemp", str(Path(tmp) / "basetemp")]
+        table("pytest on 1 test, the same command", await timed({
+            "plain subprocess (baseline)": lambda: plain(pytest, ws.root),
+            "Sandbox rlimits (fallback)": lambda: fallback.run(pytest),
+            "Sandbox bubblewrap (jail)": lambda: jail.run(pytest),
+        }, qc_rounds), "plain subprocess (baseline)")
         table("QC round: pytest on 1 test + the security audit (ruff)", await timed({
             "pytest + audit, plain subprocess (baseline)": lambda: unjailed_qc(pytest, ws.root),
             "run_qc, sandbox off (rlimits)": lambda: run_qc(ws, timeout=60, sandbox="off"),
