@@ -10,7 +10,7 @@
 docs/security.md has the threat model and what each engine contains.
 """
 
-from taskorch_nb.sandbox.bubblewrap import JailProbe, find_bwrap
+from taskorch_nb.sandbox.bubblewrap import JailProbe, bwrap_candidates
 from taskorch_nb.sandbox.jail import (
     ESCAPES,
     MODES,
@@ -23,4 +23,4 @@ from taskorch_nb.sandbox.jail import (
 from taskorch_nb.sandbox.limits import Limits
 
 __all__ = ["ESCAPES", "MODES", "JailProbe", "Limits", "Sandbox", "SandboxResult",
-           "SandboxWarning", "find_bwrap", "jail_status", "sandbox_mode"]
+           "SandboxWarning", "bwrap_candidates", "jail_status", "sandbox_mode"]

