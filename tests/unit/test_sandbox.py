@@ -249,9 +249,11 @@ def test_kill_9_of_the_orchestrator_leaves_no_orphan(ws: Path, engine: str,
     """))
     said = tmp_path / "parent.err"
     with said.open("wb") as err:
+        # TMPDIR: what the killed parent cannot clean up stays in this test's directory.
         parent = subprocess.Popen(
             [sys.executable, "-c", DRIVER, str(ws), MODE[engine], sys.executable, "hostile.py",
-             marker], stdout=subprocess.DEVNULL, stderr=err)
+             marker], stdout=subprocess.DEVNULL, stderr=err,
+            env={**os.environ, "TMPDIR": str(tmp_path)})
     try:
         assert wait_until_running(marker, count=2), said.read_text()  # the code and its child
         parent.kill()  # SIGKILL: no finally, no atexit, no chance to clean up
