@@ -3,7 +3,8 @@
     TaskorchError
     ├── ConfigurationError (ValueError)      bad settings, caught when something is built
     │   ├── UnknownToolError                 a tool name nobody registered
-    │   └── RunnerUnavailableError           QC's pytest is missing or broken
+    │   ├── RunnerUnavailableError           QC's pytest is missing or broken
+    │   └── SandboxUnavailableError          no jail here, and the settings require one
     ├── ToolArgumentsError (TypeError)       arguments that do not fit a tool's signature
     ├── CircuitOpenError                     a breaker refused the call
     ├── BudgetExceededError                  the budget guard refused a reservation
@@ -51,6 +52,20 @@ class RunnerUnavailableError(ConfigurationError):
         self.reason = reason
         self.fix = fix
         super().__init__(f"QC's test runner is unavailable ({python}): {reason}; fix: {fix}")
+
+
+class SandboxUnavailableError(ConfigurationError):
+    """No jail for generated code: none here and `sandbox="require"` forbids running
+    without one (`required`), or the jail could not be built for this run."""
+
+    def __init__(self, reason: str, *, required: bool = True) -> None:
+        self.reason = reason
+        self.required = required
+        super().__init__(
+            f"no jail for generated code: {reason}; the sandbox is required "
+            "(sandbox='require' or TASKORCH_SANDBOX=require), so nothing runs"
+            if required else f"the jail could not be built: {reason}"
+        )
 
 
 class ToolArgumentsError(TaskorchError, TypeError):

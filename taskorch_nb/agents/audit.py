@@ -1,5 +1,13 @@
 """Static security audit of code a model wrote: ruff's `S` (bandit) rules, or an AST
-fallback covering the main ones when no ruff binary is found. Test files are not audited.
+fallback covering the main ones when no ruff binary is found.
+
+Every Python file the model wrote is audited, tests included: a test runs on the
+user's machine like any module, and code hidden in a test is still code. Only
+`assert` (S101) is not a finding in test files, where asserting is the point.
+
+The files are read once, without following symlinks (`os.fwalk`, `O_NOFOLLOW`),
+and ruff audits that copy: code that ran in the jail may have left a link to a
+host file in the workspace, and the audit runs outside the jail.
 
 Severities:
 
@@ -20,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -65,19 +74,64 @@ async def security_audit(
     engine: Literal["auto", "ruff", "ast"] = "auto",
     timeout: float = 60.0,  # noqa: ASYNC109 - a limit for the ruff subprocess
 ) -> tuple[list[Finding], str]:
-    """Audit the non-test Python files under `root`; the findings and the engine used."""
-    root = Path(await asyncio.to_thread(os.path.realpath, root))
-    if engine == "ast":
-        return await asyncio.to_thread(_ast_findings, root), "ast"
-    ruff = _ruff_binary()
+    """Audit every Python file under `root`; the findings and the engine used."""
+    sources, unread = await asyncio.to_thread(read_sources, root)
+    ruff = None if engine == "ast" else _ruff_binary()
     if ruff is None:
         if engine == "ruff":
             raise FileNotFoundError("no ruff binary found (install ruff or use engine='ast')")
-        return await asyncio.to_thread(_ast_findings, root), "ast (no ruff binary)"
+        findings = await asyncio.to_thread(_ast_findings, sources)
+        return sorted(findings + unread, key=_order), "ast" if engine == "ast" else (
+            "ast (no ruff binary)")
     with tempfile.TemporaryDirectory(prefix="taskorch-audit-") as private:
         home = Path(private) / "home"
         home.mkdir()
-        return await _ruff_findings(ruff, root, minimal_env(home), timeout), "ruff"
+        copy = await asyncio.to_thread(_write_copy, private, sources)
+        findings = await _ruff_findings(ruff, copy, minimal_env(home), timeout)
+        return sorted(findings + unread, key=_order), "ruff"
+
+
+#: Larger Python files are not read (and say so as a finding): no model writes them.
+MAX_SOURCE_BYTES = 5 * 1024 * 1024
+
+
+def read_sources(root: str | os.PathLike[str]) -> tuple[dict[str, bytes], list[Finding]]:
+    """The regular `.py` files under `root` by relative path, never through a symlink,
+    and a finding for each one too large to read."""
+    sources: dict[str, bytes] = {}
+    unread: list[Finding] = []
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+    for dirpath, dirnames, filenames, dirfd in os.fwalk(root, follow_symlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS)
+        for name in sorted(n for n in filenames if n.endswith(".py")):
+            rel = Path(os.path.relpath(os.path.join(dirpath, name), root)).as_posix()
+            try:
+                fd = os.open(name, flags, dir_fd=dirfd)
+            except OSError:  # a symlink (ELOOP), or gone
+                continue
+            with os.fdopen(fd, "rb") as file:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                if info.st_size > MAX_SOURCE_BYTES:
+                    unread.append(Finding(rule="too-large", severity="medium", path=rel, line=0,
+                                          message=f"not audited: {info.st_size} bytes"))
+                    continue
+                sources[rel] = file.read(MAX_SOURCE_BYTES + 1)
+    return sources, unread
+
+
+def _write_copy(private: str, sources: dict[str, bytes]) -> Path:
+    where = Path(os.path.realpath(private)) / "src"  # real: ruff reports real paths
+    where.mkdir()
+    for rel, data in sources.items():
+        (where / rel).parent.mkdir(parents=True, exist_ok=True)
+        (where / rel).write_bytes(data)
+    return where
+
+
+def _order(f: Finding) -> tuple[str, int, str]:
+    return (f.path, f.line, f.rule)
 
 
 def _ruff_binary() -> str | None:
@@ -97,7 +151,7 @@ async def timed_audit(root: Path, time_limit: float) -> tuple[list[Finding], str
         findings, engine = await security_audit(root, timeout=time_limit)
     except (OSError, ValueError, TimeoutError) as exc:
         # ruff broke (not the code under audit): fall back, and say so in the verdict.
-        findings = await asyncio.to_thread(_ast_findings, root)
+        findings, _ = await security_audit(root, engine="ast")
         engine = f"ast (ruff failed: {exc})"
     return findings, engine, time.perf_counter() - started
 
@@ -105,7 +159,7 @@ async def timed_audit(root: Path, time_limit: float) -> tuple[list[Finding], str
 async def _ruff_findings(
     ruff: str, root: Path, env: dict[str, str], time_limit: float
 ) -> list[Finding]:
-    exclude = ",".join(["tests", "test", "test_*.py", "*_test.py", "conftest.py", *IGNORED_DIRS])
+    exclude = ",".join(IGNORED_DIRS)
     proc = await asyncio.create_subprocess_exec(
         ruff, "check", "--isolated", "--select", "S", "--output-format", "json",
         "--no-cache", "--exit-zero", "--extend-exclude", exclude, ".",
@@ -126,7 +180,7 @@ async def _ruff_findings(
         code = item.get("code") or "syntax-error"
         file = Path(item["filename"])
         rel = file.relative_to(root).as_posix() if file.is_relative_to(root) else str(file)
-        if is_test_file(rel):
+        if not _counts(code, rel):
             continue
         findings.append(
             Finding(
@@ -137,11 +191,16 @@ async def _ruff_findings(
                 message=item.get("message", ""),
             )
         )
-    return sorted(findings, key=lambda f: (f.path, f.line, f.rule))
+    return sorted(findings, key=_order)
+
+
+def _counts(rule: str, rel: str) -> bool:
+    """Whether a finding is one: everything but asserts in test files."""
+    return not (rule == "S101" and is_test_file(rel))
 
 
 def is_test_file(rel: str) -> bool:
-    """Test code is not audited (asserts are its job)."""
+    """Test code (asserts are its job; the RED step may write only these)."""
     parts = rel.replace("\\", "/").split("/")
     name = parts[-1]
     return (
@@ -152,19 +211,12 @@ def is_test_file(rel: str) -> bool:
     )
 
 
-def _ast_findings(root: Path) -> list[Finding]:
+def _ast_findings(sources: dict[str, bytes]) -> list[Finding]:
     findings: list[Finding] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS)
-        for name in sorted(filenames):
-            if not name.endswith(".py"):
-                continue
-            file = Path(dirpath) / name
-            rel = file.relative_to(root).as_posix()
-            if is_test_file(rel) or file.is_symlink():
-                continue
-            findings += _AstAuditor.audit(rel, file.read_text(encoding="utf-8", errors="replace"))
-    return sorted(findings, key=lambda f: (f.path, f.line, f.rule))
+    for rel, data in sources.items():
+        found = _AstAuditor.audit(rel, data.decode("utf-8", errors="replace"))
+        findings += [f for f in found if _counts(f.rule, rel)]
+    return sorted(findings, key=_order)
 
 
 # -- the AST fallback ---------------------------------------------------------------------

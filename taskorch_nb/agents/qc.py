@@ -1,11 +1,10 @@
 """Quality control for code a model wrote: real tests, a security audit, a performance check.
 
-The code is untrusted, so pytest runs in a subprocess that gets a minimal
-environment (no API keys or tokens from the parent), its own HOME and pytest
-config outside the workspace, a timeout that kills its whole process group, and
-CPU, address-space and core-dump limits. This contains accidents and greed, not
-a determined attacker: there is no filesystem or network jail, and the code
-under test can always cheat its own tests.
+The code is untrusted, so pytest runs in `taskorch_nb.sandbox.Sandbox` (bubblewrap
+on Linux: read-only system, the workspace the only writable place, no network, no
+secrets, the whole process tree killed at the timeout) with its own HOME and pytest
+config outside the workspace, and CPU, memory, process and file limits. The code
+under test can still cheat its own tests; the jail keeps it from the machine.
 
 The runner is checked before QC's first round (`check_runner`): a missing or
 broken pytest is a `RunnerUnavailableError` naming the fix, never a verdict of
@@ -20,13 +19,11 @@ in `taskorch_nb.agents.audit`; a high-severity finding blocks approval by defaul
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import resource
 import signal
+import stat
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 from xml.etree import ElementTree
@@ -42,6 +39,7 @@ from taskorch_nb.agents.audit import (
 )
 from taskorch_nb.agents.testrunner import QCRunner, check_runner, runner_env
 from taskorch_nb.agents.workspace import Workspace
+from taskorch_nb.sandbox import Sandbox
 
 __all__ = [
     "Finding",
@@ -92,6 +90,8 @@ class QCVerdict(BaseModel):
     durations: dict[str, float] = Field(default_factory=dict)
     """Wall seconds per check (`pytest`, `audit`, `total`)."""
     exit_code: int | None = None
+    sandbox: str = ""
+    """What contained the test run: `bubblewrap`, or `rlimits` (no jail available)."""
     exit_meaning: str = ""
     """pytest's name for `exit_code` (`no tests collected`, `internal error`, ...)."""
     outcome: Outcome = "passed"
@@ -116,23 +116,26 @@ async def run_qc(
     slow_test_seconds: float = 2.0,
     block_severities: frozenset[str] = frozenset({"high"}),
     python: str | None = None,
+    sandbox: str | None = None,
 ) -> QCVerdict:
     """Run the workspace's tests, audit its code and check test speed; never raises for
     a failing, hanging or crashing test suite (the verdict says so).
 
     `python` is the interpreter whose pytest runs the tests (default: this one). A
     missing or broken pytest raises `RunnerUnavailableError` before anything runs.
+    `sandbox` is the sandbox mode ("auto", "require", "off"; default TASKORCH_SANDBOX
+    or "auto"); "require" raises `SandboxUnavailableError` where there is no jail.
     """
     if timeout <= 0 or cpu_seconds <= 0 or memory_mb <= 0:
         raise ValueError("timeout, cpu_seconds and memory_mb must be positive")
     started = time.perf_counter()
-    runner = await check_runner(python)
+    runner = await check_runner(python, sandbox=sandbox)
     with tempfile.TemporaryDirectory(prefix="taskorch-qc-") as private:
         try:
             async with asyncio.TaskGroup() as tg:
                 tests = tg.create_task(
                     _run_pytest(runner, workspace.root, Path(private), timeout, cpu_seconds,
-                                memory_mb)
+                                memory_mb, sandbox)
                 )
                 audit = tg.create_task(timed_audit(workspace.root, timeout))
         except ExceptionGroup as group:  # one check failed to start: raise its own error
@@ -169,6 +172,7 @@ async def run_qc(
             "total": round(time.perf_counter() - started, 4),
         },
         exit_code=run.exit_code,
+        sandbox=run.engine,
         exit_meaning=_exit_meaning(run.exit_code),
         outcome=run.outcome,
         timed_out=run.timed_out,
@@ -220,29 +224,7 @@ class _PytestRun:
         self.outcome: Outcome = "passed"
         self.output = ""
         self.seconds = 0.0
-
-
-def _limits(cpu_seconds: int, memory_mb: int) -> Callable[[], None]:
-    """A preexec_fn setting the child's limits; values are computed here, not after fork."""
-
-    def clamp(kind: int, want: int) -> int:  # never ask for more than the hard limit we have
-        hard = resource.getrlimit(kind)[1]
-        return want if hard == resource.RLIM_INFINITY else min(want, hard)
-
-    cpu = resource.RLIMIT_CPU  # soft limit sends SIGXCPU, the hard one a second later SIGKILL
-    memory = clamp(resource.RLIMIT_AS, memory_mb * 1024 * 1024)
-    plan = [
-        (cpu, (clamp(cpu, cpu_seconds), clamp(cpu, cpu_seconds + 1))),
-        (resource.RLIMIT_AS, (memory, memory)),
-        (resource.RLIMIT_CORE, (0, 0)),
-    ]
-    setrlimit = resource.setrlimit
-
-    def apply() -> None:
-        for kind, limits in plan:
-            setrlimit(kind, limits)
-
-    return apply
+        self.engine = ""
 
 
 def _pytest_command(runner: QCRunner, root: Path, private: Path, ini: Path,
@@ -261,7 +243,7 @@ def _pytest_command(runner: QCRunner, root: Path, private: Path, ini: Path,
 
 async def _run_pytest(
     runner: QCRunner, root: Path, private: Path, time_limit: float, cpu_seconds: int,
-    memory_mb: int,
+    memory_mb: int, mode: str | None,
 ) -> _PytestRun:
     run = _PytestRun()
     home = private / "home"
@@ -275,54 +257,26 @@ async def _run_pytest(
     # Our own config (filterwarnings=error, addopts, ...) must not reach the workspace run.
     ini.write_text(f"[pytest]\n{asyncio_opts}", encoding="utf-8")
     junit = private / "junit.xml"
-
-    started = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(
-        *_pytest_command(runner, root, private, ini, junit),
-        cwd=root,
-        env=runner_env(home),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-        # preexec_fn only calls setrlimit with values computed before the fork: no locks.
-        preexec_fn=_limits(cpu_seconds, memory_mb),
+    # Built in a thread: the first sandbox of a process starts the jail once to probe it.
+    box = await asyncio.to_thread(
+        Sandbox, root, timeout=time_limit, memory_mb=memory_mb, cpu_seconds=cpu_seconds,
+        mode=mode, writable=[private], env=runner_env(home), python=runner.python,
+        output_bytes=_KEEP_OUTPUT_BYTES,
     )
-    output = bytearray()
-    try:
-        async with asyncio.timeout(time_limit), asyncio.TaskGroup() as tg:
-            assert proc.stdout is not None
-            tg.create_task(_drain(proc.stdout, output))
-            await proc.wait()
-            # Children a test left behind would hold the pipe open; end them.
-            _kill_group(proc.pid)
-    except TimeoutError:
+    result = await box.run(_pytest_command(runner, root, private, ini, junit))
+    run.engine = result.engine
+    run.seconds = result.seconds
+    run.exit_code = result.returncode
+    run.output = result.stdout + result.stderr
+    if result.timed_out:
         run.timed_out = True
         run.error = f"pytest timed out after {time_limit:g} s"
-    finally:
-        _kill_group(proc.pid)
-        await proc.wait()
-    run.seconds = time.perf_counter() - started
-    run.exit_code = proc.returncode
-    run.output = output.decode("utf-8", errors="replace")
 
-    if junit.exists():
+    have_report = junit.exists() or junit.is_symlink()
+    if have_report:
         _read_junit(junit, run)
-    _classify(run, junit.exists(), cpu_seconds)
+    _classify(run, have_report, cpu_seconds)
     return run
-
-
-async def _drain(stream: asyncio.StreamReader, into: bytearray) -> None:
-    """Read a pipe to its end, keeping only the tail so a chatty test cannot eat memory."""
-    while chunk := await stream.read(65536):
-        into += chunk
-        if len(into) > _KEEP_OUTPUT_BYTES:
-            del into[: len(into) - _KEEP_OUTPUT_BYTES // 2]
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):  # the group is already gone: nothing to end
-        os.killpg(pgid, signal.SIGKILL)
 
 
 def _exit_meaning(code: int | None) -> str:
@@ -374,15 +328,28 @@ def _runner_reason(output: str) -> str:
 
 
 def _read_junit(path: Path, run: _PytestRun) -> None:
-    """Count outcomes and per-test seconds from pytest's junit (xunit1) report."""
-    if path.stat().st_size > 50_000_000:
-        run.error = "junit report too large to read"
-        return
+    """Count outcomes and per-test seconds from pytest's junit (xunit1) report.
+
+    The jailed code could write the report's directory, so it is opened without
+    following a link and read only if it is a regular file of sane size."""
     try:
-        tree = ElementTree.parse(path)  # expat refuses entity-expansion bombs
-    except ElementTree.ParseError as exc:
-        run.error = f"unreadable junit report: {exc}"
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        run.error = f"unreadable junit report: {exc.strerror}"
         return
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            run.error = "junit report is not a regular file"
+            return
+        if info.st_size > 50_000_000:
+            run.error = "junit report too large to read"
+            return
+        try:
+            tree = ElementTree.parse(file)  # expat refuses entity-expansion bombs
+        except ElementTree.ParseError as exc:
+            run.error = f"unreadable junit report: {exc}"
+            return
     for case in tree.iter("testcase"):
         node = _node_id(case)
         run.total += 1

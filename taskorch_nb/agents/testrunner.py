@@ -7,8 +7,8 @@ in the environment it will use, for `python -m pytest --version`; anything but
 a version is a `RunnerUnavailableError` that names the fix. A success is
 remembered per interpreter for the life of the process.
 
-The check is one subprocess call (`_version_command`), so it can go through the
-same jail as the test run itself.
+The check runs in the same jail as the test run itself (`taskorch_nb.sandbox`):
+the interpreter QC is pointed at is as untrusted as the code it will test.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from taskorch_nb.agents.audit import minimal_env
 from taskorch_nb.errors import RunnerUnavailableError
+from taskorch_nb.sandbox import Sandbox
 
 __all__ = ["QCRunner", "check_runner", "runner_env"]
 
@@ -59,18 +60,20 @@ async def check_runner(
     python: str | None = None,
     *,
     timeout: float = 60.0,  # noqa: ASYNC109 - a limit for the subprocess, not for this call
+    sandbox: str | None = None,
 ) -> QCRunner:
     """The runner QC will use with `python` (default: this interpreter), once it answered
-    `pytest --version`; raises `RunnerUnavailableError` naming the fix otherwise."""
+    `pytest --version` in the sandbox (`sandbox`: its mode); raises
+    `RunnerUnavailableError` naming the fix otherwise."""
     python = python or sys.executable
     known = _checked.get(python)
     if known is not None:
         return known
-    asyncio_plugin = await _has_asyncio_plugin(python, timeout)
+    asyncio_plugin = await _has_asyncio_plugin(python, timeout, sandbox)
     runner = QCRunner(python=python, version="", asyncio=asyncio_plugin)
     with tempfile.TemporaryDirectory(prefix="taskorch-qc-check-") as private:
         home = Path(private)
-        code, output = await _call(_version_command(runner), home, timeout)
+        code, output = await _call(_version_command(runner), home, timeout, sandbox)
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     version = next((line for line in lines if line.startswith("pytest ")), None)
     if code == 0 and version is not None:
@@ -90,35 +93,38 @@ def _version_command(runner: QCRunner) -> list[str]:
     return [runner.python, "-m", "pytest", *runner.plugin_args(), "--version"]
 
 
-async def _has_asyncio_plugin(python: str, timeout: float) -> bool:  # noqa: ASYNC109
+async def _has_asyncio_plugin(python: str, timeout: float,  # noqa: ASYNC109
+                              sandbox: str | None) -> bool:
     if python == sys.executable:
         return importlib.util.find_spec("pytest_asyncio") is not None
     with tempfile.TemporaryDirectory(prefix="taskorch-qc-check-") as private:
-        code, _ = await _call([python, "-c", _ASYNCIO_PROBE], Path(private), timeout)
+        code, _ = await _call([python, "-c", _ASYNCIO_PROBE], Path(private), timeout, sandbox)
     return code == 0
 
 
-async def _call(cmd: list[str], home: Path, timeout: float) -> tuple[int | None, str]:  # noqa: ASYNC109
-    """Exit code and output of `cmd` in QC's environment; a missing interpreter or a
-    timeout is the runner being unavailable."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, cwd=home, env=runner_env(home), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
+async def _call(cmd: list[str], home: Path, timeout: float,  # noqa: ASYNC109
+                sandbox: str | None) -> tuple[int | None, str]:
+    """Exit code and output of `cmd` in QC's sandbox and environment; a missing
+    interpreter or a timeout is the runner being unavailable."""
+    python = cmd[0]
+    why = _not_startable(python)
+    if why:
+        raise RunnerUnavailableError(
+            python, f"cannot start the interpreter: {why}",
+            fix="point QC at an existing Python (run_qc(python=...))")
+    box = await asyncio.to_thread(Sandbox, home, timeout=timeout, memory_mb=1024, mode=sandbox,
+                                  env=runner_env(home), python=python)
+    result = await box.run(cmd)
+    if result.timed_out:
+        raise RunnerUnavailableError(
+            python, f"`{' '.join(os.path.basename(c) for c in cmd[:3])}` did not answer "
+            f"within {timeout:g} s", fix=f"{python} -m pip install --force-reinstall pytest",
         )
-    except OSError as exc:
-        raise RunnerUnavailableError(
-            cmd[0], f"cannot start the interpreter: {exc.strerror or exc}",
-            fix="point QC at an existing Python (run_qc(python=...))") from exc
-    try:
-        async with asyncio.timeout(timeout):
-            output, _ = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise RunnerUnavailableError(
-            cmd[0], f"`{' '.join(os.path.basename(c) for c in cmd[:3])}` did not answer "
-            f"within {timeout:g} s", fix=f"{cmd[0]} -m pip install --force-reinstall pytest",
-        ) from None
-    return proc.returncode, output.decode("utf-8", errors="replace")
+    return result.returncode, result.stdout + result.stderr
+
+
+def _not_startable(python: str) -> str:
+    """Why `python` cannot be started (checked here: in the jail it would not be bound)."""
+    if os.path.isfile(python) and os.access(python, os.X_OK):
+        return ""
+    return "Permission denied" if os.path.exists(python) else "No such file or directory"

@@ -47,6 +47,7 @@ class Services(Protocol):
     tools: Toolbox
     immune: ImmuneSystem
     qc_timeout: float
+    sandbox: str
 
     def breaker(self, name: str, template: CircuitBreaker | None = None) -> CircuitBreaker: ...
 
@@ -175,7 +176,8 @@ class RunContext:
             return QCVerdict.model_validate(saved)
         self._emit("agent.started", agent="qc", detail={"step": key})
         with scope(agent="qc"):
-            verdict = await run_qc(self.workspace, timeout=self.orch.qc_timeout)
+            verdict = await run_qc(self.workspace, timeout=self.orch.qc_timeout,
+                                   sandbox=self.orch.sandbox)
         self.run.checkpoint["outputs"][key] = verdict.model_dump(mode="json")
         self._save()
         self._emit("qc.passed" if verdict.approved else "qc.failed", phase="qc", agent="qc",

@@ -45,8 +45,9 @@ from taskorch_nb.engine.execution import workspace_tools
 from taskorch_nb.engine.run import Run
 from taskorch_nb.engine.runner import Runner
 from taskorch_nb.engine.sync import wait_for
-from taskorch_nb.errors import ConfigurationError
+from taskorch_nb.errors import ConfigurationError, SandboxUnavailableError
 from taskorch_nb.llm.base import Completion, Provider, estimate_input_tokens
+from taskorch_nb.sandbox import jail_status, sandbox_mode
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,6 +66,8 @@ class Orchestrator:
     SQLite path or ":memory:". A budget is an amount, a guard a `BudgetGuard`. Runs
     without a workspace work in `workspaces/RUN_ID` next to the store; at start the
     workspaces of finished runs beyond the `keep_workspaces` (50) newest are removed.
+    `sandbox` is where QC runs generated code: "auto" (the jail, else a warning),
+    "require" (the jail or `SandboxUnavailableError`), "off" (default: TASKORCH_SANDBOX).
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class Orchestrator:
         warn_below: float = 0.20,
         max_rounds: int = 3,
         qc_timeout: float = 120.0,
+        sandbox: str | None = None,
         langfuse: Any = None,
         alert_webhook: str | None = None,
         keep_workspaces: int | None = None,
@@ -118,6 +122,10 @@ class Orchestrator:
         self.qc_timeout = qc_timeout
         self.keep_workspaces = (default_keep() if keep_workspaces is None
                                 else check_keep(keep_workspaces, source="keep_workspaces"))
+        # Where generated code runs: "auto", "require" (refuse without a jail), "off".
+        self.sandbox = sandbox_mode(sandbox)
+        if self.sandbox == "require" and not (jail := jail_status()).ok:
+            raise SandboxUnavailableError(jail.reason)
         self.store = store if isinstance(store, Store) else Store(store, clock=self.clock)
         self._owns_store = not isinstance(store, Store)
         self._scratch: Path | None = None  # an in-memory store's workspaces, removed on close

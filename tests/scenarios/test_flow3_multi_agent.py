@@ -40,6 +40,9 @@ async def test_multi_agent_workflow_with_one_fix_round(tmp_path) -> None:
     assert (second["tests_passed"], second["tests_failed"], second["approved"]) == (7, 0, True)
     assert "performance" in second
     assert "audit_engine" in second
+    # ... in the jail: the Builder's code never ran on the machine itself.
+    assert {first["sandbox"], second["sandbox"]} == {
+        "bubblewrap" if sys.platform == "linux" else "rlimits"}
 
     # Running pytest yourself in the workspace afterwards passes.
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],

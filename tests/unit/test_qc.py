@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import select
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from taskorch_nb.agents.workspace import Workspace
 from taskorch_nb.core.alerts import Alert, alert_for
 from taskorch_nb.core.events import RunEvent
 from taskorch_nb.notebook.text import describe_event
+from tests.unit.procs import wait_until_gone
 
 CALC = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
 CALC_TESTS = (
@@ -41,6 +43,7 @@ async def test_passing_module_and_tests_are_approved(tmp_path: Path) -> None:
     assert verdict.failures == []
     assert verdict.findings == []
     assert verdict.audit_engine == "ruff"
+    assert verdict.sandbox == ("bubblewrap" if sys.platform == "linux" else "rlimits")
     assert verdict.perf_ok
     assert verdict.error is None
     assert verdict.exit_code == 0
@@ -214,10 +217,13 @@ async def test_async_tests_in_the_workspace_run(tmp_path: Path) -> None:
 
 
 async def test_a_hanging_test_times_out_and_its_process_group_dies(tmp_path: Path) -> None:
+    # Pids inside the jail are its own namespace's: the grandchild is found by a marker.
+    marker = f"taskorch-qc-hang-{uuid.uuid4().hex}"
     hang = (
         "import pathlib, subprocess, sys, time\n\n\n"
         "def test_hang():\n"
-        "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "    child = subprocess.Popen(\n"
+        f"        [sys.executable, '-c', 'import time; time.sleep(600)', {marker!r}])\n"
         "    pathlib.Path('child.pid').write_text(str(child.pid))\n"
         "    while True:\n        time.sleep(0.05)\n"
     )
@@ -232,8 +238,26 @@ async def test_a_hanging_test_times_out_and_its_process_group_dies(tmp_path: Pat
     assert verdict.error == "pytest timed out after 3 s"
     assert verdict.outcome == "timed_out"
     assert verdict.summary.startswith("rejected: pytest timed out after 3 s")
-    child = int(ws.read("child.pid"))
-    assert _wait_until_gone(child), f"grandchild {child} survived the timeout"
+    assert ws.read("child.pid")  # the grandchild was started
+    assert wait_until_gone(marker), "the grandchild survived the timeout"
+
+
+async def test_a_report_swapped_for_a_link_is_not_followed(tmp_path: Path) -> None:
+    # The jailed run can write the report's directory; a link to /dev/zero would make
+    # the host read forever, a link to a host file would show its contents.
+    swap = (
+        "import atexit, os, sys\n\n\n"
+        "def swap():\n"
+        "    junit = next(a.split('=', 1)[1] if '=' in a else sys.argv[i + 1]\n"
+        "                 for i, a in enumerate(sys.argv) if a.startswith('--junitxml'))\n"
+        "    os.remove(junit)\n"
+        "    os.symlink('/dev/zero', junit)\n\n\n"
+        "def test_swap():\n    atexit.register(swap)\n"
+    )
+    verdict = await run_qc(make_ws(tmp_path, {"tests/test_swap.py": swap}), timeout=30)
+    assert not verdict.approved
+    assert verdict.error is not None
+    assert verdict.error == "unreadable junit report: Too many levels of symbolic links"
 
 
 async def test_a_memory_hog_fails_its_test_not_the_parent(tmp_path: Path) -> None:
@@ -343,19 +367,3 @@ def test_severity_mapping() -> None:
     assert severity_of("S608") == "medium"
     assert severity_of("S101") == "low"
     assert severity_of("S403") == "low"
-
-
-def _wait_until_gone(pid: int, within: float = 5.0) -> bool:
-    """True once `pid` has exited (a zombie counts: a container's init may never reap it).
-
-    A pidfd turns readable when the process ends: waited for, never polled.
-    """
-    try:
-        handle = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        readable, _, _ = select.select([handle], [], [], within)
-    finally:
-        os.close(handle)
-    return bool(readable)
