@@ -20,6 +20,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from taskorch_nb.core.clock import Clock
 from taskorch_nb.errors import (
+    CapabilityError,
     CircuitOpenError,
     ConfigurationError,
     ProviderError,
@@ -44,7 +45,7 @@ class Failure:
 
     category: str
     """timeout | connection | rate_limit | server_error | malformed | client_error |
-    bad_arguments | circuit_open | error"""
+    capability | bad_arguments | circuit_open | error"""
     transient: bool
     status: int | None = None
     retry_after: float | None = None
@@ -90,6 +91,8 @@ def classify(exc: BaseException) -> Failure:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, CircuitOpenError):
         return Failure("circuit_open", False, message=message)
+    if isinstance(exc, CapabilityError):  # a refused request shape: whatever the status
+        return Failure("capability", False, exc.status, None, message)
     if isinstance(exc, ToolArgumentsError | TypeError):
         return Failure("bad_arguments", False, message=message)
     if isinstance(exc, _CALLER_ERRORS):

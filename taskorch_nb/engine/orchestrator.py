@@ -18,6 +18,7 @@ from taskorch_nb.core.events import (
     Event,
     EventBus,
     LLMEvent,
+    Notice,
     current_agent,
     current_phase,
 )
@@ -102,6 +103,7 @@ class Orchestrator:
             save=lambda p: self.store.save_pattern(p.to_record(), self.clock.wall()),
             patterns=[Pattern.from_record(r) for r in self.store.load_patterns()],
         )
+        self._remember_capabilities()
         self.tools = Toolbox(clock=self.clock, emit=self.bus.emit, immune=self.immune,
                              breaker_for=self.breaker, retry=self.retry,
                              guard_for=lambda: current_guard.get() or self.budget)
@@ -136,6 +138,21 @@ class Orchestrator:
             return make_provider("simulated", clock=clock, seed=seed, latency=latency,
                                  faults=faults, responder=team_responder)
         return make_provider(provider, clock=clock)
+
+    def _remember_capabilities(self) -> None:
+        """What the provider learns about a server (request shapes, context window) is kept
+        in the store and announced once as a `model.adapted` notice."""
+        memory = getattr(self.provider, "capabilities", None)
+        if memory is None:
+            return
+        memory.load(self.store.load_capabilities())
+
+        def learned(key: str, record: dict[str, Any], reason: str) -> None:
+            self.store.save_capability(key, record, self.clock.wall())
+            self.bus.emit(Notice(type="model.adapted", message=reason,
+                                 detail={"key": key, **record}))
+
+        memory.on_learn = learned
 
     def _connect_federation(self, federation: Any) -> None:
         """Bind the client to the immune system and send its HTTP through a breaker and
