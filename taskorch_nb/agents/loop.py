@@ -113,11 +113,13 @@ async def run_agent(ctx: AgentContext, archetype: Archetype, instruction: str) -
         except (ValidationError, ValueError) as exc:
             for stale in repair:  # only the latest repair stays: they must not pile up
                 messages.remove(stale)
+            cut = (" It was cut off at the length limit: answer shorter."
+                   if completion.finish_reason == "length" else "")
             repair = [
                 {"role": "assistant", "content": completion.text},
                 {"role": "user",
                  "content": f"That answer is not valid {archetype.output.__name__} JSON: "
-                 f"{str(exc)[:500]}. Answer again with JSON only."},
+                 f"{str(exc)[:500]}.{cut} Answer again with JSON only."},
             ]
             messages.extend(repair)
     raise WorkflowError(f"agent {archetype.name!r} gave no valid answer in "

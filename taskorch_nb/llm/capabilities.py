@@ -126,7 +126,7 @@ _WINDOW_PATTERNS = (
                re.I),
     re.compile(r"n_ctx[^\d]{0,5}(\d+)", re.I),
 )
-_CONTEXT_WORDS = ("maximum context length", "context window", "context length",
+_CONTEXT_WORDS = ("maximum context length", "context window", "context length", "context size",
                   "context_length_exceeded", "too many tokens", "n_ctx")
 
 
