@@ -129,18 +129,7 @@ class OpenAIProvider(HTTPProvider):
 
     path = "chat/completions"
 
-    def build(self, messages: list[dict], *, model: str, max_tokens: int,
-              tools: list[dict] | None, response_format: dict | None,
-              temperature: float | None) -> dict[str, Any]:
-        return build_request(messages, model=model, max_tokens=max_tokens, tools=tools,
-                             response_format=response_format, temperature=temperature,
-                             token_param=self.token_param)
-
-    def parse(self, data: dict, *, model: str, latency: float,
-              response_format: dict | None) -> Completion:
-        return parse_response(data, model=model, latency=latency)
-
-    # -- adapting to the server ----------------------------------------------------------
+    # -- adapting to the server (instead of HTTPProvider's one-shot build/parse) ---------
 
     async def complete(
         self,
@@ -169,8 +158,10 @@ class OpenAIProvider(HTTPProvider):
             spent.append(completion)
             if tools and shape.tool_mode == "native" and caps.tool_mode is None:
                 if completion.tool_calls or await self._returns_tool_calls(model, spent):
-                    self.capabilities.learn(self.base_url, model, "the server returns tool calls",
-                                            tool_mode="native")
+                    self.capabilities.learn(
+                        self.base_url, model,
+                        f"{self.name} {model!r} at {self.base_url} returns tool calls",
+                        tool_mode="native")
                 else:
                     self.capabilities.learn(
                         self.base_url, model,
@@ -196,8 +187,11 @@ class OpenAIProvider(HTTPProvider):
         window = None
         try:
             response = await self._http().get("models")
+        except httpx.HTTPError:
+            return  # unreachable now: the chat request says so; look again next call
+        try:
             entries = response.json().get("data") if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError, AttributeError):
+        except (ValueError, AttributeError):
             entries = None
         for entry in entries if isinstance(entries, list) else []:
             if isinstance(entry, dict) and entry.get("id") == model:

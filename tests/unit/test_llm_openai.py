@@ -25,6 +25,7 @@ from tests.unit.llm_servers import (
     LoopbackServer,
     Recorded,
     Script,
+    closed_port,
     openai_body,
 )
 
@@ -420,3 +421,17 @@ async def test_context_window_from_the_model_list() -> None:
     assert len(server.gets) == 1  # read once per server and model
     assert len(server.requests) == 2  # both fitted first time: no refusal
     assert server.requests[0].json["max_tokens"] < 2048  # the output limit fits too
+
+
+async def test_an_unreachable_server_teaches_nothing() -> None:
+    provider = OpenAIProvider(base_url=f"http://127.0.0.1:{closed_port()}/v1",
+                              clock=FakeClock())
+    with pytest.raises(ProviderError, match="unreachable") as caught:
+        await provider.complete([{"role": "user", "content": "x"}], model="m", max_tokens=5,
+                                response_format=JSON_SCHEMA)
+    await provider.aclose()
+    assert not isinstance(caught.value, CapabilityError)
+    assert classify(caught.value).transient
+    assert provider.capabilities.records() == {provider.base_url + "#m": {
+        "output_mode": None, "tool_mode": None, "context_window": None,
+        "metadata_checked": False}}
