@@ -3,9 +3,11 @@
 An agent's conversation grows with every tool result. When the window is known
 (the `context_window=` option, the server's model list, or a "maximum context
 length" refusal learned earlier), `fit` makes room: first it shortens old tool
-results, then the latest one, then drops the oldest whole turns, and it lowers
-the output limit to what is left. If even that cannot fit (the instruction
-alone is too long), it raises `ContextWindowError` and nothing is sent.
+results, then the model's own long turns (an answer cut off at the length limit,
+the content of a file already written), then the latest result, then drops the
+oldest whole turns, and it lowers the output limit to what is left. If even that
+cannot fit (the instruction alone is too long), it raises `ContextWindowError`
+and nothing is sent.
 
 Sizes use `estimate_input_tokens`, an upper bound (bytes / 3), so a fitted
 request fits the real tokenizer too.
@@ -25,13 +27,34 @@ KEPT_CHARS = 200
 MIN_OUTPUT = 256
 
 
-def _trimmed(message: dict[str, Any], keep: int) -> dict[str, Any]:
+_AGAIN = "; call the tool again if you need them"
+
+
+def _trimmed(message: dict[str, Any], keep: int, note: str = _AGAIN) -> dict[str, Any]:
     text = message_text(message.get("content"))
     if len(text) <= keep + 80:
         return message
     cut = len(text) - keep
     return {**message, "content": f"{text[:keep]}\n[... {cut} characters trimmed to fit the "
-                                  "context window; call the tool again if you need them]"}
+                                  f"context window{note}]"}
+
+
+def _short_assistant(message: dict[str, Any]) -> dict[str, Any]:
+    """An assistant turn with its long text (an answer cut off at the length limit) and long
+    tool-call arguments (a file's content) cut short."""
+    message = _trimmed(message, KEPT_CHARS, note="")
+    calls = message.get("tool_calls")
+    if not calls:
+        return message
+    short = []
+    for call in calls:
+        arguments = {
+            key: (f"{value[:KEPT_CHARS]}[... {len(value) - KEPT_CHARS} characters trimmed]"
+                  if isinstance(value, str) and len(value) > KEPT_CHARS + 80 else value)
+            for key, value in call["arguments"].items()
+        }
+        short.append({**call, "arguments": arguments})
+    return {**message, "tool_calls": short}
 
 
 def _turns(messages: list[dict[str, Any]]) -> list[tuple[int, int]]:
@@ -74,7 +97,12 @@ def fit(messages: list[dict[str, Any]], *, window: int, max_tokens: int,
             return out, min(max_tokens, room(out))
     if room(out) >= floor:
         return out, min(max_tokens, room(out))
-    if tool_results:  # then the latest one, to what still fits
+    for i, message in enumerate(out):  # then the model's own long turns, oldest first
+        if message["role"] == "assistant":
+            out[i] = _short_assistant(message)
+            if room(out) >= floor:
+                return out, min(max_tokens, room(out))
+    if tool_results:  # then the latest result, to what still fits
         last = tool_results[-1]
         short = math.floor(max(0, room(out) + estimate_input_tokens([out[last]]) - floor) * 3)
         out[last] = _trimmed(out[last], max(KEPT_CHARS, short - 200))

@@ -143,7 +143,7 @@ async def test_full_workflow_ends_with_research_design_and_a_qc_verdict(
     done = [e.phase for e in events if e.type == "phase.completed"]
     assert "research" in done
     assert "design" in done
-    assert [e.error for e in events if e.type == "llm.failed"] == []
+    assert [(e.agent, e.error) for e in events if e.type == "llm.failed"] == []
     qc = [e.type for e in events if e.type in ("qc.passed", "qc.failed")]
     if run.status == RunStatus.FAILED:
         assert qc == ["qc.failed"], run.error

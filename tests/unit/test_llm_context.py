@@ -60,3 +60,27 @@ def test_an_instruction_too_long_for_the_window_is_refused() -> None:
     assert caught.value.window == 2048
     assert caught.value.needed is not None
     assert caught.value.needed > 2048
+
+
+def test_the_content_of_files_already_written_is_trimmed_before_refusing() -> None:
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "Write it"},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"id": "w", "name": "write_file",
+                     "arguments": {"path": "calc.py", "content": "z" * 12000}}]},
+                {"role": "tool", "tool_call_id": "w", "content": "wrote 12000 bytes"}]
+    fitted, limit = fit(messages, window=2048, max_tokens=1024)
+    assert estimate_input_tokens(fitted) + limit <= 2048
+    arguments = fitted[2]["tool_calls"][0]["arguments"]
+    assert arguments["path"] == "calc.py"
+    assert arguments["content"].endswith("characters trimmed]")
+    assert messages[2]["tool_calls"][0]["arguments"]["content"] == "z" * 12000
+
+
+def test_a_long_invalid_answer_kept_for_its_repair_is_trimmed() -> None:
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "Answer"},
+                {"role": "assistant", "content": '{"summary": "' + "blah " * 2000},
+                {"role": "user", "content": "That answer is not valid JSON: cut off."}]
+    fitted, limit = fit(messages, window=2048, max_tokens=1024)
+    assert estimate_input_tokens(fitted) + limit <= 2048
+    assert fitted[2]["content"].endswith("trimmed to fit the context window]")
+    assert fitted[3] == messages[3]
