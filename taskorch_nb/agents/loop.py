@@ -7,9 +7,9 @@ immune system's corrective prompts are added to the conversation as they come.
 
 Small models loop and ramble, so the conversation is kept lean: only the latest
 invalid answer and its repair request stay in it, and an agent that makes the
-same tool call `REPEAT_LIMIT` times is stopped with a `WorkflowError`. The first
-repeat already withholds the tools for one step, so the model answers with what
-it has instead of asking again.
+same tool call `REPEAT_LIMIT` times (a reply may hold several) is stopped with a
+`WorkflowError`. The first repeat already withholds the tools for the rest of the
+agent's run, so the model answers with what it has instead of asking again.
 """
 
 from __future__ import annotations
@@ -87,7 +87,6 @@ async def run_agent(ctx: AgentContext, archetype: Archetype, instruction: str) -
         for prompt in ctx.take_prompts():
             messages.append({"role": "system", "content": prompt})
         tools = [] if withhold else ctx.tool_schemas(archetype.tools)
-        withhold = False
         completion = await ctx.complete(messages, archetype=archetype, tools=tools or None,
                                         response_format=fmt)
         if completion.tool_calls:
@@ -104,8 +103,7 @@ async def run_agent(ctx: AgentContext, archetype: Archetype, instruction: str) -
                 if seen > 1:
                     withhold = True
                     content += (f"\n(You made this exact call {seen} times and its result is "
-                                "above. No tools for your next answer: give your final answer "
-                                "now.)")
+                                "above. No more tools: give your final answer now.)")
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
             continue
         try:

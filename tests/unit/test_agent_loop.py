@@ -66,23 +66,23 @@ async def test_a_cut_off_answer_is_asked_shorter() -> None:
     assert "cut off at the length limit" in ctx.seen[-1][0][-1]["content"]
 
 
-async def test_a_repeated_call_withholds_the_tools_for_one_step() -> None:
+async def test_a_repeated_call_withholds_the_tools_until_the_answer() -> None:
     read = ("read_file", {"path": "a.py"})
-    ctx = ScriptedContext(reply("", read), reply("", read), reply(VALID))
+    ctx = ScriptedContext(reply("", read), reply("", read), reply("not json"), reply(VALID))
     await run_agent(ctx, RESEARCHER, "Task: x")
-    assert [tools for _, tools in ctx.seen] == [TOOLS, TOOLS, None]
-    last_messages, _ = ctx.seen[-1]
-    assert "exact call 2 times" in last_messages[-1]["content"]
+    assert [tools for _, tools in ctx.seen] == [TOOLS, TOOLS, None, None]
+    third_messages, _ = ctx.seen[2]
+    assert "exact call 2 times" in third_messages[-1]["content"]
     assert ctx.tool_calls == [read, read]
 
 
 async def test_an_agent_repeating_the_same_call_stops_with_a_clear_error() -> None:
     read = ("read_file", {"path": "a.py"})
-    ctx = ScriptedContext(reply("", read), reply("", read), reply("nope"), reply("", read))
+    ctx = ScriptedContext(reply("", *[read] * (REPEAT_LIMIT + 1)))
     with pytest.raises(WorkflowError, match=rf"read_file\(\{{\"path\": \"a.py\"\}}\) "
                                             rf"{REPEAT_LIMIT} times .* looping"):
         await run_agent(ctx, RESEARCHER, "Task: x")
-    assert ctx.tool_calls == [read, read]  # the third one is never run
+    assert ctx.tool_calls == [read] * (REPEAT_LIMIT - 1)  # the third one is never run
 
 
 async def test_different_calls_are_not_a_loop() -> None:
