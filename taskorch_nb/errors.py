@@ -14,7 +14,9 @@
     ├── ProviderError                        a model provider failed
     │   ├── ProviderTimeoutError (TimeoutError)
     │   ├── RateLimitError                   429, with retry_after
-    │   └── ProviderResponseError            malformed or unusable output
+    │   ├── ProviderResponseError            malformed or unusable output
+    │   └── CapabilityError                  the server refused the request's shape
+    │       └── ContextWindowError           the conversation cannot fit the window
     └── HubError                             the federation hub answered with an error
 """
 
@@ -164,6 +166,30 @@ class RateLimitError(ProviderError):
 
 class ProviderResponseError(ProviderError):
     """The provider answered, but with something unusable (bad JSON, no choices)."""
+
+
+class CapabilityError(ProviderError):
+    """The server refused the shape of a request (a feature it lacks, a field it rejects),
+    whatever status it chose (400, 422, or 500 with a validation body).
+
+    Sending the same request again cannot help, so it is a caller error: never retried,
+    never counted by a breaker. `feature` names what was refused (`response_format`,
+    `tools`, `messages`, ...).
+    """
+
+    def __init__(self, message: str, *, feature: str = "request", **fields: Any) -> None:
+        self.feature = feature
+        super().__init__(message, **fields)
+
+
+class ContextWindowError(CapabilityError):
+    """The conversation needs more tokens than the model's context window holds."""
+
+    def __init__(self, message: str, *, window: int | None, needed: int | None,
+                 **fields: Any) -> None:
+        self.window = window
+        self.needed = needed
+        super().__init__(message, feature="context_window", **fields)
 
 
 class HubError(TaskorchError):

@@ -4,12 +4,19 @@ The loop owns no guards: every model call and tool call goes through the
 `AgentContext` the run hands it (budget, breakers, retries, immune system,
 journal). Tools whose breaker is open are withheld from the model, and the
 immune system's corrective prompts are added to the conversation as they come.
+
+Small models loop and ramble, so the conversation is kept lean: only the latest
+invalid answer and its repair request stay in it, and an agent that makes the
+same tool call `REPEAT_LIMIT` times (a reply may hold several) is stopped with a
+`WorkflowError`. The first repeat already withholds the tools for the rest of the
+agent's run, so the model answers with what it has instead of asking again.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
@@ -22,8 +29,11 @@ from taskorch_nb.errors import (
     WorkflowError,
 )
 from taskorch_nb.llm.base import unfence
+from taskorch_nb.llm.prompted import extract_json
 
 TOOL_RESULT_LIMIT = 8000
+#: The same tool with the same arguments this many times in one agent run: it is looping.
+REPEAT_LIMIT = 3
 
 
 class AgentContext(Protocol):
@@ -46,8 +56,19 @@ def response_format(output: type[BaseModel]) -> dict[str, Any]:
 
 
 def parse_output(output: type[BaseModel], text: str) -> BaseModel:
-    """The model's final answer as the archetype's typed output."""
-    return output.model_validate_json(unfence(text.strip()))
+    """The model's final answer as the archetype's typed output.
+
+    Code fences and prose around the JSON object are tolerated (prompted JSON from a
+    server without a JSON mode); the object itself must be valid.
+    """
+    text = unfence(text.strip())
+    try:
+        return output.model_validate_json(text)
+    except ValidationError:
+        found = extract_json(text)
+        if found is None or found == text.strip():
+            raise
+        return output.model_validate_json(found)
 
 
 async def run_agent(ctx: AgentContext, archetype: Archetype, instruction: str) -> BaseModel:
@@ -57,10 +78,13 @@ async def run_agent(ctx: AgentContext, archetype: Archetype, instruction: str) -
         {"role": "user", "content": instruction},
     ]
     fmt = response_format(archetype.output)
+    calls: Counter[tuple[str, str]] = Counter()
+    repair: list[dict[str, Any]] = []
+    withhold = False
     for _ in range(archetype.max_steps):
         for prompt in ctx.take_prompts():
             messages.append({"role": "system", "content": prompt})
-        tools = ctx.tool_schemas(archetype.tools)
+        tools = [] if withhold else ctx.tool_schemas(archetype.tools)
         completion = await ctx.complete(messages, archetype=archetype, tools=tools or None,
                                         response_format=fmt)
         if completion.tool_calls:
@@ -72,20 +96,44 @@ async def run_agent(ctx: AgentContext, archetype: Archetype, instruction: str) -
             })
             offered = {t["name"] for t in tools}
             for call in completion.tool_calls:
+                seen = _count(calls, archetype, call.name, call.arguments)
                 content = await _tool_result(ctx, call.name, call.arguments, offered)
+                if seen > 1:
+                    withhold = True
+                    content += (f"\n(You made this exact call {seen} times and its result is "
+                                "above. No more tools: give your final answer now.)")
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
             continue
         try:
             return parse_output(archetype.output, completion.text)
         except (ValidationError, ValueError) as exc:
-            messages.append({"role": "assistant", "content": completion.text})
-            messages.append({
-                "role": "user",
-                "content": f"That answer is not valid {archetype.output.__name__} JSON: "
-                f"{str(exc)[:500]}. Answer again with JSON only.",
-            })
+            for stale in repair:  # only the latest repair stays: they must not pile up
+                messages.remove(stale)
+            cut = (" It was cut off at the length limit: answer shorter."
+                   if completion.finish_reason == "length" else "")
+            repair = [
+                {"role": "assistant", "content": completion.text},
+                {"role": "user",
+                 "content": f"That answer is not valid {archetype.output.__name__} JSON: "
+                 f"{str(exc)[:500]}.{cut} Answer again with JSON only."},
+            ]
+            messages.extend(repair)
     raise WorkflowError(f"agent {archetype.name!r} gave no valid answer in "
                         f"{archetype.max_steps} steps")
+
+
+def _count(calls: Counter[tuple[str, str]], archetype: Archetype, name: str,
+           arguments: dict[str, Any]) -> int:
+    """How often this exact call was made; a `WorkflowError` at `REPEAT_LIMIT`."""
+    key = (name, json.dumps(arguments, sort_keys=True, default=str))
+    calls[key] += 1
+    if calls[key] >= REPEAT_LIMIT:
+        shown = key[1] if len(key[1]) <= 200 else key[1][:200] + "..."
+        raise WorkflowError(
+            f"agent {archetype.name!r} called {name}({shown}) {calls[key]} times with the same "
+            "arguments: the model is looping, so the agent stops"
+        )
+    return calls[key]
 
 
 async def _tool_result(ctx: AgentContext, name: str, arguments: dict[str, Any],

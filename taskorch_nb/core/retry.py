@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from taskorch_nb.core.clock import Clock
 from taskorch_nb.errors import (
+    CapabilityError,
     CircuitOpenError,
     ConfigurationError,
     ProviderError,
@@ -46,7 +47,7 @@ class Failure:
 
     category: str
     """timeout | connection | rate_limit | server_error | malformed | client_error |
-    bad_arguments | circuit_open | error"""
+    capability | bad_arguments | circuit_open | error"""
     transient: bool
     status: int | None = None
     retry_after: float | None = None
@@ -106,6 +107,8 @@ def classify(exc: BaseException, clock: Clock) -> Failure:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, CircuitOpenError):
         return Failure("circuit_open", False, message=message)
+    if isinstance(exc, CapabilityError):  # a refused request shape: whatever the status
+        return Failure("capability", False, exc.status, None, message)
     if isinstance(exc, ToolArgumentsError | TypeError):
         return Failure("bad_arguments", False, message=message)
     if isinstance(exc, _CALLER_ERRORS):

@@ -1,4 +1,4 @@
-"""SQLite persistence: runs, events, patterns and circuit states.
+"""SQLite persistence: runs, events, patterns, circuit states and model capabilities.
 
 Routine events (a successful tool call) are written in batches, at most
 `flush_interval` (100 ms) after the first of a batch arrived, by a timer on the
@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, id);
 CREATE TABLE IF NOT EXISTS patterns (
     signature TEXT PRIMARY KEY, record TEXT NOT NULL, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS capabilities (
+    key TEXT PRIMARY KEY, record TEXT NOT NULL, updated REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS circuits (
     name TEXT PRIMARY KEY, state TEXT NOT NULL, failures INTEGER NOT NULL,
@@ -263,6 +266,22 @@ class Store:
             name: {"state": state, "failures": failures, "opened_wall": opened}
             for name, state, failures, opened in rows
         }
+
+    # -- model capabilities ----------------------------------------------------
+
+    def save_capability(self, key: str, record: dict[str, Any], wall: float) -> None:
+        """What a model at a base URL accepts (`base_url#model`), as the provider learned it."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO capabilities (key, record, updated) VALUES (?,?,?) "
+                "ON CONFLICT(key) DO UPDATE SET record=excluded.record, updated=excluded.updated",
+                (key, dumps(record), wall),
+            )
+
+    def load_capabilities(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT key, record FROM capabilities").fetchall()
+        return {key: json.loads(record) for key, record in rows}
 
     # -- runs ------------------------------------------------------------------
 

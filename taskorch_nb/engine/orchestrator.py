@@ -141,6 +141,7 @@ class Orchestrator:
             save=lambda p: self.store.save_pattern(p.to_record(), self.clock.wall()),
             patterns=[Pattern.from_record(r) for r in self.store.load_patterns()],
         )
+        self._remember_capabilities()
         self.tools = Toolbox(clock=self.clock, emit=self.bus.emit, immune=self.immune,
                              breaker_for=self.breaker, retry=self.retry)
         for name, fn in workspace_tools().items():
@@ -175,6 +176,21 @@ class Orchestrator:
             return make_provider("simulated", clock=clock, seed=seed, latency=latency,
                                  faults=faults, responder=team_responder)
         return make_provider(provider, clock=clock)
+
+    def _remember_capabilities(self) -> None:
+        """What the provider learns about a server (request shapes, context window) is kept
+        in the store and announced once as a `model.adapted` notice."""
+        memory = getattr(self.provider, "capabilities", None)
+        if memory is None:
+            return
+        memory.load(self.store.load_capabilities())
+
+        def learned(key: str, record: dict[str, Any], reason: str) -> None:
+            self.store.save_capability(key, record, self.clock.wall())
+            self.bus.emit(Notice(type="model.adapted", message=reason,
+                                 detail={"key": key, **record}))
+
+        memory.on_learn = learned
 
     def _connect_federation(self, federation: Any) -> None:
         """Bind the client to the immune system; its HTTP exchange is a tool of its own

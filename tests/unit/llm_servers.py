@@ -53,9 +53,11 @@ Handler = Callable[[Recorded], Answer]
 class LoopbackServer:
     """A scripted HTTP server on 127.0.0.1; use as a context manager."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, get: Handler | None = None) -> None:
         self.handler = handler
+        self.get = get
         self.requests: list[Recorded] = []
+        self.gets: list[Recorded] = []
         self.stopping = threading.Event()
         server = self
 
@@ -84,6 +86,20 @@ class LoopbackServer:
                 except (BrokenPipeError, ConnectionResetError):
                     # A client that timed out has closed its end; that is the test's point.
                     return
+
+            def do_GET(self) -> None:
+                """A model list (`get` handler) or 404; kept apart from the POSTs."""
+                recorded = Recorded(method="GET", path=self.path,
+                                    headers={k.lower(): v for k, v in self.headers.items()},
+                                    body=b"")
+                server.gets.append(recorded)
+                answer = server.get(recorded) if server.get else Answer(404, {"error": "none"})
+                payload = answer.payload()
+                self.send_response(answer.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             def log_message(self, format: str, *args: Any) -> None:
                 """Keep test output clean."""
