@@ -46,6 +46,10 @@ class WorkflowContext(Protocol):
 
     async def qc(self, *, key: str) -> Any: ...
 
+    async def check_qc_runner(self) -> None:
+        """Raise `RunnerUnavailableError` now if QC could not run the tests later."""
+        ...
+
 
 Workflow = Callable[[WorkflowContext], Awaitable[WorkflowResult]]
 
@@ -78,6 +82,7 @@ def _feedback(verdict: Any) -> str:
 
 async def full_workflow(ctx: WorkflowContext) -> WorkflowResult:
     """Researcher -> Architect -> Builder (RED, GREEN) -> QC, with a fix loop."""
+    await ctx.check_qc_runner()  # before anything is paid for, not at the first QC round
     async with ctx.phase("research"):
         research = await ctx.agent("researcher", f"Task: {ctx.task}\nGather the context.",
                                    key="research")

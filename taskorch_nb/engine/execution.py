@@ -168,6 +168,12 @@ class RunContext:
         self._emit("agent.completed", agent=arch.name, detail={"step": key})
         return output
 
+    async def check_qc_runner(self) -> None:
+        """QC's test runner answers in its sandbox, or the run fails before it spends."""
+        from taskorch_nb.agents.testrunner import check_runner
+
+        await check_runner(sandbox=self.orch.sandbox)
+
     async def qc(self, *, key: str) -> QCVerdict:
         from taskorch_nb.agents.qc import QCVerdict, run_qc
 

@@ -88,3 +88,56 @@ async def test_an_interpreter_that_does_not_exist(tmp_path: Path) -> None:
     python = str(tmp_path / "no" / "python")
     with pytest.raises(RunnerUnavailableError, match="cannot start the interpreter"):
         await check_runner(python)
+
+
+class _RecordingContext:
+    """A workflow context that records what the workflow asks for, in order."""
+
+    task = "Add a cache"
+    max_rounds = 1
+    archetype = None
+
+    def __init__(self, runner_error: Exception | None) -> None:
+        self.calls: list[str] = []
+        self._runner_error = runner_error
+
+    async def check_qc_runner(self) -> None:
+        self.calls.append("check_qc_runner")
+        if self._runner_error is not None:
+            raise self._runner_error
+
+    def phase(self, name: str, round: int = 1):
+        import contextlib
+
+        calls = self.calls
+
+        @contextlib.asynccontextmanager
+        async def scope():
+            calls.append(f"phase:{name}")
+            yield
+
+        return scope()
+
+    async def agent(self, archetype: str, instruction: str, *, key: str,
+                    write_scope: str | None = None):
+        self.calls.append(f"agent:{archetype}")
+        raise RuntimeError("stop here: the order up to the first agent is what counts")
+
+    async def qc(self, *, key: str):
+        self.calls.append("qc")
+
+
+async def test_the_full_workflow_checks_qcs_runner_before_the_first_paid_step() -> None:
+    from taskorch_nb.agents.workflow import get_workflow
+    from taskorch_nb.errors import RunnerUnavailableError
+
+    broken = _RecordingContext(RunnerUnavailableError("py", "pytest is not installed",
+                                                      fix="py -m pip install pytest"))
+    with pytest.raises(RunnerUnavailableError, match="pip install pytest"):
+        await get_workflow("full")(broken)
+    assert broken.calls == ["check_qc_runner"]  # no phase started, no model paid
+
+    working = _RecordingContext(None)
+    with pytest.raises(RuntimeError, match="stop here"):
+        await get_workflow("full")(working)
+    assert working.calls[:3] == ["check_qc_runner", "phase:research", "agent:researcher"]
