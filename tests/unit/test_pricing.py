@@ -327,13 +327,13 @@ async def test_a_guarded_call_settles_genai_prices_cost(
     orch.subscribe(events.append)
     try:
         completion = await orch.complete([{"role": "user", "content": "hi"}], max_tokens=300,
-                                         guard=orch.budget)
+                                         guard=orch.session_guard)
     finally:
         orch.close()
     inp, out, read, write = usage
     assert (completion.usage.input_tokens, completion.usage.cached_tokens,
             completion.usage.cache_write_tokens) == (inp, read, write)
     expected = reference(provider.price_provider, model, inp, out, read, write)
-    assert orch.budget.spent == expected
-    assert orch.budget.report().by_model == {model: expected}
+    assert orch.session_guard.spent == expected
+    assert orch.session_guard.report().by_model == {model: expected}
     assert [e.cost for e in events if e.type == "llm.completed"] == [expected]
