@@ -2,7 +2,7 @@
 # Start a throwaway PostgreSQL on 127.0.0.1 for the hub tests, and print its URL.
 #
 #   eval "$(scripts/start-postgres.sh)"      # sets TASKORCH_TEST_PG_URL and TASKORCH_PG_DIR
-#   .venv/bin/pytest tests/unit/test_hub_*.py
+#   .venv/bin/pytest tests/unit/federation/
 #   "$TASKORCH_PG_STOP"                       # stop it and delete its data
 #
 # Installs Debian's `postgresql` when its binaries are missing (needs root), initdb's a

@@ -13,7 +13,7 @@ from taskorch_nb.core.pattern_frame import patterns_df
 from taskorch_nb.testing import FakeClock
 from taskorch_nb.tracing.frames import cost_df, events_df, spans_df
 from taskorch_nb.tracing.spans import build_spans
-from tests.unit.test_spans import self_healing_run
+from tests.unit.tracing.test_spans import self_healing_run
 
 
 def is_utc_datetime(series: pd.Series) -> bool:

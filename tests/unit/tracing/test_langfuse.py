@@ -13,7 +13,7 @@ from taskorch_nb.core.events import EventBus, Notice, RunEvent, ToolEvent, scope
 from taskorch_nb.testing import FakeClock
 from taskorch_nb.tracing.langfuse import LangfuseExporter
 from tests.langfuse_server import FakeLangfuse, HangingServer, ReceivedSpan, closed_port
-from tests.unit.test_spans import self_healing_run
+from tests.unit.tracing.test_spans import self_healing_run
 
 pytest.importorskip("langfuse")
 

@@ -15,8 +15,8 @@ from taskorch_nb.llm.capabilities import (
     refused_feature,
 )
 from taskorch_nb.llm.openai import OpenAIProvider
+from tests.unit.llm.test_openai import JSON_SCHEMA, LLAMA_CPP_500, llama_cpp_like
 from tests.unit.llm_servers import Answer, LoopbackServer, Recorded
-from tests.unit.test_llm_openai import JSON_SCHEMA, LLAMA_CPP_500, llama_cpp_like
 
 #: Bodies seen from real servers (llama-cpp-python 0.3.36 here; OpenAI's documented errors).
 NULL_CONTENT_500 = (
