@@ -6,7 +6,6 @@ The failure tests run against both HTTP providers on real loopback servers.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
 
@@ -16,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskorch_nb.errors import (
-    ConfigurationError,
     ProviderError,
     ProviderResponseError,
     ProviderTimeoutError,
@@ -26,10 +24,7 @@ from taskorch_nb.llm import (
     AnthropicProvider,
     OpenAIProvider,
     Provider,
-    SimulatedProvider,
     estimate_input_tokens,
-    make_provider,
-    registry,
 )
 from taskorch_nb.llm.base import HTTPProvider, unfence
 from taskorch_nb.llm.simulated import count_input_tokens
@@ -222,69 +217,6 @@ def test_a_provider_survives_a_new_event_loop(kind: str, make: Callable[..., HTT
         second = asyncio.run(call(provider))
     assert first.text == second.text == "Hello!"
     assert len(server.requests) == 2
-
-
-# --- make_provider -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def no_keys(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(registry, "_announced", set())
-    return monkeypatch
-
-
-def test_make_provider_by_name(no_keys: pytest.MonkeyPatch) -> None:
-    clock = FakeClock()
-    sim = make_provider("simulated", clock=clock, seed=3, latency=0.5)
-    assert isinstance(sim, SimulatedProvider)
-    assert (sim.clock, sim.seed, sim.latency) == (clock, 3, 0.5)
-    assert sim.chosen_because == "requested by name 'simulated'"
-    openai = make_provider(" OpenAI ", api_key="k", base_url="http://127.0.0.1:9/v1")
-    assert isinstance(openai, OpenAIProvider)
-    anthropic = make_provider("anthropic", api_key="k", timeout=5.0)
-    assert isinstance(anthropic, AnthropicProvider)
-    assert anthropic.timeout == 5.0
-
-
-def test_unknown_name_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigurationError, match="simulated, openai, anthropic, auto"):
-        make_provider("gemini")
-
-
-def test_unknown_option_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match="seed"):
-        make_provider("openai", api_key="k", seed=1)
-
-
-@pytest.mark.parametrize(
-    ("env", "chosen", "why"),
-    [
-        ({"OPENAI_API_KEY": "sk-1", "ANTHROPIC_API_KEY": "sk-2"}, OpenAIProvider, "OPENAI_API_KEY"),
-        ({"ANTHROPIC_API_KEY": "sk-2"}, AnthropicProvider, "ANTHROPIC_API_KEY is set"),
-        ({"OPENAI_API_KEY": ""}, SimulatedProvider, "neither"),
-    ],
-)
-def test_auto_follows_the_environment(
-    no_keys: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-    env: dict[str, str],
-    chosen: type,
-    why: str,
-) -> None:
-    for name, value in env.items():
-        no_keys.setenv(name, value)
-    with caplog.at_level(logging.INFO, logger="taskorch_nb.llm"):
-        provider = make_provider("auto")
-        again = make_provider("auto")
-    assert isinstance(provider, chosen)
-    assert provider.chosen_because.startswith("auto: ")
-    assert why in provider.chosen_because
-    assert again.chosen_because == provider.chosen_because
-    logged = [r.getMessage() for r in caplog.records if r.name == "taskorch_nb.llm"]
-    assert len(logged) == 1
-    assert why in logged[0]
 
 
 # -- code fences -----------------------------------------------------------------------------
