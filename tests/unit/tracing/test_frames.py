@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from taskorch_nb.core.events import BudgetEvent, Event, EventBus, LLMEvent, scope
-from taskorch_nb.core.pattern_frame import patterns_df
 from taskorch_nb.testing import FakeClock
 from taskorch_nb.tracing.frames import cost_df, events_df, spans_df
 from taskorch_nb.tracing.spans import build_spans
@@ -123,32 +122,6 @@ def test_cost_df_running_total_and_limit(events: list[Event]) -> None:
     assert df["input_tokens"].dtype == "Int64"
     assert is_utc_datetime(df["time"])
     assert len(cost_df([])) == 0
-
-
-def test_patterns_df() -> None:
-    records = [
-        {"name": "search_api_timeout", "signature": "abc", "tool": "search_api",
-         "category": "timeout", "occurrences": 3, "first_seen": FakeClock.EPOCH,
-         "last_seen": FakeClock.EPOCH + 60, "fallback": "cached_search",
-         "prompt": "use the cache", "applied": 2, "recovered": 2, "source": "local",
-         "known": True, "demoted": False, "note": {"x": 1}},
-        {"name": "llm_rate_limit", "signature": "def", "tool": "llm", "category": "rate_limit"},
-    ]
-    df = patterns_df(records)
-    for name in ("name", "signature", "tool", "category", "occurrences", "first_seen",
-                 "last_seen", "fallback", "corrective_prompt", "applied", "recovered",
-                 "source", "known", "demoted"):
-        assert name in df.columns
-    assert df["corrective_prompt"].iloc[0] == "use the cache"
-    assert df["occurrences"].dtype == "Int64"
-    assert df["occurrences"].isna().tolist() == [False, True]
-    assert is_utc_datetime(df["last_seen"])
-    assert df["last_seen"].iloc[0] == pd.Timestamp("2026-01-01 00:01", tz="UTC")
-    assert pd.isna(df["first_seen"].iloc[1])
-    assert df["known"].tolist()[0] is True
-    assert pd.isna(df["known"].iloc[1])
-    assert df["note"].iloc[0] == {"x": 1}
-    assert len(patterns_df([]).columns) >= 14
 
 
 @dataclass(slots=True, kw_only=True)
