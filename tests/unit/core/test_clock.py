@@ -1,267 +1,13 @@
-"""One source of time: RealClock hands out the stdlib primitives, FakeClock jumps like trio's
-MockClock(autojump_threshold=0) and holds still while real work it started runs in a thread."""
+"""One source of time: RealClock hands out the stdlib primitives (FakeClock is tested with
+the test kit, in tests/unit/test_testing.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
+import time
 
-import pytest
-
-from taskorch_nb import FakeClock as FacadeFakeClock
 from taskorch_nb.core.clock import RealClock
-from taskorch_nb.testing import FakeClock
-
-
-async def idle_loop() -> None:
-    """Let the event loop block in its selector once (a real thread round trip)."""
-    await asyncio.to_thread(lambda: None)
-
-
-def test_one_home_for_the_fake_clock() -> None:
-    assert FacadeFakeClock is FakeClock
-    assert FakeClock.__module__ == "taskorch_nb.testing"
-    assert FakeClock().now() == 0.0
-
-
-# -- autojump ----------------------------------------------------------------------------
-
-
-async def test_concurrent_sleepers_end_at_the_latest_deadline_not_the_sum() -> None:
-    clock = FakeClock()
-    woke: list[tuple[str, float]] = []
-
-    async def sleeper(name: str, seconds: float) -> None:
-        await clock.sleep(seconds)
-        woke.append((name, clock.now()))
-
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(sleeper("four", 4.0))
-        tg.create_task(sleeper("two", 2.0))
-    assert woke == [("two", 2.0), ("four", 4.0)]
-    assert clock.now() == 4.0
-    assert sorted(clock.slept) == [2.0, 4.0]
-
-
-async def test_a_lone_sleep_returns_at_once_after_advancing_by_its_length() -> None:
-    clock = FakeClock(start=10.0)
-    await clock.sleep(2.0)
-    await clock.sleep(4.0)
-    await clock.sleep(0)
-    await clock.sleep(-1)  # a negative wait is no wait
-    assert clock.now() == 16.0
-    assert clock.slept == [2.0, 4.0, 0.0, 0.0]
-    assert clock.wall() == FakeClock.EPOCH + 16.0
-
-
-async def test_advance_wakes_what_falls_due_and_never_goes_back() -> None:
-    clock = FakeClock()
-    sleeper = asyncio.create_task(clock.sleep(30.0))
-    await asyncio.sleep(0)  # the sleeper is waiting; nothing idles the loop yet
-    clock.advance(30.0)
-    await sleeper
-    assert clock.now() == 30.0
-    with pytest.raises(ValueError, match="backwards"):
-        clock.advance(-1)
-
-
-async def test_a_cancelled_sleep_leaves_no_deadline_behind() -> None:
-    clock = FakeClock()
-    task = asyncio.create_task(clock.sleep(100.0))
-    await asyncio.sleep(0)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await clock.sleep(1.0)
-    assert clock.now() == 1.0  # the jump went to 1 s, not to the abandoned 100 s
-
-
-# -- timeouts ----------------------------------------------------------------------------
-
-
-async def test_a_stuck_block_times_out_at_its_deadline_in_fake_time() -> None:
-    clock = FakeClock()
-    with pytest.raises(TimeoutError):
-        async with clock.timeout(5.0) as scope:
-            await asyncio.Event().wait()
-    assert scope.expired()
-    assert clock.now() == 5.0
-
-
-async def test_a_block_that_ends_in_time_is_left_alone() -> None:
-    clock = FakeClock()
-    async with clock.timeout(5.0) as scope:
-        await clock.sleep(1.0)
-    assert not scope.expired()
-    await clock.sleep(10.0)  # the spent deadline neither fires nor stops the jump at 5 s
-    assert clock.now() == 11.0
-
-
-async def test_a_timeout_cuts_a_longer_sleep_short() -> None:
-    clock = FakeClock()
-    with pytest.raises(TimeoutError):
-        async with clock.timeout(3.0):
-            await clock.sleep(10.0)
-    assert clock.now() == 3.0
-    with pytest.raises(TimeoutError):
-        async with clock.timeout(2.0):
-            await clock.sleep(math.inf)  # an endless wait never makes the clock jump to it
-    assert clock.now() == 5.0
-
-
-async def test_nested_timeouts_belong_to_their_own_block() -> None:
-    clock = FakeClock()
-    async with clock.timeout(10.0) as outer:
-        with pytest.raises(TimeoutError):
-            async with clock.timeout(1.0):
-                await clock.sleep(5.0)
-        await clock.sleep(2.0)
-    assert not outer.expired()
-    assert clock.now() == 3.0
-
-
-async def test_no_timeout_and_a_spent_timeout() -> None:
-    clock = FakeClock()
-    async with clock.timeout(None):
-        await clock.sleep(100.0)
-    with pytest.raises(TimeoutError):
-        async with clock.timeout(0):
-            await asyncio.Event().wait()
-    assert clock.now() == 100.0  # spent before it began: no time passes
-
-
-# -- real work in a thread ---------------------------------------------------------------
-
-
-async def test_the_clock_holds_still_while_its_thread_works() -> None:
-    """The hazard: the loop looks idle while a sync tool works; a naive jump would fire the
-    5 s timeout at once. Work started through `clock.to_thread` holds the clock."""
-    clock = FakeClock()
-    started, release = threading.Event(), threading.Event()
-
-    def blocking() -> str:
-        started.set()
-        release.wait()
-        return "done"
-
-    async def guarded() -> str:
-        async with clock.timeout(5.0):
-            return await clock.to_thread(blocking)
-
-    call = asyncio.create_task(guarded())
-    await asyncio.to_thread(started.wait)
-    for _ in range(3):
-        await idle_loop()
-    assert not call.done()
-    assert clock.now() == 0.0
-    release.set()
-    assert await call == "done"
-    assert clock.now() == 0.0
-
-
-async def test_a_thread_the_clock_did_not_start_does_not_hold_it() -> None:
-    """The documented other side of the rule: real waits the clock cannot see count as idle."""
-    clock = FakeClock()
-    release = threading.Event()
-    with pytest.raises(TimeoutError):
-        async with clock.timeout(5.0):
-            await asyncio.to_thread(release.wait)
-    assert clock.now() == 5.0
-    release.set()
-
-
-async def test_advance_still_expires_a_timeout_around_thread_work() -> None:
-    clock = FakeClock()
-    release = threading.Event()
-
-    def blocking() -> None:
-        clock.advance(5.0)  # from the worker thread: the loop is told thread-safely
-        release.wait()
-
-    try:
-        with pytest.raises(TimeoutError):
-            async with clock.timeout(5.0):
-                await clock.to_thread(blocking)
-    finally:
-        release.set()
-    assert clock.now() == 5.0
-
-
-async def test_to_thread_passes_arguments_context_and_errors() -> None:
-    clock = FakeClock()
-
-    def divide(a: int, *, by: int) -> float:
-        assert threading.current_thread() is not threading.main_thread()
-        return a / by
-
-    assert await clock.to_thread(divide, 6, by=3) == 2.0
-    with pytest.raises(ZeroDivisionError):
-        await clock.to_thread(divide, 1, by=0)
-    await clock.sleep(1.0)  # the finished threads released the clock
-    assert clock.now() == 1.0
-
-
-# -- timers --------------------------------------------------------------------------------
-
-
-def test_timers_fire_when_time_passes_them_in_the_advancing_thread() -> None:
-    clock = FakeClock()
-    fired: list[tuple[str, float, str]] = []
-
-    def note(name: str) -> None:
-        fired.append((name, clock.now(), threading.current_thread().name))
-
-    clock.call_later(0.5, lambda: note("flush"))
-    clock.call_later(0.75, lambda: note("second"))
-    cancelled = clock.call_later(0.25, lambda: note("never"))
-    cancelled.cancel()
-    clock.advance(0.25)
-    assert fired == []
-    clock.advance(1.0)
-    here = threading.current_thread().name
-    assert fired == [("flush", 0.5, here), ("second", 0.75, here)]  # each at its own time
-    assert clock.now() == 1.25
-
-
-def test_every_due_timer_fires_and_every_error_is_raised() -> None:
-    clock = FakeClock()
-    fired: list[int] = []
-
-    def boom() -> None:
-        raise RuntimeError("timer failed")
-
-    clock.call_later(1, boom)
-    clock.call_later(2, lambda: fired.append(2))
-    with pytest.raises(RuntimeError, match="timer failed"):
-        clock.advance(5)
-    assert fired == [2]
-    clock.call_later(1, boom)
-    clock.call_later(1, boom)
-    with pytest.raises(ExceptionGroup) as group:
-        clock.advance(1)
-    assert len(group.value.exceptions) == 2
-
-
-async def test_timers_never_make_the_clock_jump_but_ride_along() -> None:
-    clock = FakeClock()
-    fired: list[float] = []
-    clock.call_later(0.5, lambda: fired.append(clock.now()))
-    clock.call_later(60.0, lambda: fired.append(clock.now()))
-    await idle_loop()
-    assert (clock.now(), fired) == (0.0, [])  # nothing but timers: no jump
-    await clock.sleep(1.0)
-    assert (clock.now(), fired) == (1.0, [0.5])
-
-
-def test_many_cancelled_timers_do_not_pile_up() -> None:
-    clock = FakeClock()
-    for _ in range(10_000):
-        clock.call_later(1.0, lambda: None).cancel()
-    assert len(clock._heap) <= 128
-
-
-# -- the real clock ------------------------------------------------------------------------
 
 
 async def test_real_clock_hands_out_the_stdlib_primitives() -> None:
@@ -277,3 +23,20 @@ async def test_real_clock_hands_out_the_stdlib_primitives() -> None:
     cancelled = threading.Event()
     clock.call_later(3600, cancelled.set).cancel()
     assert not cancelled.is_set()
+
+
+def test_the_real_clock_reads_the_machines_clocks() -> None:
+    clock = RealClock()
+    assert clock.now is time.monotonic  # the hot path pays no wrapper
+    assert clock.wall is time.time
+    assert repr(clock) == "RealClock()"
+
+
+def test_a_real_timer_is_a_daemon_so_a_pending_flush_never_holds_the_interpreter() -> None:
+    timer = RealClock().call_later(3600, lambda: None)
+    try:
+        assert isinstance(timer, threading.Timer)
+        assert timer.daemon
+        assert timer.name == "taskorch-timer"
+    finally:
+        timer.cancel()
