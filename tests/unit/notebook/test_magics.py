@@ -335,21 +335,3 @@ def test_analysis_helpers_on_a_failing_run(shell, tmp_path) -> None:
     assert table["status"].tolist() == ["COMPLETED", "FAILED"]
     assert table["retries"].tolist() == [0, 2]
     orch.close()
-
-
-def test_report_is_one_offline_file(tmp_path) -> None:
-    import plotly.graph_objects as go
-
-    from taskorch_nb.report import write_report
-
-    figure = go.Figure(go.Bar(x=["a"], y=[1]))
-    path = write_report(tmp_path / "out" / "r.html",
-                        [("Charts", [figure, "a note", figure]), ("Text", "only words")])
-    page = path.read_text()
-    assert page.count("<script src=") == 0  # plotly.js is inline, not from a CDN
-    assert page.count("Plotly.newPlot") >= 2
-    assert "<h2>Charts</h2>" in page
-    assert "<p>only words</p>" in page
-    with pytest.raises(TypeError, match="Plotly figure or a str"):
-        write_report(tmp_path / "bad.html", [("x", [42])])
-    assert not (tmp_path / "bad.html").exists()
