@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from taskorch_nb.core.store import Store
 from taskorch_nb.errors import ConfigurationError, SandboxError, SandboxUnavailableError
 from taskorch_nb.sandbox import ESCAPES, Sandbox, SandboxWarning, jail, jail_status
 from taskorch_nb.sandbox.bubblewrap import probe_jail
-from taskorch_nb.sandbox.limits import Limits, pids_cgroup_base
+from taskorch_nb.sandbox.limits import pids_cgroup_base
 from tests.unit.procs import processes_with, wait_until_gone, wait_until_running
 
 ENGINES = ["bubblewrap", "rlimits"]
@@ -544,15 +543,6 @@ async def test_a_jail_that_cannot_start_says_why(ws: Path, tmp_path: Path) -> No
     extra.rmdir()  # gone between the check and the run: bwrap cannot bind it
     with pytest.raises(SandboxUnavailableError, match="bubblewrap did not start the code"):
         await sandbox.run([sys.executable, "-c", "pass"])
-
-
-def test_limits_leave_nproc_alone_where_the_users_processes_cannot_be_counted() -> None:
-    limits = Limits(cpu_seconds=5, memory_mb=64, max_processes=16)
-    counted = {kind: soft for kind, soft, _ in limits.rlimits(nproc_extra=100)}
-    uncounted = {kind for kind, _, _ in limits.rlimits(nproc_extra=None)}
-    assert counted[resource.RLIMIT_NPROC] == min(116, resource.getrlimit(resource.RLIMIT_NPROC)[1])
-    assert resource.RLIMIT_NPROC not in uncounted
-    assert set(counted) - uncounted == {resource.RLIMIT_NPROC}
 
 
 def _kill(marker: str) -> None:
