@@ -1,0 +1,41 @@
+"""The demo report's charts: which figures each flow gets, drawn from what the flow measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly.graph_objects as go
+import pytest
+
+from taskorch_nb.demo.figures import figures_for
+from taskorch_nb.demo.flows import FlowResult, flow2_budget, flow4_federation
+
+
+async def test_the_federation_flow_draws_its_calls_and_patterns(tmp_path: Path) -> None:
+    result = await flow4_federation(tmp_path, hub=False)
+    calls, patterns = figures_for(result)
+    assert isinstance(calls, go.Figure)
+    assert isinstance(patterns, go.Figure)
+    bar = calls.data[0]
+    assert list(bar.x) == ["A (learned)", "B (federated)"]
+    assert list(bar.y) == [3, 1]
+    assert list(bar.marker.color) == ["#c62828", "#2e7d32"]
+    assert calls.layout.title.text == "Calls to the failing tool"
+
+
+async def test_the_budget_flow_draws_its_burn_against_the_limit(tmp_path: Path) -> None:
+    [burn] = figures_for(await flow2_budget(tmp_path))
+    assert isinstance(burn, go.Figure)
+    assert len(burn.data) >= 1
+
+
+def test_the_before_after_flow_draws_both_bills() -> None:
+    result = FlowResult(7, "before/after", True, data={"costs": {"naive": 4.2, "taskorch": 0.3}})
+    [figure] = figures_for(result)
+    assert list(figure.data[0].y) == [4.2, 0.3]
+    assert figure.layout.yaxis.title.text == "USD"
+
+
+@pytest.mark.parametrize("number", [3, 5, 6, 8])
+def test_a_flow_without_runs_or_an_unknown_one_gets_no_figure(number: int) -> None:
+    assert figures_for(FlowResult(number, "t", False)) == []
