@@ -265,19 +265,23 @@ class Store:
             _held.reset(token)
             held.open = False  # a task that outlives the block records normally
             if held.events:
-                with self._flush_lock:
-                    self._write_events(self._take_pending() + self._take_held(held))
+                self._write_held(held)
+
+    def _write_held(self, held: Held, run: tuple[Any, ...] | None = None) -> None:
+        """The pending batch, then `held`, (and `run`) in one transaction; on failure
+        both stay where they were, so nothing is lost."""
+        with self._flush_lock:  # the pending batch first: the table keeps the order
+            batch = self._take_pending()
+            try:
+                self._write_events(batch + held.events, run=run)
+            except BaseException:
+                self._pending.extendleft(reversed(batch))
+                raise
+            held.events = []
 
     def _take_pending(self) -> list[Event]:
         pending = self._pending
         return [pending.popleft() for _ in range(len(pending))]
-
-    @staticmethod
-    def _take_held(held: Held | None) -> list[Event]:
-        if held is None:
-            return []
-        events, held.events = held.events, []
-        return events
 
     def _write_events(self, events: Iterable[Event],
                       run: tuple[Any, ...] | None = None) -> None:
@@ -380,8 +384,7 @@ class Store:
             return
         if held.store is not self:
             raise ValueError("these events are held by another store")
-        with self._flush_lock:  # the pending batch first: the table keeps the order
-            self._write_events(self._take_pending() + self._take_held(held), run=row)
+        self._write_held(held, run=row)
 
     def load_run(self, run_id: str) -> dict[str, Any] | None:
         with self._lock:

@@ -9,6 +9,7 @@ the run from the store. The ledger of `budget.settled` events must then equal
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -17,7 +18,9 @@ from decimal import Decimal
 
 import pytest
 
-from taskorch_nb import FakeClock, Orchestrator, RunStatus
+from taskorch_nb import FakeClock, Orchestrator, RunStatus, register_workflow
+from taskorch_nb.agents.workflow import WorkflowResult
+from taskorch_nb.core.retry import RetryPolicy
 from taskorch_nb.core.store import Store
 
 TASK = "Add user authentication"
@@ -110,3 +113,77 @@ async def test_kill_at_each_settlement_pays_each_call_once(tmp_path, clean, nth,
         assert sum(ledger(orch.store, run_id)) == run.cost.spent == cost
     finally:
         orch.close()
+
+
+class LedgerChecked(Store):
+    """Test-only: after every write that makes a settlement durable, notes what a kill
+    there would leave: the stored checkpoint's spend, the ledger, the journal."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: list[tuple[Decimal, Decimal, list[str]]] = []
+
+    def _write_events(self, events, *args, **kwargs) -> None:
+        events = list(events)
+        super()._write_events(events, *args, **kwargs)
+        for run_id in {e.run_id for e in events if e.type == "budget.settled"}:
+            row = self.load_run(run_id)
+            checkpoint = (row or {"data": {}})["data"].get("checkpoint") or {}
+            spent = Decimal(checkpoint.get("budget", {}).get("spent", "0"))
+            with self._lock:
+                records = self._db.execute(
+                    "SELECT record FROM events WHERE run_id = ? AND type = 'budget.settled'",
+                    (run_id,)).fetchall()
+            paid = sum((Decimal(json.loads(r[0])["amount"]) for r in records), Decimal(0))
+            self.seen.append((spent, paid, sorted(checkpoint.get("journal", {}))))
+
+
+async def test_every_durable_settlement_is_in_the_checkpoint_that_journals_its_call(
+        tmp_path) -> None:
+    clock = FakeClock()
+    store = LedgerChecked(tmp_path / "t.db", clock=clock)
+    orch = Orchestrator(store=store, clock=clock)
+    run = await orch.run(TASK, workspace=tmp_path / "ws")
+    assert run.status is RunStatus.COMPLETED, run.error
+    assert len(store.seen) == SETTLEMENTS
+    for n, (spent, paid, journal) in enumerate(store.seen, 1):
+        assert spent == paid  # what a resumed run believes it spent is what the ledger says
+        assert len([k for k in journal if k.endswith(":llm")]) == n  # each paid call replays
+    assert store.seen[-1][1] == run.cost.spent
+    orch.close()
+
+
+async def test_metered_tool_settlements_are_saved_with_their_journal_entry(tmp_path) -> None:
+    clock = FakeClock()
+    store = LedgerChecked(tmp_path / "t.db", clock=clock)
+    orch = Orchestrator(store=store, clock=clock)
+    failures = iter([ConnectionError("reset by peer")])
+
+    @orch.tool(name="paid_search", cost="0.01")
+    def paid_search(query: str) -> str:
+        return f"found {query}"
+
+    @orch.tool(name="flaky_lookup", cost="0.02", retry=RetryPolicy(initial_wait=1, jitter=0))
+    def flaky_lookup(key: str) -> str:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure  # billed all the same: a metered API charges failed requests
+        return key.upper()
+
+    async def paid_tools(ctx) -> WorkflowResult:
+        async with ctx.phase("research"):
+            found = await ctx.call_tool("paid_search", {"query": "auth"})
+            looked_up = await ctx.call_tool("flaky_lookup", {"key": "otp"})
+        return WorkflowResult(output=f"{found}; {looked_up}")
+
+    register_workflow("test-paid-tools", paid_tools)
+    run = await orch.run(TASK, workflow="test-paid-tools", workspace=tmp_path / "ws")
+    assert run.status is RunStatus.COMPLETED, run.error
+    assert run.output == "found auth; OTP"
+    # paid_search once, flaky_lookup twice (failed + retried); each durable write keeps
+    # the checkpoint's spend equal to the ledger, and carries the call's journal entry.
+    assert [(s, p) for s, p, _ in store.seen] == [
+        (Decimal("0.01"), Decimal("0.01")), (Decimal("0.05"), Decimal("0.05"))]
+    assert [j for _, _, j in store.seen] == [[":1:tool"], [":1:tool", ":2:tool"]]
+    assert run.cost.spent == Decimal("0.05") == sum(ledger(store, run.id))
+    orch.close()
