@@ -138,9 +138,12 @@ class RunContext:
         with self.orch.store.holding() as held:
             try:
                 yield
-            finally:
-                if held or always_save:
+            except BaseException:
+                if held:
                     self._save(held)
+                raise
+            if held or always_save:
+                self._save(held)
 
     def _journal(self) -> dict[str, Any]:
         return self.run.checkpoint["journal"]
