@@ -7,17 +7,25 @@ transitions, learned patterns) is written at once in its own transaction. A
 killed process loses at most the last 100 ms of routine events. The timer is
 armed only while events wait, so an idle store costs no thread, and under a
 `FakeClock` the batch is written when fake time passes the interval.
+
+Money settled for a run's call is the exception that proves the rule: inside
+`holding()` it waits for the run's checkpoint that records the call, and
+`save_run(..., held=...)` writes both in one transaction. A kill then leaves
+either both (resume replays the call) or neither (resume makes it again and
+pays it once): never a settlement whose call a resumed run repeats.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -56,8 +64,18 @@ _DURABLE_TYPES = frozenset(
      "pattern.learned", "pattern.recovered", "pattern.demoted", "pattern.merged"}
 )
 
+#: Settled money: inside `holding()` it waits for the checkpoint that records its call.
+_MONEY_TYPES = frozenset({"budget.settled", "budget.overspent"})
+
 FLUSH_INTERVAL = 0.1
 _MULTI_ROW_LIMIT = 64
+
+
+_UPSERT_RUN = (
+    "INSERT INTO runs (id, task, workflow, status, created, updated, pid, data) "
+    "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+    "status=excluded.status, updated=excluded.updated, pid=excluded.pid, data=excluded.data"
+)
 
 
 @functools.cache
@@ -111,6 +129,31 @@ def _decode_event(text: str) -> Event:
 
 def is_durable(event_type: str) -> bool:
     return event_type in _DURABLE_TYPES or event_type.startswith(_DURABLE_PREFIXES)
+
+
+class Held:
+    """Events that wait for the run checkpoint they become durable with (see `Store.holding`)."""
+
+    __slots__ = ("events", "open", "store")
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.events: list[Event] = []
+        self.open = True
+
+    def take(self, event: Event) -> bool:
+        """Hold `event` if it is settled money or comes after some (the table keeps order)."""
+        if self.open and (self.events or event.type in _MONEY_TYPES):
+            self.events.append(event)
+            return True
+        return False
+
+    def __bool__(self) -> bool:
+        return bool(self.events)
+
+
+#: The hold of the paid call the current task (or thread it started) is making.
+_held: ContextVar[Held | None] = ContextVar("taskorch_store_held", default=None)
 
 
 def _open(path: str) -> sqlite3.Connection:
@@ -173,7 +216,11 @@ class Store:
     # -- events ----------------------------------------------------------------
 
     def record(self, event: Event) -> None:
-        """Bus subscriber: durable events at once, routine ones in the next batch."""
+        """Bus subscriber: durable events at once, routine ones in the next batch; inside
+        `holding()`, settled money and what follows it wait for `save_run(held=...)`."""
+        held = _held.get()
+        if held is not None and held.store is self and held.take(event):
+            return
         self._pending.append(event)
         if is_durable(event.type):
             self.flush()  # with what came before it, so the table keeps the order
@@ -186,8 +233,7 @@ class Store:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
-        pending = self._pending
-        batch = [pending.popleft() for _ in range(len(pending))]
+        batch = self._take_pending()
         if batch:
             self._write_events(batch)
 
@@ -205,15 +251,56 @@ class Store:
             if not self._closed:
                 self._flush_locked()
 
-    def _write_events(self, events: Iterable[Event]) -> None:
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[Held]:
+        """Hold the money a paid call settles (and the events after it) in this context,
+        until `save_run(..., held=...)` writes it with the checkpoint that records the
+        call. Held events nobody saved are written at once when the block ends: money
+        is never dropped."""
+        held = Held(self)
+        token = _held.set(held)
+        try:
+            yield held
+        finally:
+            _held.reset(token)
+            held.open = False  # a task that outlives the block records normally
+            if held.events:
+                self._write_held(held)
+
+    def _write_held(self, held: Held, run: tuple[Any, ...] | None = None) -> None:
+        """The pending batch, then `held`, (and `run`) in one transaction; on failure
+        both stay where they were, so nothing is lost."""
+        with self._flush_lock:  # the pending batch first: the table keeps the order
+            batch = self._take_pending()
+            try:
+                self._write_events(batch + held.events, run=run)
+            except BaseException:
+                self._pending.extendleft(reversed(batch))
+                raise
+            held.events = []
+
+    def _take_pending(self) -> list[Event]:
+        pending = self._pending
+        return [pending.popleft() for _ in range(len(pending))]
+
+    def _write_events(self, events: Iterable[Event],
+                      run: tuple[Any, ...] | None = None) -> None:
+        """Insert `events` (and upsert the `run` row) in one transaction."""
         rows = [(e.run_id, e.seq, e.type, e.ts, e.wall, _encode_event(e)) for e in events]
         with self._lock:
-            if len(rows) <= _MULTI_ROW_LIMIT:
+            if run is None and 0 < len(rows) <= _MULTI_ROW_LIMIT:
                 # One statement is one transaction: a third of the calls of BEGIN/COMMIT.
                 self._db.execute(_insert_sql(len(rows)), [v for row in rows for v in row])
                 return
             self._db.execute("BEGIN")
-            self._db.executemany(_insert_sql(1), rows)
+            try:
+                if rows:
+                    self._db.executemany(_insert_sql(1), rows)
+                if run is not None:
+                    self._db.execute(_UPSERT_RUN, run)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             self._db.execute("COMMIT")
 
     def events(self, run_id: str | None = None) -> list[Event]:
@@ -286,16 +373,18 @@ class Store:
     # -- runs ------------------------------------------------------------------
 
     def save_run(self, run_id: str, *, task: str, workflow: str | None, status: str,
-                 wall: float, data: dict[str, Any] | None = None) -> None:
-        """Insert or update a run's row in its own transaction."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO runs (id, task, workflow, status, created, updated, pid, data) "
-                "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-                "status=excluded.status, updated=excluded.updated, pid=excluded.pid, "
-                "data=excluded.data",
-                (run_id, task, workflow, status, wall, wall, os.getpid(), dumps(data or {})),
-            )
+                 wall: float, data: dict[str, Any] | None = None,
+                 held: Held | None = None) -> None:
+        """Insert or update a run's row in its own transaction; with `held` (from
+        `holding()`), its events and those pending before them join that transaction."""
+        row = (run_id, task, workflow, status, wall, wall, os.getpid(), dumps(data or {}))
+        if held is None or not held.events:
+            with self._lock:
+                self._db.execute(_UPSERT_RUN, row)
+            return
+        if held.store is not self:
+            raise ValueError("these events are held by another store")
+        self._write_held(held, run=row)
 
     def load_run(self, run_id: str) -> dict[str, Any] | None:
         with self._lock:

@@ -5,14 +5,16 @@ immune system), runs the safety checks before every agent step, emits the
 phase/agent/QC events, and keeps the run's checkpoint: the typed output of
 every finished agent and a journal of every model and tool call, so a resumed
 run replays what it already paid for instead of repeating it. Every paid call
-it makes names the run's guard; the corrective prompts of the strategies taken
-for its tool calls come straight back to it.
+it makes names the run's guard, and the money it settles becomes durable in one
+transaction with the checkpoint that journals the call (`Store.holding`): a
+kill at any instant leaves a ledger equal to the run's cost. The corrective
+prompts of the strategies taken for its tool calls come straight back to it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
 from dataclasses import replace
 from decimal import Decimal
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from taskorch_nb.agents.qc import QCVerdict
+    from taskorch_nb.core.store import Held, Store
     from taskorch_nb.engine.run import Run
 
 
@@ -44,6 +47,7 @@ class Services(Protocol):
     """The guarded calls a run works through (the Orchestrator provides them)."""
 
     bus: EventBus
+    store: Store
     tools: Toolbox
     immune: ImmuneSystem
     qc_timeout: float
@@ -105,7 +109,7 @@ class RunContext:
     """The workflow's and the agents' only door to the world during one run."""
 
     def __init__(self, orch: Services, run: Run, *, workspace: Workspace,
-                 save: Callable[[Run], None]) -> None:
+                 save: Callable[..., None]) -> None:
         self.orch = orch
         self.run = run
         self.workspace = workspace
@@ -120,9 +124,26 @@ class RunContext:
 
     # -- checkpoint ------------------------------------------------------------------
 
-    def _save(self) -> None:
+    def _save(self, held: Held | None = None) -> None:
+        """The checkpoint (with the guard's state), and in the same transaction the
+        money `held` back while the call it paid for was journaled."""
         self.run.checkpoint["budget"] = self.run.guard.checkpoint()
-        self._save_run(self.run)
+        self._save_run(self.run, held=held)
+
+    @contextlib.contextmanager
+    def _paid(self, *, always_save: bool) -> Iterator[None]:
+        """Around one paid call: its settlements wait for the checkpoint that journals it
+        (set the journal entry inside the block). A call that fails after paying is
+        saved too, so the guard's state never lags the ledger."""
+        with self.orch.store.holding() as held:
+            try:
+                yield
+            except BaseException:
+                if held:
+                    self._save(held)
+                raise
+            if held or always_save:
+                self._save(held)
 
     def _journal(self) -> dict[str, Any]:
         return self.run.checkpoint["journal"]
@@ -225,13 +246,13 @@ class RunContext:
         saved = self._journal().get(key)
         if saved is not None:
             return _completion_from(saved)
-        completion = await self.orch.complete(
-            messages, model=archetype.model, max_tokens=archetype.max_tokens, tools=tools,
-            response_format=response_format, temperature=archetype.temperature,
-            guard=self.run.guard,
-        )
-        self._journal()[key] = _completion_record(completion)
-        self._save()
+        with self._paid(always_save=True):
+            completion = await self.orch.complete(
+                messages, model=archetype.model, max_tokens=archetype.max_tokens, tools=tools,
+                response_format=response_format, temperature=archetype.temperature,
+                guard=self.run.guard,
+            )
+            self._journal()[key] = _completion_record(completion)
         return completion
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
@@ -245,10 +266,13 @@ class RunContext:
                 raise SandboxError(path, "the RED step writes tests only; code comes next")
         # The model's arguments are the tool's, whatever their names: guard and prompts
         # travel beside them.
-        result = await self.orch.tools.call(name, arguments, guard=self.run.guard,
-                                            prompts=self._prompts)
-        journal[key] = result if isinstance(result, str | int | float | list | dict) else str(
-            result)
+        # A metered tool's settlements are saved with its journal entry; a free one is
+        # journaled with the next save (replaying it again costs nothing).
+        with self._paid(always_save=False):
+            result = await self.orch.tools.call(name, arguments, guard=self.run.guard,
+                                                prompts=self._prompts)
+            journal[key] = result if isinstance(result, str | int | float | list | dict) else (
+                str(result))
         return result
 
     def tool_schemas(self, names: tuple[str, ...]) -> list[dict]:

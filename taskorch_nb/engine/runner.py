@@ -22,7 +22,7 @@ from taskorch_nb.errors import BudgetExceededError, ConfigurationError, Workflow
 
 if TYPE_CHECKING:
     from taskorch_nb.core.clock import Clock
-    from taskorch_nb.core.store import Store
+    from taskorch_nb.core.store import Held, Store
     from taskorch_nb.tracing.langfuse import LangfuseExporter
 
 
@@ -255,7 +255,8 @@ class Runner:
 
     # -- persistence ---------------------------------------------------------------
 
-    def save(self, run: Run) -> None:
+    def save(self, run: Run, *, held: Held | None = None) -> None:
+        """The run's row and checkpoint; `held` settlements join its transaction."""
         self.orch.store.save_run(
             run.id, task=run.task, workflow=run.workflow, status=run.status.value,
             wall=self.orch.clock.wall(),
@@ -264,6 +265,7 @@ class Runner:
                   "tools": list(run.tools), "workspace": str(run.workspace),
                   "limit": str(run.guard.limit), "spent": str(run.guard.spent),
                   "output": run.output, "error": run.error, "checkpoint": run.checkpoint},
+            held=held,
         )
 
     def history(self, limit: int | None = None) -> Any:

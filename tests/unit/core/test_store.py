@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from taskorch_nb import CircuitState, FakeClock, Orchestrator, RetryPolicy
-from taskorch_nb.core.events import Notice, ToolEvent
+from taskorch_nb.core.events import BudgetEvent, Notice, ToolEvent
 from taskorch_nb.core.store import Store
 from taskorch_nb.errors import ConfigurationError
 from taskorch_nb.testing import FlakyTool
@@ -67,6 +70,77 @@ def test_routine_events_wait_one_flush_interval_and_durable_ones_not_at_all(tmp_
     clock.advance(1.0)
     assert written() == ["x", "run.completed", "y", "z", "w", "v"]
     reader.close()
+
+
+def _settled(seq: int, amount: str = "0.01") -> BudgetEvent:
+    money = Decimal(amount)
+    return BudgetEvent(type="budget.settled", amount=money, spent=money, reserved=Decimal(0),
+                       limit=Decimal(1), remaining=1 - money, seq=seq, run_id="r1")
+
+
+def test_held_money_is_written_with_the_run_row_in_one_transaction(tmp_path) -> None:
+    clock = FakeClock()
+    store = Store(tmp_path / "t.db", clock=clock)
+    reader = Store(tmp_path / "t.db", clock=clock)
+
+    def written() -> list[str]:
+        return [getattr(e, "tool", None) or e.type for e in reader.events()]
+
+    store.record(ToolEvent(type="tool.succeeded", tool="before", seq=1))
+    with store.holding() as held:
+        store.record(_settled(2))
+        store.record(ToolEvent(type="tool.succeeded", tool="after", seq=3))
+        store.record(Notice(type="circuit.opened", message="x", seq=4))  # after money: waits
+        clock.advance(1.0)  # the batch timer writes what came before, not held money
+        assert written() == ["before"]
+        assert reader.load_run("r1") is None
+        store.save_run("r1", task="t", workflow="full", status="RUNNING", wall=1.0,
+                       data={"checkpoint": {"journal": {"k:1:llm": {}}}}, held=held)
+        assert not held
+        assert written() == ["before", "budget.settled", "after", "circuit.opened"]
+        assert reader.load_run("r1")["data"]["checkpoint"]["journal"] == {"k:1:llm": {}}
+    assert written() == ["before", "budget.settled", "after", "circuit.opened"]
+    reader.close()
+    store.close()
+
+
+def test_a_failed_checkpoint_write_keeps_the_money_and_writes_it_at_the_end(
+        tmp_path) -> None:
+    store = Store(tmp_path / "t.db", clock=FakeClock())
+    with store.holding() as held:
+        store.record(_settled(1))
+        # A run row without a task breaks its NOT NULL rule: the money is rolled back
+        # with it, stays held, and is written alone when the hold ends.
+        with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+            store.save_run("r1", task=None, workflow="full", status="RUNNING", wall=1.0,
+                           held=held)
+        assert [e.type for e in held.events] == ["budget.settled"]
+        assert store.events() == []
+    assert [e.type for e in store.events()] == ["budget.settled"]
+    assert store.load_run("r1") is None
+    store.close()
+
+
+async def test_a_hold_holds_only_the_money_of_its_own_context(tmp_path) -> None:
+    store = Store(tmp_path / "t.db", clock=FakeClock())
+    reader = Store(tmp_path / "t.db", clock=FakeClock())
+    go = asyncio.Event()
+
+    async def another_call() -> None:  # started outside the hold: its money is its own
+        await go.wait()
+        store.record(_settled(2, "0.02"))
+
+    other = asyncio.create_task(another_call())
+    with store.holding() as held:
+        store.record(_settled(1))
+        go.set()
+        await other
+        assert [e.amount for e in reader.events()] == [Decimal("0.02")]
+        assert [e.amount for e in held.events] == [Decimal("0.01")]
+    # Nobody saved the held money: the end of the hold writes it, never drops it.
+    assert [e.amount for e in reader.events()] == [Decimal("0.02"), Decimal("0.01")]
+    reader.close()
+    store.close()
 
 
 def test_the_flush_interval_is_checked(tmp_path) -> None:
