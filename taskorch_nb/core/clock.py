@@ -2,7 +2,8 @@
 
 A component never calls `time.*`, `asyncio.sleep`, `asyncio.timeout` or
 `threading.Timer` itself: it asks its clock. `RealClock` hands the machine's
-primitives out as they are (the tool call's hot path pays no wrapper);
+primitives out as they are (the tool call's hot path pays no wrapper), but for
+`to_thread`, whose workers are daemon threads (a hung sync tool cannot block exit);
 `taskorch_nb.testing.FakeClock` gives the same calls in fake time, so a test
 full of 30 s timeouts runs in microseconds.
 """
@@ -65,7 +66,7 @@ class Clock(Protocol):
 
 
 class RealClock:
-    """The machine's clocks; each method is the stdlib primitive itself."""
+    """The machine's clocks; each method is the stdlib primitive itself, but `to_thread`."""
 
     def __init__(self) -> None:
         # Bound builtins: the hot path reads the clock and enters timeouts several
