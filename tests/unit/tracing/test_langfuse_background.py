@@ -65,6 +65,7 @@ async def test_a_run_does_not_wait_for_the_flush(tmp_path) -> None:
                                 workspace=tmp_path / "b")
         order.append("run 2 returned")
         released_by_guard = client.release.is_set()
+        during_runs = list(warnings)  # close() may warn: its client's scores go to a dead port
     finally:
         client.release.set()
         guard.cancel()
@@ -76,7 +77,7 @@ async def test_a_run_does_not_wait_for_the_flush(tmp_path) -> None:
     assert client.flush_threads
     assert set(client.flush_threads) == {"taskorch-langfuse-flush"}
     assert exporter.background_flushes >= 1
-    assert warnings == []
+    assert during_runs == []
 
 
 @pytest.mark.parametrize("outage", ["closed port", "blackhole"])
