@@ -2,7 +2,8 @@
 
 A component never calls `time.*`, `asyncio.sleep`, `asyncio.timeout` or
 `threading.Timer` itself: it asks its clock. `RealClock` hands the machine's
-primitives out as they are (the tool call's hot path pays no wrapper);
+primitives out as they are (the tool call's hot path pays no wrapper), but for
+`to_thread`, whose workers are daemon threads (a hung sync tool cannot block exit);
 `taskorch_nb.testing.FakeClock` gives the same calls in fake time, so a test
 full of 30 s timeouts runs in microseconds.
 """
@@ -10,6 +11,9 @@ full of 30 s timeouts runs in microseconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -62,7 +66,7 @@ class Clock(Protocol):
 
 
 class RealClock:
-    """The machine's clocks; each method is the stdlib primitive itself."""
+    """The machine's clocks; each method is the stdlib primitive itself, but `to_thread`."""
 
     def __init__(self) -> None:
         # Bound builtins: the hot path reads the clock and enters timeouts several
@@ -70,7 +74,6 @@ class RealClock:
         self.now = time.monotonic
         self.wall = time.time
         self.timeout = asyncio.timeout
-        self.to_thread = asyncio.to_thread
 
     def now(self) -> float:
         return time.monotonic()
@@ -85,7 +88,12 @@ class RealClock:
         return asyncio.timeout(seconds)
 
     async def to_thread(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        # Not asyncio.to_thread: its executor's threads are joined at exit, so one hung
+        # sync tool that timed out would keep the process from ever exiting.
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        _POOL.submit(loop, future, contextvars.copy_context(), fn, args, kwargs)
+        return await future
 
     def call_later(self, seconds: float, callback: Callable[[], None]) -> Cancellable:
         timer = threading.Timer(max(0.0, seconds), callback)
@@ -96,3 +104,64 @@ class RealClock:
 
     def __repr__(self) -> str:
         return "RealClock()"
+
+
+class _DaemonPool:
+    """Worker threads that never hold the interpreter open; one more per busy moment.
+
+    Idle workers wait `IDLE_SECONDS` for work, then end, so a burst leaves no threads behind.
+    """
+
+    IDLE_SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self._work: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any],
+               context: contextvars.Context, fn: Callable[..., Any], args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> None:
+        with self._lock:
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1  # claimed: the next submit will not count on this worker
+        self._work.put((loop, future, context, fn, args, kwargs))
+        if spawn:
+            threading.Thread(target=self._worker, name="taskorch-worker", daemon=True).start()
+
+    def _worker(self) -> None:
+        while True:
+            try:
+                loop, future, context, fn, args, kwargs = self._work.get(
+                    timeout=self.IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0 and self._work.empty():
+                        self._idle -= 1
+                        return
+                continue  # a submit claimed this worker just now: its item is coming
+            error: BaseException | None = None
+            result: Any = None
+            try:
+                result = context.run(fn, *args, **kwargs)
+            except BaseException as exc:  # handed to the awaiting task, as asyncio.to_thread
+                error = exc
+            # the loop may close between the check and the call: then nobody waits
+            with contextlib.suppress(RuntimeError):
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(_settle, future, error, result)
+            with self._lock:
+                self._idle += 1
+
+
+def _settle(future: asyncio.Future[Any], error: BaseException | None, result: Any) -> None:
+    if future.done():
+        return  # the caller stopped waiting (cancelled, timed out)
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+_POOL = _DaemonPool()

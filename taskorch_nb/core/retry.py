@@ -2,7 +2,9 @@
 
 `classify(exc, clock)` decides what a failure is: a *transient* error (timeouts,
 connection errors, HTTP 408/425/429 and 5xx but 501/505) is retried and counted
-by breakers; a *caller* error (other 4xx, bad arguments) fails at once.
+by breakers; a *caller* error (other 4xx, bad arguments) fails at once; any other
+exception (`RuntimeError`, `ZeroDivisionError`...) is a *bug* in the tool (category
+"error"): trying again cannot fix it, so it is neither retried nor counted by a breaker.
 `RetryPolicy.retrying()` builds a fresh tenacity `AsyncRetrying` for one
 failing call only: the success path never builds retry machinery.
 """
@@ -29,7 +31,6 @@ from taskorch_nb.errors import (
     ProviderResponseError,
     ProviderTimeoutError,
     RateLimitError,
-    TaskorchError,
     ToolArgumentsError,
 )
 
@@ -145,9 +146,7 @@ def classify(exc: BaseException, clock: Clock) -> Failure:
     if isinstance(exc, ProviderError):
         # No status: the request never got an answer (DNS, refused connection).
         return Failure("connection", True, None, retry_after, message)
-    if isinstance(exc, TaskorchError):
-        return Failure("error", False, status, retry_after, message)
-    return Failure("error", True, status, retry_after, message)
+    return Failure("error", False, status, retry_after, message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -42,6 +43,10 @@ _SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
     dict: (dict,), "dict": (dict,),
 }
 
+#: Seconds a user tool may run when neither it nor the orchestrator names a limit:
+#: a hung tool must not hang the run.
+DEFAULT_TOOL_TIMEOUT = 60.0
+
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean",
                list: "array", dict: "object"}
 
@@ -67,11 +72,14 @@ class ToolSpec:
     """No `tool.succeeded` event (model calls: `llm.completed` already says it)."""
     cost: Decimal | None = None
     """USD charged to the call's guard per attempt (a metered API), failed or not."""
+    builtin: bool = False
+    """Registered by taskorch itself (workspace tools, model calls): no user tool replaces it."""
 
     @classmethod
     def build(cls, fn: Callable[..., Any], *, name: str, fallback: str | None,
               timeout: float | None, retry: RetryPolicy, breaker: CircuitBreaker,
-              cost: Decimal | None = None, quiet: bool = False) -> ToolSpec:
+              cost: Decimal | None = None, quiet: bool = False,
+              builtin: bool = False) -> ToolSpec:
         sig = inspect.signature(fn)
         params, required, checks = set(), set(), []
         open_kwargs = False
@@ -104,6 +112,7 @@ class ToolSpec:
             checks=tuple(checks),
             cost=cost,
             quiet=quiet,
+            builtin=builtin,
         )
 
     def check(self, kwargs: Mapping[str, Any]) -> None:
@@ -139,6 +148,16 @@ class ToolSpec:
         return self.schema
 
 
+def _check_timeout(seconds: object, what: str) -> float | None:
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise ConfigurationError(f"{what} must be a number of seconds, got {seconds!r}")
+    if not 0 < seconds < math.inf:
+        raise ConfigurationError(f"{what} must be > 0 seconds and finite, got {seconds!r}")
+    return float(seconds)
+
+
 class Toolbox:
     """The registered tools of one orchestrator and the guarded way to call them."""
 
@@ -150,8 +169,11 @@ class Toolbox:
         immune: ImmuneSystem,
         breaker_for: Callable[[str, CircuitBreaker | None], CircuitBreaker],
         retry: RetryPolicy,
+        timeout: float | None = DEFAULT_TOOL_TIMEOUT,
     ) -> None:
         self.clock = clock
+        self.default_timeout = _check_timeout(timeout, "the default tool timeout")
+        """Seconds a user tool may take when it names no `timeout` (None: no limit)."""
         self._emit = emit
         self.immune = immune
         self._breaker_for = breaker_for
@@ -172,10 +194,15 @@ class Toolbox:
         breaker: CircuitBreaker | None = None,
         cost: float | str | Decimal | None = None,
         quiet: bool = False,
+        builtin: bool = False,
     ) -> ToolSpec:
-        tool_name = name or fn.__name__
-        if timeout is not None and timeout <= 0:
-            raise ConfigurationError(f"tool {tool_name!r}: timeout must be > 0 seconds")
+        """`timeout` None takes the toolbox's default for user tools; built-in tools (taskorch's
+        own: `builtin=True`) have their own limits and get none."""
+        tool_name = getattr(fn, "__name__", "") if name is None else name
+        if not builtin:
+            self._check_user_name(tool_name)
+            timeout = self.default_timeout if timeout is None else timeout
+        timeout = _check_timeout(timeout, f"tool {tool_name!r}: timeout")
         price = None if cost is None else parse_usd(cost, f"the cost of tool {tool_name!r}",
                                                      allow_zero=True)
         if fallback == tool_name:
@@ -189,9 +216,25 @@ class Toolbox:
             breaker=self._breaker_for(tool_name, breaker),
             cost=price,
             quiet=quiet,
+            builtin=builtin,
         )
         self._tools[tool_name] = spec
         return spec
+
+    def _check_user_name(self, name: object) -> None:
+        """Refuse names that would replace taskorch's own tools or say nothing."""
+        if not isinstance(name, str) or not name.strip() or name == "<lambda>":
+            raise ConfigurationError(
+                f"a tool needs a name (got {name!r}): pass name='...' when registering "
+                "a lambda or a callable without one")
+        if ":" in name:
+            raise ConfigurationError(
+                f"tool name {name!r} is reserved: names with ':' belong to taskorch's own "
+                "tools (model calls are 'provider:model', the hub is 'federation:hub')")
+        existing = self._tools.get(name)
+        if existing is not None and existing.builtin:
+            raise ConfigurationError(
+                f"tool name {name!r} is taken by a built-in tool; choose another name")
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools
@@ -302,6 +345,10 @@ class Toolbox:
         failure = classify(exc, self.clock)
         self._failed(spec, call_id, 1, permit, failure, start)
         if not failure.transient:
+            if failure.category == "error":  # a bug in the tool: remembered, never retried
+                pattern = self.immune.analyze(spec.name, failure, fallback=spec.fallback)
+                exc.add_note(f"taskorch: {spec.name!r} raised a non-transient error "
+                             f"(not retried); pattern {pattern.name!r}")
             raise exc
         known = self.immune.match(spec.name, failure)
         if known is not None:

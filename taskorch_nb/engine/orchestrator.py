@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import shutil
 import tempfile
@@ -40,7 +41,7 @@ from taskorch_nb.core.money import parse_usd
 from taskorch_nb.core.pricing import ModelPrice, PriceTable
 from taskorch_nb.core.retry import RetryPolicy, classify
 from taskorch_nb.core.store import Store
-from taskorch_nb.core.tools import Toolbox
+from taskorch_nb.core.tools import DEFAULT_TOOL_TIMEOUT, Toolbox
 from taskorch_nb.engine.execution import workspace_tools
 from taskorch_nb.engine.run import Run
 from taskorch_nb.engine.runner import Runner
@@ -89,6 +90,7 @@ class Orchestrator:
         warn_below: float = 0.20,
         max_rounds: int = 3,
         qc_timeout: float = 120.0,
+        tool_timeout: float | None = DEFAULT_TOOL_TIMEOUT,
         sandbox: str | None = None,
         langfuse: Any = None,
         alert_webhook: str | None = None,
@@ -103,6 +105,9 @@ class Orchestrator:
             raise ConfigurationError(
                 f"provider {self.provider.name!r} needs a model: pass model='...'"
             )
+        check_model = getattr(self.provider, "check_model", None)
+        if check_model is not None:
+            check_model(self.model)  # an unknown model fails here, not as a FAILED run
         self.prices = PriceTable(prices, clock=self.clock)
         self.prices.resolve(self.provider.price_provider, self.model)  # unknown: fail now
         self.warn_below = warn_below
@@ -116,10 +121,8 @@ class Orchestrator:
         )
         """Pays for the calls made outside runs (`complete`, `call_tool` from your code);
         a run's calls are paid by the run's own guard (`run.guard`)."""
-        if max_rounds < 1:
-            raise ConfigurationError("max_rounds must be >= 1")
-        self.max_rounds = max_rounds
-        self.qc_timeout = qc_timeout
+        self.max_rounds = _whole("max_rounds", max_rounds)
+        self.qc_timeout = _seconds("qc_timeout", qc_timeout)
         self.keep_workspaces = (default_keep() if keep_workspaces is None
                                 else check_keep(keep_workspaces, source="keep_workspaces"))
         # Where generated code runs: "auto", "require" (refuse without a jail), "off".
@@ -143,9 +146,10 @@ class Orchestrator:
         )
         self._remember_capabilities()
         self.tools = Toolbox(clock=self.clock, emit=self.bus.emit, immune=self.immune,
-                             breaker_for=self.breaker, retry=self.retry)
+                             breaker_for=self.breaker, retry=self.retry,
+                             timeout=tool_timeout)
         for name, fn in workspace_tools().items():
-            self.tools.register(fn, name=name, retry=RetryPolicy(max_attempts=1))
+            self.tools.register(fn, name=name, retry=RetryPolicy(max_attempts=1), builtin=True)
         self._call_ids = itertools.count(1)
         self.runner = Runner(self)
         # The seed's Alert System: warnings and rejections always reach the log, and a
@@ -196,7 +200,8 @@ class Orchestrator:
         """Bind the client to the immune system; its HTTP exchange is a tool of its own
         (`federation:hub`, free of charge), so it has a breaker and retries like any call."""
         federation.bind(self.immune, tools=self.tools.names)
-        self.tools.register(federation.exchange, name="federation:hub", quiet=True)
+        self.tools.register(federation.exchange, name="federation:hub", quiet=True,
+                            builtin=True)
         tools = self.tools
         federation.route_through(
             lambda **request: tools.call("federation:hub", request, guard=None))
@@ -319,7 +324,7 @@ class Orchestrator:
                 )
 
             self.prices.resolve(provider.price_provider, model)
-            self.tools.register(model_call, name=key, quiet=True)
+            self.tools.register(model_call, name=key, quiet=True, builtin=True)
         return key
 
     async def complete(
@@ -527,6 +532,23 @@ class Orchestrator:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _whole(name: str, value: object, minimum: int = 1) -> int:
+    # bool is an int to Python, "3" is not: both are a caller's slip, said in one line
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def _seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
+    if not 0 < value < math.inf:
+        raise ConfigurationError(f"{name} must be > 0 seconds and finite, got {value!r}")
+    return float(value)
 
 
 def _phase() -> str | None:

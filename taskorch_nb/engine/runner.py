@@ -137,9 +137,9 @@ class Runner:
         await self._execute(run, resumed=resumed)
         exporter = self.orch.langfuse
         if exporter is not None:
-            # Off the loop and bounded: a dead Langfuse costs at most its timeout, and
-            # says so with a tracing.warning event.
-            await asyncio.to_thread(exporter.flush)
+            # Only asked, never awaited: a dead Langfuse costs a run nothing; the one
+            # bounded wait is the orchestrator's close, and trouble is a tracing.warning.
+            exporter.flush_soon()
         return run
 
     async def _execute(self, run: Run, *, resumed: bool) -> None:

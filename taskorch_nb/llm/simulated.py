@@ -292,6 +292,13 @@ class SimulatedProvider:
         self._faults = FaultPlan.coerce(value)
         self._fault_base = self.call_count
 
+    def check_model(self, model: str) -> None:
+        """Refuse a model this provider cannot answer before anything is spent or recorded."""
+        if not isinstance(model, str) or not model.startswith("sim-"):
+            raise ConfigurationError(
+                f"the simulated provider has no model {model!r}: simulated models start "
+                "with 'sim-' (sim-small, sim-large); for a real model choose its provider")
+
     def _check_latency(self) -> None:
         low, high = self.latency if isinstance(self.latency, tuple) else (self.latency,) * 2
         if not 0.0 <= low <= high:

@@ -7,15 +7,19 @@ official SDK (langfuse >= 4.7): agent, generation, tool and evaluator
 observations with their real start and end times, the run id as the session,
 and the trace scores `quality` and `cost`.
 
-Langfuse being down must not hurt a run: export failures and flushes that
-outlast their timeout become `tracing.warning` notices (via `on_warning`),
-never exceptions; `flush(timeout)` returns within `timeout`.
+Langfuse being down must not hurt a run: a run's end only asks for a flush in
+the background (`flush_soon`), so no run waits on the network; the one bounded
+wait is `close()`. Export failures, flushes that outlast their timeout and the
+SDK's own log warnings ("Failed to send 2 scores") become `tracing.warning`
+notices (via `on_warning`), never exceptions or stderr; `flush(timeout)` returns
+within `timeout`.
 """
 
 from __future__ import annotations
 
 import base64
 import collections
+import logging
 import os
 import random
 import threading
@@ -42,11 +46,13 @@ _POLL_SECONDS = 0.1
 class _Marker:
     """A point in the queue: set once everything before it has been processed."""
 
-    __slots__ = ("done", "export_adhoc")
+    __slots__ = ("done", "export_adhoc", "then")
 
-    def __init__(self, *, export_adhoc: bool) -> None:
+    def __init__(self, *, export_adhoc: bool, then: Callable[[], None] | None = None) -> None:
         self.done = threading.Event()
         self.export_adhoc = export_adhoc
+        self.then = then
+        """Called on the export thread once the marker is reached."""
 
 
 def _ns(wall: float) -> int:
@@ -100,6 +106,15 @@ class LangfuseExporter:
         self.exported_spans = 0
         """Spans handed to the SDK so far."""
         self.exported_scores = 0
+        self._flusher: threading.Thread | None = None
+        self._flush_again = False
+        self._flush_lock = threading.Lock()
+        self.background_flushes = 0
+        """SDK flushes started by `flush_soon` (each on a thread of its own)."""
+        self._sdk_seen: set[tuple[str, object]] = set()
+        self._own_threads: set[int | None] = set()
+        """Threads whose SDK log records are this exporter's (its own and its client's)."""
+        _SDK_LOGS.attach(self)
         self._thread = threading.Thread(target=self._work, name="taskorch-langfuse",
                                         daemon=True)
         self._thread.start()
@@ -139,10 +154,53 @@ class LangfuseExporter:
             return not self._client_failed
         return self._bounded(client.flush, deadline - time.monotonic(), "flush")
 
+    def flush_soon(self) -> None:
+        """Send what is queued without waiting for it: what a run does when it ends.
+
+        The export thread hands the spans to the SDK, then one helper thread flushes
+        the SDK; a request made while a flush is under way is folded into one more.
+        """
+        if self._closed:
+            return
+        self._queue.append(_Marker(export_adhoc=True, then=self._start_flush))
+        self._wake.set()
+
+    def _start_flush(self) -> None:
+        with self._flush_lock:
+            if self._flusher is not None:
+                self._flush_again = True
+                return
+            if self._client is None or self._closed:
+                return
+            self.background_flushes += 1
+            self._flusher = threading.Thread(target=self._flush_sdk,
+                                             name="taskorch-langfuse-flush", daemon=True)
+            self._flusher.start()
+
+    def _flush_sdk(self) -> None:
+        self._own_threads.add(threading.get_ident())
+        while True:
+            try:
+                self._client.flush()
+            except Exception as exc:  # reported, and the next flush may do better
+                self._warn(f"Langfuse flush failed: {type(exc).__name__}: {exc}",
+                           reason="error")
+            with self._flush_lock:
+                if not self._flush_again or self._closed:
+                    self._flusher = None
+                    return
+                self._flush_again = False
+
     def close(self, timeout: float | None = None) -> bool:
         """Flush (bounded), stop the thread and shut the SDK client down (bounded)."""
         if self._closed:
             return True
+        try:
+            return self._close(timeout)
+        finally:
+            _SDK_LOGS.detach(self)
+
+    def _close(self, timeout: float | None) -> bool:
         timeout = self.flush_timeout if timeout is None else float(timeout)
         deadline = time.monotonic() + timeout
         ok = self.flush(timeout)
@@ -168,6 +226,7 @@ class LangfuseExporter:
     # -- background thread --------------------------------------------------------------
 
     def _work(self) -> None:
+        self._own_threads.add(threading.get_ident())
         while not self._stop:
             self._wake.wait(_POLL_SECONDS)
             self._wake.clear()
@@ -184,6 +243,8 @@ class LangfuseExporter:
                     if item.export_adhoc:
                         self._export(ADHOC_TRACE, final=False)
                     item.done.set()
+                    if item.then is not None:
+                        item.then()
                     continue
                 builder(item)
                 if item.type in TERMINAL_RUN_EVENTS:
@@ -198,11 +259,14 @@ class LangfuseExporter:
     def _get_client(self) -> Any:
         if self._client is not None or self._client_failed:
             return self._client
+        before = {t.ident for t in threading.enumerate()}
         try:
             if self._client_factory is not None:
                 self._client = self._client_factory()
             else:
                 self._client = self._make_client()
+            # the SDK's consumer and span-processor threads start with the client
+            self._own_threads.update({t.ident for t in threading.enumerate()} - before)
         except Exception as exc:
             self._client_failed = True
             self._warn(f"Langfuse client could not start: {type(exc).__name__}: {exc}",
@@ -352,6 +416,7 @@ class LangfuseExporter:
         errors: list[BaseException] = []
 
         def call() -> None:
+            self._own_threads.add(threading.get_ident())
             try:
                 fn()
             except Exception as exc:
@@ -396,6 +461,61 @@ class LangfuseExporter:
             instances.pop(self.public_key, None)
 
 
+class _SdkLogBridge(logging.Handler):
+    """The SDK's log warnings ("Failed to send 2 scores") as `tracing.warning` notices.
+
+    While an exporter is open, the SDK's and its OTLP exporter's loggers hand their
+    warnings to the exporter whose thread logged them, instead of stderr; each distinct
+    message once per exporter, so an outage is one notice, not one per batch.
+    """
+
+    LOGGERS = ("langfuse", "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+               "opentelemetry.sdk.trace.export")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self._exporters: list[LangfuseExporter] = []
+        self._saved: dict[str, bool] = {}
+        self._guard = threading.Lock()
+
+    def attach(self, exporter: LangfuseExporter) -> None:
+        with self._guard:
+            if not self._exporters:
+                for name in self.LOGGERS:
+                    logger = logging.getLogger(name)
+                    self._saved[name] = logger.propagate
+                    logger.propagate = False
+                    logger.addHandler(self)
+            self._exporters.append(exporter)
+
+    def detach(self, exporter: LangfuseExporter) -> None:
+        with self._guard:
+            if exporter not in self._exporters:
+                return
+            self._exporters.remove(exporter)
+            if not self._exporters:
+                for name in self.LOGGERS:
+                    logger = logging.getLogger(name)
+                    logger.removeHandler(self)
+                    logger.propagate = self._saved.pop(name, True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._guard:
+            owner = next((e for e in self._exporters if record.thread in e._own_threads), None)
+        if owner is None:
+            # a closed exporter's client finishing in the background: its close already
+            # warned, and another exporter's events must not carry it
+            logging.getLogger(__name__).debug("Langfuse SDK: %s", record.getMessage())
+            return
+        key = (record.name, record.msg)
+        if key not in owner._sdk_seen:
+            owner._sdk_seen.add(key)
+            owner._warn(f"Langfuse SDK: {record.getMessage()}", reason="sdk")
+
+
+_SDK_LOGS = _SdkLogBridge()
+
+
 class _WatchedExporter:
     """Wraps the OTLP exporter to notice failed exports (the SDK only logs them)."""
 
@@ -431,8 +551,6 @@ class _WatchedExporter:
 
 
 def _log(message: str, *, reason: str) -> None:
-    import logging
-
     logging.getLogger(__name__).warning("%s (%s)", message, reason)
 
 

@@ -89,7 +89,7 @@ BAD_INPUT = [
     (["run", "x", "--provider", "gpt"], "unknown provider 'gpt'"),
     (["run", "x", "--provider", "openai"], "OpenAIProvider needs an API key"),
     (["run", "x", "--provider", "anthropic"], "AnthropicProvider needs an API key"),
-    (["run", "x", "--model", "nope"], "no price for model 'nope'"),
+    (["run", "x", "--model", "nope"], "the simulated provider has no model 'nope'"),
     (["run", "x", "--max-rounds", "0"], "argument --max-rounds: must be >= 1, not 0"),
     (["run", "x", "--max-rounds", "two"], "argument --max-rounds: must be a whole number"),
     (["run", "x", "--workspace", "{notes}"], "workspace {notes} exists and is not a directory"),

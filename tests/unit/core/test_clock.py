@@ -13,8 +13,9 @@ from taskorch_nb.core.clock import RealClock
 async def test_real_clock_hands_out_the_stdlib_primitives() -> None:
     clock = RealClock()
     assert clock.timeout is asyncio.timeout
-    assert clock.to_thread is asyncio.to_thread
-    assert await clock.to_thread(threading.current_thread) is not threading.current_thread()
+    worker = await clock.to_thread(threading.current_thread)
+    assert worker is not threading.current_thread()
+    assert worker.daemon  # a hung sync tool must not keep the process alive at exit
     async with clock.timeout(None):
         await clock.sleep(0)
     fired = threading.Event()
