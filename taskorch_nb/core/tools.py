@@ -368,8 +368,8 @@ class Toolbox:
                                      f"{path}")
         if pattern is not None:
             self.immune.applied(pattern)
-            if prompts is not None and pattern.corrective_prompt:
-                prompts.append(pattern.corrective_prompt)
+            if prompts is not None and pattern.usable_prompt:  # federated text: once approved
+                prompts.append(pattern.usable_prompt)
         self._emit(ToolEvent(type="tool.fallback", tool=fallback, call_id=call_id,
                              fallback_of=spec.name, agent=current_agent.get()))
         try:
