@@ -172,6 +172,6 @@ class MemorySource:
 
     def view(self) -> list[dict[str, Any]]:
         """The federated view without the client's local annotations, sorted."""
-        drop = {"apply_fallback", "apply_prompt"}
+        drop = {"apply_fallback"}
         return [{k: v for k, v in rec.items() if k not in drop}
                 for _, rec in sorted(self.federated.items())]

@@ -26,6 +26,7 @@ from taskorch_nb.core.events import Event, ToolEvent, current_agent
 from taskorch_nb.core.immune import ImmuneSystem, Pattern
 from taskorch_nb.core.money import parse_usd
 from taskorch_nb.core.retry import Failure, RetryPolicy, classify
+from taskorch_nb.core.toolname import tool_name_problem
 from taskorch_nb.errors import (
     CircuitOpenError,
     ConfigurationError,
@@ -173,7 +174,13 @@ class Toolbox:
         cost: float | str | Decimal | None = None,
         quiet: bool = False,
     ) -> ToolSpec:
-        tool_name = name or fn.__name__
+        tool_name = fn.__name__ if name is None else name
+        # The hub's rule too, so every tool's patterns can be shared.
+        for label, value in (("name", tool_name), ("fallback", fallback)):
+            problem = None if value is None else tool_name_problem(value)
+            if problem is not None:
+                hint = " (pass name=)" if label == "name" and name is None else ""
+                raise ConfigurationError(f"tool {label}: {problem}{hint}")
         if timeout is not None and timeout <= 0:
             raise ConfigurationError(f"tool {tool_name!r}: timeout must be > 0 seconds")
         price = None if cost is None else parse_usd(cost, f"the cost of tool {tool_name!r}",
