@@ -36,4 +36,5 @@ def check_tool_name(name: str) -> str:
     return name
 
 
-__all__ = ["MAX_TOOL_NAME", "TOOL_NAME_RULE", "check_tool_name", "tool_name_problem"]
+__all__ = ["MAX_TOOL_NAME", "TOOL_NAME_RE", "TOOL_NAME_RULE", "check_tool_name",
+           "tool_name_problem"]
