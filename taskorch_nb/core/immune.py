@@ -7,10 +7,16 @@ strategy (a fallback tool and a corrective prompt) with its record. A pattern
 is *known* once its strategy recovered at least once; a known pattern is
 applied at the first matching failure, with no backoff. A strategy that stops
 working is demoted and the pattern goes back to learning.
+
+Trust: a federated pattern's structured strategy (its fallback tool) may apply
+automatically, but its free text is another project's words: it reaches no model
+until a person here approved that very text (`approve`); a new text from the hub
+waits for approval again. Screening at the hub is only the second line.
 """
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import re
 import threading
@@ -29,6 +35,7 @@ from taskorch_nb.core.pattern_record import (
     record_values,
 )
 from taskorch_nb.core.retry import Failure
+from taskorch_nb.errors import ConfigurationError
 
 _MASKS = [
     (re.compile(r"https?://\S+"), "<url>"),
@@ -79,7 +86,7 @@ class Pattern:
     """A learned (or federated) failure pattern and its strategy's record.
 
     Its first fields are those of `PatternRecord` (what crosses to the hub);
-    `source`, `trust` and `remote` are this project's view of it.
+    `source`, `trust`, `remote`, `approval` and `approved_by` are this project's view.
     """
 
     signature: str
@@ -100,6 +107,16 @@ class Pattern:
     """local | approved | confirmed (federated patterns carry the hub's trust level)."""
     remote: dict[str, Any] = field(default_factory=dict)
     """The hub's aggregate view: occurrences, applied, recovered, projects."""
+    approval: str | None = None
+    """None: the text is this project's own (or there is none); else the decision on a
+    federated text: pending | approved | rejected."""
+    approved_by: str | None = None
+    """Who decided on the federated text (approved or rejected it)."""
+
+    @property
+    def usable_prompt(self) -> str | None:
+        """The corrective prompt a model may see: own text, or a federated one approved here."""
+        return self.corrective_prompt if self.approval in (None, "approved") else None
 
     @property
     def demoted(self) -> bool:
@@ -127,7 +144,11 @@ class Pattern:
     def from_record(cls, record: Mapping[str, Any]) -> Pattern:
         """Back from `to_record()` (derived keys ignored)."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in record.items() if k in names})
+        values = {k: v for k, v in record.items() if k in names}
+        if ("approval" not in values and values.get("source", "local") != "local"
+                and values.get("corrective_prompt")):
+            values["approval"] = "pending"  # saved before approvals existed: ask again
+        return cls(**values)
 
     def wire(self) -> dict[str, Any]:
         """This project's own totals as a `PatternRecord` (a dict of its fields)."""
@@ -216,6 +237,7 @@ class ImmuneSystem:
             elif pattern.fallback is None and fallback is not None:
                 pattern.fallback = fallback
                 pattern.corrective_prompt = corrective_prompt(tool, failure, fallback)
+                pattern.approval = pattern.approved_by = None  # our own words now
             pattern.occurrences += 1
             pattern.last_seen = max(pattern.last_seen, now)
         self._save(pattern)
@@ -226,7 +248,7 @@ class ImmuneSystem:
         """The strategy is being used now (corrective prompt injected, fallback taken)."""
         with self._lock:
             pattern.applied += 1
-        self._notify("pattern.applied", pattern, prompt=pattern.corrective_prompt)
+        self._notify("pattern.applied", pattern, prompt=pattern.usable_prompt)
 
     def outcome(self, pattern: Pattern, *, recovered: bool) -> None:
         """How the applied strategy did; demotes one that stopped working."""
@@ -264,23 +286,21 @@ class ImmuneSystem:
                     **{name: int(record.get(name, 0)) for name in COUNTS},
                     "projects": list(record.get("source") or record.get("projects") or []),
                     "apply_fallback": bool(record.get("apply_fallback", True)),
-                    "apply_prompt": bool(record.get("apply_prompt", False)),
                 }
-                # A federated prompt is data from other projects: injected only when the
-                # local trust policy says so (by default: approved on the hub).
-                prompt = record.get("corrective_prompt") if remote["apply_prompt"] else None
+                prompt = record.get("corrective_prompt")
                 if pattern is None:
                     new += 1
                     # The record's description and dates; its counts stay in `remote`.
                     described = {k: record[k] for k in DESCRIPTIVE if k in record}
                     described.update({k: float(record[k]) for k in SEEN if k in record})
-                    pattern = Pattern(signature=signature, **described,
-                                      fallback=record.get("fallback"), corrective_prompt=prompt,
-                                      source="federation")
+                    pattern = Pattern(signature=signature, **described, source="federation")
                     self._patterns[signature] = pattern
-                elif pattern.fallback is None:
+                    adopt = True
+                else:
+                    adopt = pattern.source == "federation" or pattern.fallback is None
+                if adopt:
                     pattern.fallback = record.get("fallback")
-                    pattern.corrective_prompt = prompt
+                    _take_text(pattern, prompt if isinstance(prompt, str) else None)
                 pattern.trust = str(record.get("trust", "approved"))
                 pattern.remote = remote
                 merged.append(pattern)
@@ -288,6 +308,45 @@ class ImmuneSystem:
             self._save(pattern)
             self._notify("pattern.merged", pattern)
         return new
+
+    # -- approval ------------------------------------------------------------
+
+    def approve(self, name: str, *, by: str | None = None) -> Pattern:
+        """Let a federated pattern's corrective prompt reach the model (a person decided).
+
+        `name` is the pattern's name or signature. The approval is of this very text and
+        is saved; a different text from the hub later waits for approval again.
+        """
+        return self._decide(name, "approved", by)
+
+    def reject(self, name: str, *, by: str | None = None) -> Pattern:
+        """Keep a federated pattern's corrective prompt away from the model for good
+        (its fallback still applies)."""
+        return self._decide(name, "rejected", by)
+
+    def pending(self) -> list[Pattern]:
+        """Federated patterns whose text waits for a person's decision."""
+        return [p for p in self.patterns() if p.approval == "pending"]
+
+    def _decide(self, name: str, decision: str, by: str | None) -> Pattern:
+        with self._lock:
+            found = [p for p in self._patterns.values() if name in (p.name, p.signature)]
+            federated = [p for p in found if p.approval is not None]
+            if not federated:
+                waiting = sorted({p.name for p in self._patterns.values()
+                                  if p.approval == "pending"}) or ["none"]
+                what = "has no federated text to decide on" if found else "is not a pattern"
+                raise ConfigurationError(f"{name!r} {what}; pending: {', '.join(waiting)}")
+            if len(federated) > 1:
+                sigs = ", ".join(sorted(p.signature for p in federated))
+                raise ConfigurationError(
+                    f"{name!r} names {len(federated)} patterns: pass one signature ({sigs})")
+            pattern = federated[0]
+            pattern.approval = decision
+            pattern.approved_by = by or _person()
+        self._save(pattern)
+        self._notify(f"pattern.{decision}", pattern, prompt=pattern.corrective_prompt)
+        return pattern
 
     def _notify(self, type_: str, pattern: Pattern, *, prompt: str | None = None) -> None:
         self._emit(
@@ -303,3 +362,20 @@ class ImmuneSystem:
                 occurrences=pattern.occurrences,
             )
         )
+
+
+def _take_text(pattern: Pattern, text: str | None) -> None:
+    """Adopt the hub's text for a pattern: a new text is pending until a person decides."""
+    if text == pattern.corrective_prompt:
+        return  # the same text: the decision on it (or its being our own) stands
+    pattern.corrective_prompt = text
+    pattern.approval = "pending" if text is not None else None
+    pattern.approved_by = None
+
+
+def _person() -> str:
+    """Who is deciding: the login name (recorded with the approval)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (containers)
+        return "unknown"

@@ -24,7 +24,8 @@ def patterns_df(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per failure pattern (learned or federated).
 
     Columns: `name`, `signature`, `tool`, `category`, `fallback`,
-    `corrective_prompt` (also read from a `prompt` key), `source` (str);
+    `corrective_prompt` (also read from a `prompt` key), `source`, `approval` (pending,
+    approved, rejected: the decision on a federated text; <NA> for our own), `approved_by` (str);
     `occurrences`, `applied`, `recovered` Int64; `first_seen`, `last_seen`
     datetime64[UTC] (from epoch seconds); `known`, `demoted` boolean; then any
     other keys the records carry (object). Missing keys are <NA>.
@@ -55,6 +56,8 @@ def patterns_df(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     for name in ("applied", "recovered"):
         data[name] = pd.array(col(name), dtype="Int64")
     data["source"] = pd.array(col("source"), dtype="str")
+    for name in ("approval", "approved_by"):
+        data[name] = pd.array(col(name), dtype="str")
     for name in _PATTERN_BOOL:
         data[name] = pd.array(col(name), dtype="boolean")
     extra = dict.fromkeys(k for r in records for k in r)

@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+
+from taskorch_nb.core.toolname import MAX_TOOL_NAME, TOOL_NAME_RE, check_tool_name
 
 #: Counts stay far below 2**63 so sums over projects fit a BIGINT.
 MAX_COUNT = 10**12
@@ -26,9 +28,10 @@ MAX_MESSAGE_CHARS = 500
 Signature = Annotated[
     str, Field(max_length=64, pattern=r"^[0-9a-f]{16,64}$", description="lowercase hex")
 ]
-ToolName = Annotated[
-    str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z_][A-Za-z0-9_.:\-]*$")
-]
+# The rule is `check_tool_name`, the orchestrator's own (so both give the same reason);
+# the schema states it for readers and sizes the hub's column.
+ToolName = Annotated[str, AfterValidator(check_tool_name), WithJsonSchema(
+    {"type": "string", "maxLength": MAX_TOOL_NAME, "pattern": f"^{TOOL_NAME_RE.pattern}$"})]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Epoch = Annotated[float, Field(ge=0.0, le=MAX_EPOCH, allow_inf_nan=False)]
 

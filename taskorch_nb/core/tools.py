@@ -27,6 +27,7 @@ from taskorch_nb.core.events import Event, ToolEvent, current_agent
 from taskorch_nb.core.immune import ImmuneSystem, Pattern
 from taskorch_nb.core.money import parse_usd
 from taskorch_nb.core.retry import Failure, RetryPolicy, classify
+from taskorch_nb.core.toolname import tool_name_problem
 from taskorch_nb.errors import (
     CircuitOpenError,
     ConfigurationError,
@@ -201,6 +202,12 @@ class Toolbox:
         tool_name = getattr(fn, "__name__", "") if name is None else name
         if not builtin:
             self._check_user_name(tool_name)
+            # The hub's rule too, so every tool's patterns can be shared.
+            for label, value in (("name", tool_name), ("fallback", fallback)):
+                problem = None if value is None else tool_name_problem(value)
+                if problem is not None:
+                    hint = " (pass name=)" if label == "name" and name is None else ""
+                    raise ConfigurationError(f"tool {label}: {problem}{hint}")
             timeout = self.default_timeout if timeout is None else timeout
         timeout = _check_timeout(timeout, f"tool {tool_name!r}: timeout")
         price = None if cost is None else parse_usd(cost, f"the cost of tool {tool_name!r}",
@@ -415,8 +422,8 @@ class Toolbox:
                                      f"{path}")
         if pattern is not None:
             self.immune.applied(pattern)
-            if prompts is not None and pattern.corrective_prompt:
-                prompts.append(pattern.corrective_prompt)
+            if prompts is not None and pattern.usable_prompt:  # federated text: once approved
+                prompts.append(pattern.usable_prompt)
         self._emit(ToolEvent(type="tool.fallback", tool=fallback, call_id=call_id,
                              fallback_of=spec.name, agent=current_agent.get()))
         try:

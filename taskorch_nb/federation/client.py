@@ -2,8 +2,9 @@
 
 All HTTP goes through one private method, `_send`, so the product's retry and
 circuit breaker can wrap the hub like any other flaky dependency. Pulled
-patterns keep their `source` and `trust`; a `TrustPolicy` marks which of their
-strategies may be applied automatically (`apply_fallback`, `apply_prompt`).
+patterns keep their `source` and `trust`; a `TrustPolicy` marks whether their
+fallback may be taken automatically (`apply_fallback`). Their corrective prompt
+never is: it waits for a person here (`ImmuneSystem.approve`), whatever the hub says.
 """
 
 from __future__ import annotations
@@ -54,14 +55,12 @@ class PatternSource(Protocol):
 class TrustPolicy:
     """Which pulled strategies may be applied automatically, without a person deciding.
 
-    Default: a fallback naming a locally registered tool, yes; a corrective prompt
-    only from a pattern whose trust is "approved".
+    Only structured ones: a fallback naming a locally registered tool. A pulled
+    corrective prompt is other projects' words; no policy lets it reach a model
+    before a person here approved it (`ImmuneSystem.approve`).
     """
 
-    def __init__(self, *, prompt_trust: Iterable[str] = ("approved",),
-                 fallbacks: bool = True) -> None:
-        self.prompt_trust = frozenset(prompt_trust)
-        """Trust levels whose corrective prompt may be injected automatically."""
+    def __init__(self, *, fallbacks: bool = True) -> None:
         self.fallbacks = fallbacks
         """Whether a fallback to a locally registered tool may be taken automatically."""
 
@@ -69,21 +68,16 @@ class TrustPolicy:
         fallback = record.get("fallback")
         return self.fallbacks and fallback is not None and fallback in set(local_tools)
 
-    def allows_prompt(self, record: Mapping[str, Any]) -> bool:
-        return record.get("corrective_prompt") is not None and (
-            record.get("trust") in self.prompt_trust)
-
     def mark(self, records: list[dict[str, Any]],
              local_tools: Iterable[str]) -> list[dict[str, Any]]:
-        """Set each record's `apply_fallback` and `apply_prompt` as this policy allows."""
+        """Set each record's `apply_fallback` as this policy allows."""
         local = set(local_tools)
         for record in records:
             record["apply_fallback"] = self.allows_fallback(record, local)
-            record["apply_prompt"] = self.allows_prompt(record)
         return records
 
     def __repr__(self) -> str:
-        return f"TrustPolicy(prompt_trust={sorted(self.prompt_trust)}, fallbacks={self.fallbacks})"
+        return f"TrustPolicy(fallbacks={self.fallbacks})"
 
 
 class FederationClient:
@@ -184,12 +178,17 @@ class FederationClient:
     async def push_records(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """Push `PatternRecord`s (as dicts; other keys dropped) in batches under the hub's
         limits."""
-        total: dict[str, Any] = {"accepted": 0, "changed": 0, "quarantined": []}
+        total: dict[str, Any] = {"accepted": 0, "changed": 0, "quarantined": [], "rejected": []}
+        offset = 0
         for batch in self._batches([{k: r[k] for k in RECORD_FIELDS if k in r} for r in records]):
             answer = await self._send("POST", "/v1/patterns", json_body={"patterns": batch})
             total["accepted"] += answer["accepted"]
             total["changed"] += answer["changed"]
             total["quarantined"].extend(answer["quarantined"])
+            # Each refusal names its record's place in `records`, not in the batch.
+            total["rejected"].extend({**r, "index": r["index"] + offset}
+                                     for r in answer.get("rejected", []))
+            offset += len(batch)
         return total
 
     def _batches(self, records: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:

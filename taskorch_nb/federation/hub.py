@@ -10,6 +10,7 @@ corrective prompts, and an audit row for every write. Errors are always
 from __future__ import annotations
 
 import functools
+import json
 import math
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from taskorch_nb.core.clock import Clock, RealClock
+from taskorch_nb.core.pattern_record import PatternRecord
 from taskorch_nb.errors import ConfigurationError
 from taskorch_nb.federation.hubstore import HubStore, token_digest
 from taskorch_nb.federation.schema import (
@@ -38,6 +40,7 @@ from taskorch_nb.federation.schema import (
     Problem,
     PullResult,
     PushBody,
+    PushEnvelope,
     PushResult,
 )
 
@@ -139,6 +142,24 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+def _judge(items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The valid records of a push, and a rejection (index, signature, reason) per other."""
+    records: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:  # through JSON again, so the strict rules are those of a whole-body parse
+            records.append(PatternRecord.model_validate_json(json.dumps(item)).model_dump())
+        except ValidationError as exc:
+            errors = exc.errors(include_input=False, include_url=False)
+            reason = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'pattern'}: {e['msg']}"
+                for e in errors[:3])
+            signature = item.get("signature") if isinstance(item, dict) else None
+            rejected.append({"index": index, "reason": reason,
+                             "signature": signature if isinstance(signature, str) else None})
+    return records, rejected
+
+
 @functools.cache
 def _version() -> str:
     try:
@@ -211,14 +232,19 @@ def create_app(
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": {"$ref": "#/components/schemas/PushBody"}}}}})
     async def push_patterns(request: Request, project: str = Depends(project_of)) -> Any:
-        """Push a project's current totals; only the caller's own rows change."""
+        """Push a project's current totals; only the caller's own rows change.
+
+        Each pattern is judged alone: a bad one is listed in `rejected` with its reason
+        and the rest are shared (422 only when the body itself is malformed)."""
         raw = await request.body()
         try:
-            body = PushBody.model_validate_json(raw)
+            body = PushEnvelope.model_validate_json(raw)
         except ValidationError as exc:
             return _validation_problem(list(exc.errors(include_input=False, include_url=False)))
-        records = [p.model_dump() for p in body.patterns]
-        return await run_in_threadpool(store.push, project, records)
+        records, rejected = _judge(body.patterns)
+        answer = await run_in_threadpool(store.push, project, records) if records else {
+            "accepted": 0, "changed": 0, "quarantined": []}
+        return {**answer, "rejected": rejected}
 
     @app.get("/v1/patterns", response_model=PullResult, responses=errors)
     async def pull_patterns(

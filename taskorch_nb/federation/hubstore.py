@@ -27,7 +27,7 @@ from taskorch_nb.core.clock import Clock, RealClock
 from taskorch_nb.core.pattern_record import COUNTS, RECORD_FIELDS, PatternRecord
 from taskorch_nb.errors import ConfigurationError
 from taskorch_nb.federation import merge
-from taskorch_nb.federation.screening import screen_prompt
+from taskorch_nb.federation.screening import clean, screen_prompt
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -307,10 +307,15 @@ class HubStore:
 
     # -- push -------------------------------------------------------------------------
     def push(self, project: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """Join a project's records into its own rows; returns accepted/changed/quarantined."""
+        """Join a project's records into its own rows; returns accepted/changed/quarantined.
+
+        Texts are kept only normalised (`screening.clean`); a prompt is screened as sent,
+        so what the normalisation removed (invisible or tag characters) still flags it.
+        """
         import sqlalchemy as sa
 
         c = self.t.contributions
+        records, verdicts = _normalised(records)
         joined = merge.merge_records(records)
         sigs = sorted({r["signature"] for r in joined})
         now = self.clock.wall()
@@ -349,13 +354,14 @@ class HubStore:
                     [{**{k: row[k] for k in settable},
                       "b_sig": row["signature"], "b_project": project, "b_skey": row["skey"]}
                      for row in updates])
-            self._screen(conn, project, inserts)
+            self._screen(conn, project, inserts, verdicts)
             self._bump(conn, sorted(changed))
             self._audit(conn, project, "push", audit)
             held = self._held(conn, project, joined)
         return {"accepted": len(records), "changed": len(changed), "quarantined": held}
 
-    def _screen(self, conn: sa.Connection, project: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    def _screen(self, conn: sa.Connection, project: str, rows: Sequence[Mapping[str, Any]],
+                verdicts: Mapping[tuple[str, str], tuple[str, ...]]) -> None:
         """Put every new suspicious prompt into quarantine (once per signature and text)."""
         import sqlalchemy as sa
 
@@ -366,15 +372,15 @@ class HubStore:
             if not prompt or (row["signature"], row["prompt_sha"]) in seen:
                 continue
             seen.add((row["signature"], row["prompt_sha"]))
-            verdict = screen_prompt(prompt)
-            if not verdict.suspicious:
+            reasons = verdicts.get((row["signature"], row["prompt_sha"]), ())
+            if not reasons:
                 continue
             found = conn.execute(sa.select(q.c.id).where(
                 q.c.signature == row["signature"], q.c.prompt_sha == row["prompt_sha"])).first()
             if found is None:
                 conn.execute(sa.insert(q).values(
                     signature=row["signature"], prompt_sha=row["prompt_sha"], prompt=prompt,
-                    reasons=json.dumps(list(verdict.reasons)), status="quarantined",
+                    reasons=json.dumps(list(reasons)), status="quarantined",
                     project=project, created_at=self.clock.wall()))
 
     def _held(self, conn: sa.Connection, project: str,
@@ -398,26 +404,26 @@ class HubStore:
             sa.select(q.c.signature, q.c.prompt_sha, q.c.status)
             .where(q.c.signature.in_(signatures)))}
         backers: dict[tuple[str, str], set[str]] = {}
-        if held:
-            if rows is None:
-                rows = [r._asdict() for r in conn.execute(
-                    sa.select(c.c.signature, c.c.project, c.c.prompt_sha)
-                    .where(c.c.signature.in_({s for s, _ in held})))]
-            for row in rows:
-                if row.get("prompt_sha"):
-                    backers.setdefault((row["signature"], row["prompt_sha"]), set()).add(
-                        row["project"])
+        if rows is None:
+            rows = [r._asdict() for r in conn.execute(
+                sa.select(c.c.signature, c.c.project, c.c.prompt_sha)
+                .where(c.c.signature.in_(signatures)))]
+        for row in rows:
+            if row.get("prompt_sha"):
+                backers.setdefault((row["signature"], row["prompt_sha"]), set()).add(
+                    row["project"])
 
         def trust_of(signature: str, fallback: str | None, prompt: str | None) -> str:
             if prompt is None:
                 return "approved"
             key = (signature, merge.prompt_key(prompt))
-            status = held.get(key)
-            if status is None or status == "approved":
-                return "approved"
+            if held.get(key, "approved") != "approved":
+                # Only the hub's admin releases a held text: projects pushing the same
+                # words prove nothing (one actor can hold several tokens).
+                return "quarantined"
             if len(backers.get(key, ())) >= self.confirm_threshold:
                 return "confirmed"
-            return "quarantined"
+            return "approved"
 
         return trust_of
 
@@ -501,6 +507,28 @@ class HubStore:
             query = query.where(a.c.signature == signature)
         with self._read() as conn:
             return [{**r._asdict(), "detail": json.loads(r.detail)} for r in conn.execute(query)]
+
+
+def _normalised(records: Sequence[Mapping[str, Any]]
+                ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], tuple[str, ...]]]:
+    """Records with their texts cleaned, and the screen's reasons per (signature, prompt sha)
+    of the cleaned prompt (read from the prompt as sent)."""
+    out: list[dict[str, Any]] = []
+    verdicts: dict[tuple[str, str], tuple[str, ...]] = {}
+    for record in records:
+        rec = dict(record)
+        if rec.get("message"):
+            rec["message"] = clean(rec["message"])
+        raw = rec.get("corrective_prompt")
+        if raw:
+            text = clean(raw) or None  # nothing but invisible characters: no text at all
+            rec["corrective_prompt"] = text
+            if text is not None:
+                key = (rec["signature"], merge.prompt_key(text))
+                reasons = screen_prompt(raw).reasons
+                verdicts[key] = tuple(dict.fromkeys((*verdicts.get(key, ()), *reasons)))
+        out.append(rec)
+    return out, verdicts
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -114,15 +114,21 @@ def aggregate(
 ) -> dict[str, Any] | None:
     """The served pattern of a signature from its per-project rows (each has `project`).
 
-    Rows whose strategy is quarantined are left out entirely, as if never
-    pushed; `None` when nothing servable is left. Occurrences add over projects
-    (a project's rows all carry its current total, so its max counts once).
+    A row whose prompt is quarantined is served without it: its structured part
+    (fallback, counts) is data, its text is withheld (a row left with no strategy
+    is dropped); `None` when nothing servable is left.
+    Occurrences add over projects (a project's rows all carry its current total, so
+    its max counts once).
     """
     servable: list[tuple[Record, str]] = []
     for row in rows:
         trust = trust_of(signature, row.get("fallback"), row.get("corrective_prompt"))
-        if trust != "quarantined":
-            servable.append((row, trust))
+        if trust == "quarantined":
+            if row.get("fallback") is None:
+                continue
+            row = {**row, "corrective_prompt": None}
+            trust = trust_of(signature, row.get("fallback"), None)
+        servable.append((row, trust))
     if not servable:
         return None
     occurrences: dict[str, int] = {}

@@ -8,7 +8,7 @@ no extra keys) for what the hub reads; every limit is a 422 with a reason.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,13 +46,31 @@ class PushBody(_Strict):
     patterns: list[PatternRecord] = Field(max_length=MAX_PATTERNS_PER_PUSH)
 
 
+class PushEnvelope(_Strict):
+    """What the hub parses first: the list, each item then judged on its own (`PushBody`
+    documents the items; a bad one is rejected alone, the rest are shared)."""
+
+    patterns: list[Any] = Field(max_length=MAX_PATTERNS_PER_PUSH)
+
+
+class Rejection(BaseModel):
+    """One pushed pattern the hub refused, and why."""
+
+    index: int
+    """Its position in the push."""
+    signature: str | None
+    reason: str
+
+
 class PushResult(BaseModel):
-    """What a push did: records accepted, signatures changed, prompts held back."""
+    """What a push did: records accepted, signatures changed, prompts held back, records
+    refused (each with its reason)."""
 
     accepted: int
     changed: int
     quarantined: list[str] = Field(default_factory=list)
     """Signatures whose pushed corrective prompt is held for review."""
+    rejected: list[Rejection] = Field(default_factory=list)
 
 
 class StrategyRecord(BaseModel):
@@ -113,6 +131,6 @@ class Problem(BaseModel):
 __all__ = [
     "DEFAULT_PULL_LIMIT", "MAX_BODY_BYTES", "MAX_COUNT", "MAX_EPOCH", "MAX_MESSAGE_CHARS",
     "MAX_PATTERNS_PER_PUSH", "MAX_PROMPT_CHARS", "MAX_PULL_LIMIT", "Count", "Epoch", "ErrorItem",
-    "Health", "PatternRecord", "Problem", "PullResult", "PushBody", "PushResult", "ServedPattern",
-    "ServedTrust", "Signature", "StrategyRecord", "ToolName", "Trust",
+    "Health", "PatternRecord", "Problem", "PullResult", "PushBody", "PushEnvelope", "PushResult",
+    "Rejection", "ServedPattern", "ServedTrust", "Signature", "StrategyRecord", "ToolName", "Trust",
 ]

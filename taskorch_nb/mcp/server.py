@@ -55,6 +55,8 @@ FEDERATION_HELP = (
 ArchetypeName = Annotated[str, Field(
     description="The agent to spawn; built in: " + ", ".join(archetype_names()) + ".")]
 TaskText = Annotated[str, Field(description="What the agent(s) should do; must not be empty.")]
+PatternName = Annotated[str, Field(
+    description="The pattern's name (e.g. search_api_timeout) or its signature.")]
 
 
 def _usd_argument(value: Any, info: ValidationInfo) -> float:
@@ -169,10 +171,16 @@ class PatternInfo(BaseModel):
     occurrences: int
     fallback: str | None
     corrective_prompt: str | None
+    """The text a model may see: this project's own, or a federated one approved here.
+    A federated text awaiting approval is not shown over MCP (a model reads this)."""
     applied: int
     recovered: int
     source: str
     known: bool
+    approval: str | None = Field(default=None, description=(
+        "For a federated text: pending (read it in `%orchestrate patterns` before approving), "
+        "approved or rejected; null for this project's own patterns."))
+    approved_by: str | None = None
 
 
 class PatternList(BaseModel):
@@ -321,9 +329,23 @@ def build_server(orch_factory: Callable[[], Orchestrator] | None = None) -> MCPS
     async def list_patterns() -> PatternList:
         """The failure patterns the immune system knows (learned here or pulled from the hub)."""
         with _reasons():
-            patterns = [PatternInfo.model_validate(p.to_record())
+            patterns = [PatternInfo.model_validate(
+                            {**p.to_record(), "corrective_prompt": p.usable_prompt})
                         for p in session.orchestrator().immune.patterns()]
             return PatternList(count=len(patterns), patterns=patterns)
+
+    @app.tool(annotations=ToolAnnotations(idempotent_hint=True, open_world_hint=False))
+    async def approve_pattern(name: PatternName) -> PatternInfo:
+        """Let a federated pattern's corrective prompt reach the model from now on.
+
+        Its fallback applies without approval; its text, another project's words, is
+        only put in front of a model once a person here approved it. Approve only a
+        text a person has read (`%orchestrate patterns` shows it).
+        """
+        with _reasons():
+            pattern = session.orchestrator().immune.approve(name, by="mcp")
+            return PatternInfo.model_validate(
+                {**pattern.to_record(), "corrective_prompt": pattern.usable_prompt})
 
     @app.tool()
     async def federation_sync() -> SyncResult:

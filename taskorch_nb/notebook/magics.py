@@ -31,7 +31,7 @@ from taskorch_nb.core.money import parse_usd
 from taskorch_nb.engine.orchestrator import Orchestrator
 from taskorch_nb.engine.run import Run
 from taskorch_nb.engine.runner import interpolate
-from taskorch_nb.errors import TaskorchError
+from taskorch_nb.errors import ConfigurationError, TaskorchError
 from taskorch_nb.notebook.display import StatusView, circuits_frame, frontend, show
 from taskorch_nb.notebook.widgets import Dashboard
 
@@ -234,6 +234,9 @@ class OrchestrateMagics(Magics):
     @magic_arguments()
     @argument("command", nargs="?", help="line form only: " + " | ".join(SUBCOMMANDS))
     @argument("name", nargs="?", help="for `reset`: the breaker to reset (default: all)")
+    @argument("--approve", metavar="NAME",
+              help="for `patterns`: let a federated pattern's corrective prompt reach the model "
+                   "(its name or signature; you read its text in `%%orchestrate patterns` first)")
     @argument("--budget", metavar="USD", help="the run's budget in USD (> 0)")
     @argument("--workflow", metavar="NAME", help="full (four agents) or single")
     @argument("--archetype", metavar="NAME",
@@ -256,6 +259,7 @@ class OrchestrateMagics(Magics):
         Blocking by default; interrupting the kernel cancels the run (CANCELLED).
 
         %orchestrate status | circuits | patterns | history | reset [NAME]
+        %orchestrate patterns --approve NAME   <- a federated text may now reach the model
 
         Settings: %config Orchestrate  (provider, model, budget, store, workflow,
         max_rounds, dashboard, clock, max_rate, orchestrator).
@@ -263,6 +267,8 @@ class OrchestrateMagics(Magics):
         args = parse_argstring(self.orchestrate, line)
         if cell is None:
             return self._subcommand(args)
+        if args.approve is not None:
+            raise UsageError("--approve goes with `%orchestrate patterns`, not with a task cell")
         if args.command is not None:
             raise UsageError(f"unexpected {args.command!r}: %%orchestrate takes options only; "
                              "the task is the cell's body")
@@ -277,7 +283,15 @@ class OrchestrateMagics(Magics):
             raise UsageError(f"unknown command {command!r}; use one of: {', '.join(SUBCOMMANDS)}")
         if args.name is not None and command != "reset":
             raise UsageError(f"%orchestrate {command} takes no argument (got {args.name!r})")
+        if args.approve is not None and command != "patterns":
+            raise UsageError(f"--approve goes with `patterns`, not `{command}`")
         orch = self.orchestrator(args.provider, args.model)
+        if args.approve is not None:
+            try:
+                pattern = orch.immune.approve(args.approve)
+            except ConfigurationError as exc:
+                raise UsageError(str(exc)) from None
+            print(f"approved the corrective prompt of {pattern.name} ({pattern.signature})")
         if command == "status":
             return StatusView(orch.status())
         if command == "circuits":

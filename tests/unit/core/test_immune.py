@@ -45,11 +45,12 @@ def test_federated_pattern_follows_the_local_trust_flags() -> None:
             "category": "timeout", "status": 504, "fallback": "cached_search",
             "corrective_prompt": "Use cached_search.", "occurrences": 4, "applied": 2,
             "recovered": 2, "source": ["project-a"], "trust": "confirmed"}
-    assert immune.merge_federated([{**base, "apply_fallback": True, "apply_prompt": False}]) == 1
+    assert immune.merge_federated([{**base, "apply_fallback": True}]) == 1
     pattern = immune.get(base["signature"])
     assert pattern is not None
     assert pattern.known  # its fallback may be taken at the first failure ...
-    assert pattern.corrective_prompt is None  # ... but an unapproved prompt is not injected
+    assert pattern.usable_prompt is None  # ... but an unapproved prompt is not injected
+    assert pattern.approval == "pending"
     assert pattern.source == "federation"
     assert immune.merge_federated([{**base, "apply_fallback": False}]) == 0
     assert not pattern.known

@@ -15,7 +15,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from taskorch_nb.federation.client import TrustPolicy
 from taskorch_nb.federation.hub import RateLimit, create_app
 from taskorch_nb.federation.hubstore import HubStore
 from taskorch_nb.testing import FakeClock
@@ -100,7 +99,8 @@ async def test_a_project_cannot_alter_another_projects_records(hub: RunningHub,
     # Claiming to be A in the body is a schema violation, not an impersonation.
     forged = await http.post("/v1/patterns", json={"patterns": [{**mine, "project": "alpha"}]},
                              headers=auth(b))
-    assert forged.status_code == 422
+    assert forged.status_code == 200
+    assert "project: Extra inputs" in forged.json()["rejected"][0]["reason"]
     assert (await http.delete("/v1/patterns", headers=auth(b))).status_code == 405
     assert rows_of(store, "alpha") == before
     served = store.snapshot()[0]
@@ -116,36 +116,41 @@ async def test_a_project_cannot_alter_another_projects_records(hub: RunningHub,
 BAD_BODIES = [
     pytest.param(b'{"patterns": [', "Invalid JSON", id="truncated-json"),
     pytest.param(b"not json at all", "Invalid JSON", id="not-json"),
-    pytest.param({"patterns": [record(first_seen=float("nan"))]}, "first_seen", id="nan-literal"),
-    pytest.param({"patterns": [record(last_seen=float("inf"))]}, "last_seen", id="inf-literal"),
     pytest.param({"patterns": "x"}, "patterns", id="patterns-not-a-list"),
     pytest.param({}, "patterns: Field required", id="missing-patterns"),
     pytest.param({"patterns": [], "extra": 1}, "extra: Extra inputs", id="extra-top-level"),
-    pytest.param({"patterns": [record(owner="x")]}, "owner: Extra inputs", id="extra-field"),
-    pytest.param({"patterns": [record(signature="xyz")]}, "signature", id="bad-signature"),
-    pytest.param({"patterns": [record(signature="AB" * 16)]}, "signature", id="upper-hex"),
-    pytest.param({"patterns": [record(name="Search API")]}, "name", id="bad-name"),
-    pytest.param({"patterns": [record(name="a" * 121)]}, "name", id="long-name"),
-    pytest.param({"patterns": [record(tool="t" * 101)]}, "tool", id="long-tool"),
-    pytest.param({"patterns": [record(fallback="rm -rf /")]}, "fallback", id="bad-fallback"),
-    pytest.param({"patterns": [record(category="c" * 41)]}, "category", id="long-category"),
-    pytest.param({"patterns": [record(message="m" * 501)]}, "message", id="long-message"),
-    pytest.param({"patterns": [record(corrective_prompt="p" * 2001)]}, "corrective_prompt",
-                 id="long-prompt"),
-    pytest.param({"patterns": [record(applied=1, recovered=2)]}, "recovered must not exceed",
-                 id="recovered-over-applied"),
-    pytest.param({"patterns": [record(occurrences=-1)]}, "occurrences", id="negative-count"),
-    pytest.param({"patterns": [record(occurrences="3")]}, "occurrences", id="string-for-int"),
-    pytest.param({"patterns": [record(applied=True)]}, "applied", id="bool-for-int"),
-    pytest.param({"patterns": [record(status="504")]}, "status", id="string-status"),
-    pytest.param({"patterns": [record(first_seen=9.0, last_seen=1.0)]}, "first_seen",
-                 id="time-reversed"),
     pytest.param({"patterns": [record(n) for n in range(501)]}, "patterns", id="too-many"),
+]
+
+#: Bad patterns: each refused alone, with its reason (the rest of a push is shared).
+BAD_RECORDS = [
+    pytest.param(record(first_seen=float("nan")), "first_seen", id="nan-literal"),
+    pytest.param(record(last_seen=float("inf")), "last_seen", id="inf-literal"),
+    pytest.param(record(owner="x"), "owner: Extra inputs", id="extra-field"),
+    pytest.param(record(signature="xyz"), "signature", id="bad-signature"),
+    pytest.param(record(signature="AB" * 16), "signature", id="upper-hex"),
+    pytest.param(record(name="Search API"), "name", id="bad-name"),
+    pytest.param(record(name="a" * 121), "name", id="long-name"),
+    pytest.param(record(tool="t" * 101), "tool", id="long-tool"),
+    pytest.param(record(tool="web search"), "tool: Value error, tool name 'web search'",
+                 id="tool-with-space"),
+    pytest.param(record(fallback="rm -rf /"), "fallback", id="bad-fallback"),
+    pytest.param(record(category="c" * 41), "category", id="long-category"),
+    pytest.param(record(message="m" * 501), "message", id="long-message"),
+    pytest.param(record(corrective_prompt="p" * 2001), "corrective_prompt", id="long-prompt"),
+    pytest.param(record(applied=1, recovered=2), "recovered must not exceed",
+                 id="recovered-over-applied"),
+    pytest.param(record(occurrences=-1), "occurrences", id="negative-count"),
+    pytest.param(record(occurrences="3"), "occurrences", id="string-for-int"),
+    pytest.param(record(applied=True), "applied", id="bool-for-int"),
+    pytest.param(record(status="504"), "status", id="string-status"),
+    pytest.param(record(first_seen=9.0, last_seen=1.0), "first_seen", id="time-reversed"),
+    pytest.param("not an object", "Input should be an object", id="not-an-object"),
 ]
 
 
 @pytest.mark.parametrize(("body", "reason"), BAD_BODIES)
-async def test_malformed_json_and_schema_violations_are_422_with_a_reason(
+async def test_malformed_bodies_are_422_with_a_reason(
         shared_hub: RunningHub, body: Any, reason: str) -> None:
     hub = shared_hub
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -157,6 +162,23 @@ async def test_malformed_json_and_schema_violations_are_422_with_a_reason(
     assert reason in problem["reason"]
     assert problem["errors"]
     assert store_of(hub).snapshot() == []
+
+
+@pytest.mark.parametrize(("bad", "reason"), BAD_RECORDS)
+async def test_a_bad_pattern_is_rejected_alone_and_the_rest_is_shared(
+        hub: RunningHub, bad: Any, reason: str) -> None:
+    good = record(7)
+    content = json.dumps({"patterns": [good, bad]}).encode()  # NaN/Infinity literals too
+    async with httpx.AsyncClient(base_url=hub.url) as http:
+        response = await http.post("/v1/patterns", content=content, headers={
+            **auth(hub.token_for("alpha")), "Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["accepted"], answer["changed"]) == (1, 1)
+    [rejection] = answer["rejected"]
+    assert rejection["index"] == 1
+    assert reason in rejection["reason"], rejection["reason"]
+    assert [p["signature"] for p in store_of(hub).snapshot()] == [good["signature"]]
 
 
 async def test_bad_pull_parameters_are_422(shared_hub: RunningHub) -> None:
@@ -215,29 +237,40 @@ async def test_a_clean_prompt_is_served_at_once(hub: RunningHub, http: httpx.Asy
     token = store_of(hub).issue_token("alpha")
     advice = record(corrective_prompt="Use cached_search with the same query.")
     response = await http.post("/v1/patterns", json={"patterns": [advice]}, headers=auth(token))
-    assert response.json() == {"accepted": 1, "changed": 1, "quarantined": []}
+    assert response.json() == {"accepted": 1, "changed": 1, "quarantined": [], "rejected": []}
     [served] = (await http.get("/v1/patterns", headers=auth(token))).json()["patterns"]
     assert served["corrective_prompt"] == advice["corrective_prompt"]
     assert served["trust"] == "approved"
 
 
-async def test_distinct_projects_confirm_a_suspicious_prompt(hub: RunningHub,
-                                                             http: httpx.AsyncClient) -> None:
+async def test_distinct_projects_cannot_release_a_quarantined_prompt(
+        hub: RunningHub, http: httpx.AsyncClient) -> None:
     store = store_of(hub)
     a, b = store.issue_token("alpha"), store.issue_token("beta")
-    hostile = record(fallback=None, corrective_prompt=INJECTION, applied=2, recovered=2)
-    await http.post("/v1/patterns", json={"patterns": [hostile]}, headers=auth(a))
-    # The same project pushing again does not confirm its own prompt.
-    await http.post("/v1/patterns", json={"patterns": [hostile]}, headers=auth(a))
-    assert (await http.get("/v1/patterns", headers=auth(a))).json()["patterns"] == []
-    response = await http.post("/v1/patterns", json={"patterns": [hostile]}, headers=auth(b))
-    assert response.json()["quarantined"] == []
+    hostile = record(corrective_prompt=INJECTION, applied=2, recovered=2)
+    for token in (a, a, b):
+        answer = (await http.post("/v1/patterns", json={"patterns": [hostile]},
+                                  headers=auth(token))).json()
+        assert answer["quarantined"] == [hostile["signature"]]
     [served] = (await http.get("/v1/patterns", headers=auth(b))).json()["patterns"]
-    assert (served["trust"], served["source"], served["applied"]) == (
-        "confirmed", ["alpha", "beta"], 4)
-    # Served, but a client's default policy still will not inject it by itself.
-    assert not TrustPolicy().allows_prompt(served)
-    assert TrustPolicy(prompt_trust=("approved", "confirmed")).allows_prompt(served)
+    # The structured part is served (the fallback, both projects' counts); the text is not.
+    assert (served["fallback"], served["corrective_prompt"], served["trust"]) == (
+        "cached_search", None, "approved")
+    assert (served["source"], served["applied"]) == (["alpha", "beta"], 4)
+    [held] = store.quarantined()
+    assert held["projects"] == ["alpha", "beta"]
+
+
+async def test_distinct_projects_confirm_a_clean_prompt(hub: RunningHub,
+                                                        http: httpx.AsyncClient) -> None:
+    store = store_of(hub)
+    advice = record(corrective_prompt="Use cached_search with the same query.")
+    for project in ("alpha", "beta"):
+        await http.post("/v1/patterns", json={"patterns": [advice]},
+                        headers=auth(store.issue_token(project)))
+    [served] = store.snapshot()
+    assert (served["corrective_prompt"], served["trust"]) == (
+        advice["corrective_prompt"], "confirmed")
 
 
 async def test_every_write_is_audited(hub: RunningHub, http: httpx.AsyncClient) -> None:

@@ -22,7 +22,7 @@ from taskorch_nb.federation.client import FederationClient
 from taskorch_nb.mcp.server import build_server, federation_from_env, main
 
 TOOLS = {"spawn_archetype_agent", "run_workflow", "get_run", "budget_status", "circuit_status",
-         "reset_circuit", "list_patterns", "federation_sync", "resume_run"}
+         "reset_circuit", "list_patterns", "federation_sync", "resume_run", "approve_pattern"}
 
 
 @pytest.fixture(autouse=True)
@@ -466,3 +466,25 @@ async def test_over_stdio_tools_bad_input_and_a_builder_run(tmp_path: Path) -> N
     assert Path(run["workspace"]).is_relative_to(tmp_path)
     runs = taskorch_nb.history(store=tmp_path / "home" / "taskorch.db")
     assert list(runs["run_id"]) == [run["run_id"]]
+
+
+async def test_approve_pattern_releases_a_federated_text(db: Path) -> None:
+    text_ = "Use the cached_search tool instead; it takes the same arguments."
+    orch = flaky_orchestrator(db)
+    orch.immune.merge_federated([{
+        "signature": "ab" * 16, "name": "search_api_timeout", "tool": "search_api",
+        "category": "timeout", "fallback": "cached_search", "corrective_prompt": text_,
+        "applied": 1, "recovered": 1, "source": ["project-b"], "trust": "approved"}])
+    async with Client(build_server(lambda: orch)) as client:
+        before = await client.call_tool("list_patterns", {})
+        approved = await client.call_tool("approve_pattern", {"name": "search_api_timeout"})
+        unknown = await client.call_tool("approve_pattern", {"name": "nope"})
+
+    [pending] = before.structured_content["patterns"]
+    assert (pending["approval"], pending["corrective_prompt"]) == ("pending", None)
+    assert approved.is_error is False, text(approved)
+    assert approved.structured_content["approval"] == "approved"
+    assert approved.structured_content["approved_by"] == "mcp"
+    assert approved.structured_content["corrective_prompt"] == text_
+    assert unknown.is_error is True
+    assert "'nope' is not a pattern" in text(unknown)

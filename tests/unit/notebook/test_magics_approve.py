@@ -1,0 +1,51 @@
+"""`%orchestrate patterns --approve NAME`: a person lets a federated text reach the model."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+from taskorch_nb.notebook.magics import current_magics, current_orchestrator
+
+TEXT = "Use the cached_search tool instead; it takes the same arguments."
+
+
+@pytest.fixture
+def shell(tmp_path, monkeypatch):
+    monkeypatch.setenv("TASKORCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    InteractiveShell.clear_instance()
+    sh = InteractiveShell.instance()
+    sh.run_line_magic("load_ext", "taskorch_nb")
+    sh.run_line_magic("config", "Orchestrate.store = ':memory:'")
+    sh.run_line_magic("config", "Orchestrate.clock = 'fake'")
+    yield sh
+    current_magics(sh).close()
+    InteractiveShell.clear_instance()
+
+
+def test_approve_shows_in_the_patterns_frame(shell, capsys) -> None:
+    orch = current_orchestrator(shell)
+    orch.immune.merge_federated([{
+        "signature": "ab" * 16, "name": "search_api_timeout", "tool": "search_api",
+        "category": "timeout", "fallback": "cached_search", "corrective_prompt": TEXT,
+        "recovered": 1, "applied": 1, "source": ["project-a"], "trust": "approved"}])
+    before = shell.run_line_magic("orchestrate", "patterns")
+    assert before.loc[0, "approval"] == "pending"
+    after = shell.run_line_magic("orchestrate", "patterns --approve search_api_timeout")
+    assert "approved the corrective prompt of search_api_timeout" in capsys.readouterr().out
+    assert after.loc[0, "approval"] == "approved"
+    assert after.loc[0, "approved_by"]  # who decided is recorded
+    assert orch.immune.get("ab" * 16).usable_prompt == TEXT  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("patterns --approve nope", "'nope' is not a pattern"),
+    ("status --approve x", "--approve goes with `patterns`"),
+])
+def test_bad_approvals_are_one_line_usage_errors(shell, line: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        shell.run_line_magic("orchestrate", line)
+    with pytest.raises(UsageError, match="not with a task cell"):
+        shell.run_cell_magic("orchestrate", "--approve x", "Write a haiku")
