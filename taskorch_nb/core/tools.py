@@ -231,9 +231,10 @@ class Toolbox:
     def _check_user_name(self, name: object) -> None:
         """Refuse names that would replace taskorch's own tools or say nothing."""
         if not isinstance(name, str) or not name.strip() or name == "<lambda>":
+            rule = tool_name_problem(name) if isinstance(name, str) else None
             raise ConfigurationError(
-                f"a tool needs a name (got {name!r}): pass name='...' when registering "
-                "a lambda or a callable without one")
+                f"{rule + ': ' if rule else ''}a tool needs a name (got {name!r}): pass "
+                "name='...' (pass name=) when registering a lambda or a callable without one")
         if ":" in name:
             raise ConfigurationError(
                 f"tool name {name!r} is reserved: names with ':' belong to taskorch's own "

@@ -40,7 +40,8 @@ def test_an_empty_list_still_has_every_typed_column() -> None:
     assert len(df) == 0
     assert list(df.columns) == [
         "name", "signature", "tool", "category", "occurrences", "first_seen", "last_seen",
-        "fallback", "corrective_prompt", "applied", "recovered", "source", "known", "demoted",
+        "fallback", "corrective_prompt", "applied", "recovered", "source", "approval",
+        "approved_by", "known", "demoted",
     ]
     assert df["applied"].dtype == "Int64"
     assert df["demoted"].dtype == "boolean"
