@@ -27,8 +27,10 @@ from taskorch_nb.errors import ConfigurationError
 
 @pytest.fixture(autouse=True)
 def own_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Registering replaces by name for the whole process: each test gets its own copy.
-    monkeypatch.setattr(archetypes, "_ARCHETYPES", dict(archetypes._ARCHETYPES))
+    # Registering replaces by name for the whole process (other tests register their own):
+    # each test starts from the built-ins alone.
+    monkeypatch.setattr(archetypes, "_ARCHETYPES",
+                        {a.name: a for a in (RESEARCHER, ARCHITECT, BUILDER, QC)})
 
 
 def test_the_built_ins_are_registered_by_name() -> None:
