@@ -18,7 +18,12 @@ from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.events import Event, Notice, PatternEvent, RunEvent, scope
 from taskorch_nb.engine.execution import RunContext, Services, current_workspace
 from taskorch_nb.engine.run import Run, RunStatus
-from taskorch_nb.errors import BudgetExceededError, ConfigurationError, WorkflowError
+from taskorch_nb.errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    ProviderUnavailableError,
+    WorkflowError,
+)
 
 if TYPE_CHECKING:
     from taskorch_nb.core.clock import Clock
@@ -160,7 +165,9 @@ class Runner:
                 try:
                     ctx.safety_checks(None, run.tools)
                     result = await get_workflow(run.workflow)(ctx)
-                except BudgetExceededError as exc:
+                except (BudgetExceededError, ProviderUnavailableError) as exc:
+                    # Money, or a provider that is down: nothing is wrong with the run, which
+                    # keeps its finished phases and paid calls for `resume()`.
                     self._finish(run, RunStatus.PAUSED, "run.paused", error=str(exc))
                     return
                 except asyncio.CancelledError:

@@ -239,7 +239,9 @@ def test_default_prices_an_unknown_model_and_sticks(table: PriceTable) -> None:
 
 
 def test_unknown_model_is_refused_when_the_orchestrator_is_made() -> None:
-    provider = OpenAIProvider(api_key="k", base_url="http://127.0.0.1:9/v1", clock=FakeClock(),
+    # A remote server (a local one's models are free: tests/unit/engine/test_local_models.py)
+    provider = OpenAIProvider(api_key="k", base_url="https://models.example.com/v1",
+                              clock=FakeClock(),
                               transport=httpx.MockTransport(lambda r: httpx.Response(500)))
     with pytest.raises(ConfigurationError, match="no price for model 'my-finetune'"):
         Orchestrator(provider, model="my-finetune", store=":memory:", clock=FakeClock())
