@@ -23,7 +23,7 @@ def _notices(orch: Orchestrator, type_: str) -> list[Notice]:
     return [e for e in orch.store.events() if isinstance(e, Notice) and e.type == type_]
 
 
-@pytest.mark.parametrize("url, local", [
+@pytest.mark.parametrize(("url", "local"), [
     ("http://127.0.0.1:8080/v1", True), ("http://localhost:11434/v1", True),
     ("http://[::1]:8000/v1", True), ("http://192.168.1.20:8000/v1", True),
     ("http://10.0.0.5/v1", True), ("https://api.openai.com/v1", False),
@@ -44,7 +44,8 @@ async def test_a_loopback_model_is_free_with_one_notice(server) -> None:
     assert orch.session_guard.spent == Decimal(0)
     orch.store.flush()
     [notice] = _notices(orch, "pricing.free")
-    assert "'gpt-4o'" in notice.message and "cost $0" in notice.message
+    assert "'gpt-4o'" in notice.message
+    assert "cost $0" in notice.message
     assert server.last.headers["authorization"] == "Bearer local"
     orch.close()
 
