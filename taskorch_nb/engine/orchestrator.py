@@ -426,11 +426,12 @@ class Orchestrator:
             guard = self.session_guard
         agent = current_agent.get()
         price_provider = self.provider.price_provider
+        input_tokens = estimate_input_tokens(messages, tools)
         worst = self.prices.worst_case(
-            price_provider, model,
-            input_tokens=estimate_input_tokens(messages, tools), max_tokens=max_tokens,
+            price_provider, model, input_tokens=input_tokens, max_tokens=max_tokens,
         )
-        reservation = guard.reserve(worst, agent=agent, model=model)
+        reservation = guard.reserve(worst, agent=agent, model=model,
+                                    tokens=input_tokens + max_tokens, requests=1)
         call_id = f"llm#{next(self._call_ids)}"
         emit = self.bus.emit
         emit(LLMEvent(type="llm.requested", call_id=call_id, provider=self.provider.name,
@@ -465,7 +466,7 @@ class Orchestrator:
                                 output_tokens=usage.output_tokens,
                                 cached_tokens=usage.cached_tokens,
                                 cache_write_tokens=usage.cache_write_tokens)
-        guard.commit(reservation, cost)
+        guard.commit(reservation, cost, tokens=usage.input_tokens + usage.output_tokens)
         emit(LLMEvent(type="llm.completed", call_id=call_id, provider=self.provider.name,
                       model=model, agent=agent, phase=_phase(),
                       input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
@@ -484,16 +485,23 @@ class Orchestrator:
         workspace: str | os.PathLike[str] | None = None,
         max_rounds: int | None = None,
         tools: tuple[str, ...] | list[str] = (),
+        max_tokens: int | None = None,
+        max_requests: int | None = None,
         **names: Any,
     ) -> Run:
         """Run a task through a workflow (`full` or `single`) and return the `Run`.
 
         `{name}` in the task is filled from `names`. A budget rejection pauses
         the run (`status` PAUSED); `await run.resume(extra_budget=...)` goes on.
+        `max_tokens` / `max_requests` cap the run's model tokens and requests too (a free
+        local model's bound); reaching one pauses the run like money
+        (`resume(extra_tokens=..., extra_requests=...)`). A provider that stays down
+        pauses it as well.
         """
         run = self.runner.create(task, workflow=workflow, archetype=archetype, budget=budget,
                                  workspace=workspace, max_rounds=max_rounds, tools=tools,
-                                 names=names)
+                                 names=names, max_tokens=max_tokens,
+                                 max_requests=max_requests)
         return await self.runner.execute(run)
 
     def run_sync(self, task: str, **options: Any) -> Run:
@@ -510,22 +518,30 @@ class Orchestrator:
         workspace: str | os.PathLike[str] | None = None,
         max_rounds: int | None = None,
         tools: tuple[str, ...] | list[str] = (),
+        max_tokens: int | None = None,
+        max_requests: int | None = None,
         **names: Any,
     ) -> Run:
         """`run`, returning as soon as the run is scheduled on this loop: `await run` waits
         for its end. Bad input raises here, before anything is scheduled."""
         run = self.runner.create(task, workflow=workflow, archetype=archetype, budget=budget,
                                  workspace=workspace, max_rounds=max_rounds, tools=tools,
-                                 names=names)
+                                 names=names, max_tokens=max_tokens,
+                                 max_requests=max_requests)
         return self.runner.schedule(run)
 
-    async def resume(self, run: Run | str, *, extra_budget: float | str | None = None) -> Run:
+    async def resume(self, run: Run | str, *, extra_budget: float | str | None = None,
+                     extra_tokens: int | None = None, extra_requests: int | None = None) -> Run:
         """Continue a PAUSED or INTERRUPTED run (by object or id) from its checkpoint."""
-        return await self.runner.resume(run, extra_budget=extra_budget)
+        return await self.runner.resume(run, extra_budget=extra_budget,
+                                        extra_tokens=extra_tokens,
+                                        extra_requests=extra_requests)
 
-    def resume_sync(self, run: Run | str, *, extra_budget: float | str | None = None) -> Run:
+    def resume_sync(self, run: Run | str, *, extra_budget: float | str | None = None,
+                    extra_tokens: int | None = None, extra_requests: int | None = None) -> Run:
         """`resume` for scripts and blocking notebook cells (works inside a running loop)."""
-        return wait_for(self.resume(run, extra_budget=extra_budget))
+        return wait_for(self.resume(run, extra_budget=extra_budget, extra_tokens=extra_tokens,
+                                    extra_requests=extra_requests))
 
     def get_run(self, run_id: str) -> Run:
         """A run of this orchestrator or, by id, from the store (`KeyError` if unknown)."""
