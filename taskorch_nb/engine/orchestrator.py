@@ -205,8 +205,11 @@ class Orchestrator:
         if federation is not None:
             self._connect_federation(federation)
         self._prune_at_start()
-        notices, self._notices = self._notices, None
-        for notice in notices:
+        self.notices: tuple[Notice, ...] = tuple(self._notices)
+        """What was said while it was built (provider chosen, free models), for front ends
+        that subscribe later."""
+        self._notices = None
+        for notice in self.notices:
             self.bus.emit(notice)
 
     @staticmethod
