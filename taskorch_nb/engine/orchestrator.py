@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import shutil
 import tempfile
@@ -81,8 +82,9 @@ class Orchestrator:
     `base_url`, `api_key` and `timeout` (seconds per request) go to an HTTP provider
     (default: OPENAI_BASE_URL / OPENAI_API_KEY); a model served from a loopback or
     private address is free unless `prices` names it. `deadline` bounds one model
-    call, retries and waits included (default 90 s): a provider still unreachable
-    then, or whose breaker is open, pauses the run instead of failing it.
+    call, retries and waits included (default 90 s; `math.inf` for none, e.g. with a
+    `FakeClock`, which jumps to the deadline while real I/O is in flight): a provider
+    still unreachable then, or whose breaker is open, pauses the run instead of failing it.
     """
 
     def __init__(
@@ -440,7 +442,7 @@ class Orchestrator:
         emit(LLMEvent(type="llm.requested", call_id=call_id, provider=self.provider.name,
                       model=model, agent=agent, phase=_phase()))
         try:
-            async with self.clock.timeout(self.deadline):
+            async with self.clock.timeout(None if math.isinf(self.deadline) else self.deadline):
                 completion: Completion = await self.tools.call(key, {
                     "messages": messages, "max_tokens": max_tokens, "tools": tools,
                     "response_format": response_format, "temperature": temperature,

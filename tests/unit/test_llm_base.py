@@ -263,7 +263,7 @@ def test_unknown_option_is_a_configuration_error() -> None:
     [
         ({"OPENAI_API_KEY": "sk-1", "ANTHROPIC_API_KEY": "sk-2"}, OpenAIProvider, "OPENAI_API_KEY"),
         ({"ANTHROPIC_API_KEY": "sk-2"}, AnthropicProvider, "ANTHROPIC_API_KEY is set"),
-        ({"OPENAI_API_KEY": ""}, SimulatedProvider, "neither"),
+        ({"OPENAI_API_KEY": ""}, SimulatedProvider, "none of OPENAI_BASE_URL"),
     ],
 )
 def test_auto_follows_the_environment(

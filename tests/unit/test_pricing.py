@@ -322,7 +322,8 @@ async def test_a_guarded_call_settles_genai_prices_cost(
     """Provider usage -> cost, end to end: the settled cost is genai-prices' number."""
     clock = FakeClock()
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
-    orch = Orchestrator(provider(api_key="k", base_url="http://127.0.0.1:9", clock=clock,
+    # A remote address: a model served from this machine would be free.
+    orch = Orchestrator(provider(api_key="k", base_url="https://api.example.com", clock=clock,
                                  transport=transport),
                         model=model, budget=10, store=":memory:", clock=clock)
     events: list = []
