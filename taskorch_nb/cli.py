@@ -62,6 +62,8 @@ def _notice_provider(orch: Orchestrator) -> None:
     notice = provider_notice(orch.provider.name)
     if notice:
         print(notice, file=sys.stderr, flush=True)
+    for said in orch.notices:  # which provider "auto" chose, which models are free
+        print(said.message, file=sys.stderr, flush=True)
 
 
 # -- run, resume ------------------------------------------------------------------------
@@ -70,8 +72,12 @@ def _notice_provider(orch: Orchestrator) -> None:
 def _orchestrator(args: argparse.Namespace, store: Any) -> Orchestrator:
     from taskorch_nb.engine.orchestrator import Orchestrator
 
-    orch = Orchestrator(args.provider, args.model, budget=getattr(args, "budget", None),
-                        store=store, max_rounds=getattr(args, "max_rounds", 3))
+    base_url = getattr(args, "base_url", None)
+    provider = args.provider or ("openai" if base_url else "simulated")
+    orch = Orchestrator(provider, args.model, budget=getattr(args, "budget", None),
+                        store=store, max_rounds=getattr(args, "max_rounds", 3),
+                        base_url=base_url, timeout=getattr(args, "timeout", None),
+                        deadline=getattr(args, "deadline", None), prices=_prices(args))
     _notice_provider(orch)
     if not args.quiet:
         from taskorch_nb.notebook.text import describe_event
@@ -80,11 +86,52 @@ def _orchestrator(args: argparse.Namespace, store: Any) -> Orchestrator:
     return orch
 
 
+def seconds(text: str) -> float:
+    """An option type: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text}")
+    return value
+
+
+def price_pair(text: str) -> tuple[str, str]:
+    """An option type: `IN,OUT`, USD per million input and output tokens (0 allowed)."""
+    from taskorch_nb.core.money import parse_usd
+
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"must be IN,OUT (e.g. 0.15,0.60), not {text!r}")
+    try:
+        for part in parts:
+            parse_usd(part, "price", allow_zero=True)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return parts[0], parts[1]
+
+
+def _prices(args: argparse.Namespace) -> dict[str, dict[str, Any]] | None:
+    """`--price-per-mtok IN,OUT` or `--free`: the price of `--model`."""
+    price = getattr(args, "price_per_mtok", None)
+    if getattr(args, "free", False):
+        if price is not None:
+            raise ConfigurationError("give --free or --price-per-mtok, not both")
+        price = (0, 0)
+    if price is None:
+        return None
+    if not args.model:
+        raise ConfigurationError("--price-per-mtok and --free price a model: give --model too")
+    return {args.model: {"input": price[0], "output": price[1]}}
+
+
 def _run(args: argparse.Namespace) -> int:
     orch = _orchestrator(args, args.store)
     try:
         run = orch.run_sync(args.task, workflow=args.workflow, archetype=args.archetype,
-                            workspace=args.workspace)
+                            workspace=args.workspace, max_tokens=args.max_tokens,
+                            max_requests=args.max_requests)
     finally:
         orch.close()
     return _report(run, args)
@@ -104,7 +151,9 @@ def _resume(args: argparse.Namespace) -> int:
         args.model = args.model or row["data"].get("model")
         orch = _orchestrator(args, store)
         try:
-            run = orch.get_run(args.run_id).resume_sync(args.extra_budget)
+            run = orch.get_run(args.run_id).resume_sync(
+                args.extra_budget, extra_tokens=args.extra_tokens,
+                extra_requests=args.extra_requests)
         finally:
             orch.close()
     finally:
@@ -126,7 +175,7 @@ def _report(run: Run, args: argparse.Namespace) -> int:
     if status == "COMPLETED":
         return 0
     if status == "PAUSED":
-        command = [PROG, "resume", run.id, "--extra-budget", _suggested_extra(run)]
+        command = [PROG, "resume", run.id, *_resume_options(run)]
         if args.store:
             command += ["--store", str(args.store)]
         print(f"PAUSED: {one_line(run.error)}. Resume with: {shlex.join(command)}",
@@ -134,6 +183,19 @@ def _report(run: Run, args: argparse.Namespace) -> int:
         return EXIT_PAUSED
     print(f"{status}: {one_line(run.error or status.lower())}", file=sys.stderr)
     return EXIT_FAILED
+
+
+def _resume_options(run: Run) -> list[str]:
+    """What a paused run needs to go on: nothing once its provider is back, more tokens or
+    requests when a cap paused it, else more money."""
+    error = run.error or ""
+    if error.startswith("provider "):
+        return []
+    if error.startswith("token limit"):
+        return ["--extra-tokens", str(run.guard.max_tokens or 0)]
+    if error.startswith("request limit"):
+        return ["--extra-requests", str(run.guard.max_requests or 0)]
+    return ["--extra-budget", _suggested_extra(run)]
 
 
 def _suggested_extra(run: Run) -> str:
@@ -272,9 +334,23 @@ def _store_option(parser: argparse.ArgumentParser) -> None:
 
 def _run_options(parser: argparse.ArgumentParser, *, provider_default: str | None) -> None:
     default = provider_default or "the run's"
+    if parser.prog.endswith(" run"):
+        default = "simulated; openai with --base-url"
     parser.add_argument("--provider", default=provider_default,
                         help=f"simulated | openai | anthropic | auto (default {default})")
     parser.add_argument("--model", help="model name (default: the provider's)")
+    parser.add_argument("--base-url", metavar="URL",
+                        help="an OpenAI-compatible server, e.g. http://localhost:11434/v1 "
+                        "(default $OPENAI_BASE_URL); the key comes from $OPENAI_API_KEY")
+    parser.add_argument("--timeout", type=seconds, metavar="S",
+                        help="seconds one model request may take (default 25)")
+    parser.add_argument("--deadline", type=seconds, metavar="S",
+                        help="seconds one model call may take, retries included (default 90)")
+    parser.add_argument("--price-per-mtok", type=price_pair, metavar="IN,OUT",
+                        help="USD per million input and output tokens of --model")
+    parser.add_argument("--free", action="store_true",
+                        help="--model costs nothing (a model on a local address is free "
+                        "already)")
     _store_option(parser)
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="print only the result (status lines still go to stderr)")
@@ -298,15 +374,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workflow", default="full", help="full | single (default full)")
     run.add_argument("--archetype", help="the archetype of a single workflow")
     run.add_argument("--max-rounds", type=whole(1), default=3, help="QC fix rounds (default 3)")
+    run.add_argument("--max-tokens", type=whole(1), metavar="N",
+                     help="cap the run's model tokens (input + output), e.g. for a free model")
+    run.add_argument("--max-requests", type=whole(1), metavar="N",
+                     help="cap the run's model requests")
     run.add_argument("--workspace", help="folder the agents work in "
                      "(default: workspaces/RUN_ID next to the store)")
-    _run_options(run, provider_default="simulated")
+    _run_options(run, provider_default=None)
     run.set_defaults(func=_run)
 
     resume = sub.add_parser("resume", help="continue a PAUSED or INTERRUPTED run")
     resume.add_argument("run_id", metavar="RUN_ID", help="as `run` or `history` printed it")
     resume.add_argument("--extra-budget", type=usd, metavar="USD",
                         help="USD added to the run's budget")
+    resume.add_argument("--extra-tokens", type=whole(1), metavar="N",
+                        help="tokens added to the run's token cap")
+    resume.add_argument("--extra-requests", type=whole(1), metavar="N",
+                        help="requests added to the run's request cap")
     _run_options(resume, provider_default=None)
     resume.set_defaults(func=_resume)
 

@@ -12,6 +12,7 @@
     ├── WorkflowError                        a run or workflow cannot go on
     │   └── SandboxError (PermissionError)   a path tried to leave the workspace
     ├── ProviderError                        a model provider failed
+    │   ├── ProviderUnavailableError         unreachable after retries, or breaker open
     │   ├── ProviderTimeoutError (TimeoutError)
     │   ├── RateLimitError                   429, with retry_after
     │   ├── ProviderResponseError            malformed or unusable output
@@ -154,6 +155,14 @@ class ProviderError(TaskorchError):
         self.retry_after = retry_after
         self.body = body
         super().__init__(message)
+
+
+class ProviderUnavailableError(ProviderError):
+    """A provider stayed unreachable after its retries, or its breaker is open.
+
+    Nothing is wrong with the run: a run that meets it is PAUSED, and resumes from
+    its checkpoint once the provider is back.
+    """
 
 
 class ProviderTimeoutError(ProviderError, TimeoutError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import signal
 import socket
 import subprocess
 import sys
@@ -90,11 +91,12 @@ def command(model: Path, port: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[LlamaServer]:
-    """Start the server, wait for its model list, stop it (and its log) afterwards."""
+def running_server(port: int | None = None) -> Iterator[LlamaServer]:
+    """Start the server (on `port`, default a free one), wait for its model list, stop it
+    (and its log) afterwards."""
     model = model_file()
     assert model is not None, "install the model first (scripts/llm-server-deps.sh)"
-    port = free_port()
+    port = free_port() if port is None else port
     with tempfile.TemporaryDirectory(prefix="llama-server-") as tmp:
         log = Path(tmp) / "server.log"
         with open(log, "wb") as out:
@@ -105,6 +107,8 @@ def running_server() -> Iterator[LlamaServer]:
             _wait_ready(server)
             yield server
         finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)  # a test may have frozen it
             process.terminate()
             try:
                 process.wait(timeout=15)

@@ -5,6 +5,10 @@ its real cost (`commit`) or, if it failed, gives the reservation back
 (`release`). Spent plus reserved never passes the limit, so concurrent agents
 cannot overspend between them. State changes are reported as `BudgetEvent`s.
 
+Money is not the only bound: `max_tokens` and `max_requests` cap the model tokens
+and model requests (as pydantic-ai's `UsageLimits` do), reserved and settled the
+same way, so a free local model still has a bound.
+
 Thread- and task-safe: one `threading.Lock` guards a few Decimal additions;
 events are emitted after the lock is released, so a slow subscriber cannot
 stall other callers.
@@ -41,6 +45,8 @@ class Reservation:
     agent: str | None = None
     model: str | None = None
     tool: str | None = None
+    tokens: int = 0
+    requests: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,14 @@ class CostReport:
         return mimebundle(self, str(self), include, exclude)
 
 
+def _count_limit(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{what} must be a whole number >= 1 (or None), got {value!r}")
+    return value
+
+
 def _amount(value: Any, what: str) -> Decimal:
     if type(value) is Decimal and value.is_finite() and 0 <= value <= MAX_USD:
         return value  # the hot path: prices already come as Decimal
@@ -117,7 +131,9 @@ class BudgetGuard:
     `status` is "warning" once a reservation left less than `warn_below` of the
     limit (reported once, as `budget.warning`), "exceeded" once a reservation
     was refused or an overspend passed the limit; `extend` clears both when the
-    new limit leaves room again.
+    new limit leaves room again. `max_tokens` / `max_requests` (None: no cap) bound the
+    model tokens (input plus output) and model requests; a call that could pass one is
+    refused like one that could pass the money limit.
     """
 
     def __init__(
@@ -126,8 +142,14 @@ class BudgetGuard:
         *,
         warn_below: float = 0.20,
         on_event: Callable[[BudgetEvent], Any] | None = None,
+        max_tokens: int | None = None,
+        max_requests: int | None = None,
     ) -> None:
         parsed = parse_usd(limit, "budget")
+        self._max_tokens = _count_limit(max_tokens, "max_tokens")
+        self._max_requests = _count_limit(max_requests, "max_requests")
+        self._tokens = self._requests = 0
+        self._tokens_reserved = self._requests_reserved = 0
         if isinstance(warn_below, bool) or not 0 <= warn_below < 1:
             raise ConfigurationError(
                 f"warn_below must be a fraction in [0, 1), got {warn_below!r}: e.g. 0.20 warns "
@@ -171,6 +193,24 @@ class BudgetGuard:
             return self._limit - self._spent - self._reserved
 
     @property
+    def max_tokens(self) -> int | None:
+        return self._max_tokens
+
+    @property
+    def max_requests(self) -> int | None:
+        return self._max_requests
+
+    @property
+    def tokens(self) -> int:
+        """Model tokens (input plus output) settled so far."""
+        return self._tokens
+
+    @property
+    def requests(self) -> int:
+        """Model requests settled so far."""
+        return self._requests
+
+    @property
     def status(self) -> BudgetStatus:
         if self._exceeded:
             return "exceeded"
@@ -202,11 +242,26 @@ class BudgetGuard:
         agent: str | None = None,
         model: str | None = None,
         tool: str | None = None,
+        tokens: int = 0,
+        requests: int = 0,
     ) -> Reservation:
-        """Set aside `amount` for a call, or raise `BudgetExceededError` if it would not fit."""
+        """Set aside `amount` (and up to `tokens` model tokens and `requests` model
+        requests) for a call, or raise `BudgetExceededError` if it would not fit."""
         value = _amount(amount, "reservation amount")
         emit = self.on_event
         events: list[BudgetEvent] = []
+        with self._lock:
+            remaining = self._limit - self._spent - self._reserved
+            usage = self._usage_refusal(tokens, requests)
+            if usage is not None:
+                self._exceeded = True
+                report = self._report()
+                refused = self._event("usage.rejected", _ZERO, None, agent, model, tool)
+        if usage is not None:
+            if emit is not None:
+                emit(refused)
+            raise BudgetExceededError(usage, requested=value, remaining=remaining,
+                                      limit=report.limit, report=report)
         with self._lock:
             remaining = self._limit - self._spent - self._reserved
             if value > remaining:
@@ -216,7 +271,10 @@ class BudgetGuard:
             else:
                 report = None
                 self._reserved += value
-                reservation = Reservation(next(self._ids), value, agent, model, tool)
+                self._tokens_reserved += tokens
+                self._requests_reserved += requests
+                reservation = Reservation(next(self._ids), value, agent, model, tool, tokens,
+                                          requests)
                 self._open[reservation.id] = reservation
                 warn = not self._warned and remaining - value < self._threshold
                 if warn:
@@ -240,8 +298,10 @@ class BudgetGuard:
                 emit(event)
         return reservation
 
-    def commit(self, reservation: Reservation, actual: Decimal | float | int | str) -> None:
-        """Charge the call's real cost and release the rest of its reservation.
+    def commit(self, reservation: Reservation, actual: Decimal | float | int | str, *,
+               tokens: int | None = None) -> None:
+        """Charge the call's real cost (and `tokens`, the tokens it really used: by default
+        those reserved) and release the rest of its reservation.
 
         A cost above the reservation is charged anyway and reported as `budget.overspent`
         (its `amount` is the excess).
@@ -251,6 +311,10 @@ class BudgetGuard:
         with self._lock:
             self._take(reservation, "commit")
             self._reserved -= reservation.amount
+            self._tokens_reserved -= reservation.tokens
+            self._requests_reserved -= reservation.requests
+            self._tokens += reservation.tokens if tokens is None else tokens
+            self._requests += reservation.requests
             self._spent += cost
             self._calls += 1
             by_agent, by_model = self._by_agent, self._by_model
@@ -277,6 +341,8 @@ class BudgetGuard:
         with self._lock:
             self._take(reservation, "release")
             self._reserved -= reservation.amount
+            self._tokens_reserved -= reservation.tokens
+            self._requests_reserved -= reservation.requests
             if emit is None:
                 return
             event = self._event("budget.released", reservation.amount, reservation.id,
@@ -300,6 +366,33 @@ class BudgetGuard:
             event = self._event("budget.extended", value, None, None, None, None)
         emit(event)
 
+    def extend_usage(self, *, tokens: int | None = None, requests: int | None = None) -> None:
+        """Raise the token and request caps (to resume a run paused by one)."""
+        with self._lock:
+            if tokens is not None and self._max_tokens is not None:
+                self._max_tokens += _count_limit(tokens, "extra_tokens") or 0
+            if requests is not None and self._max_requests is not None:
+                self._max_requests += _count_limit(requests, "extra_requests") or 0
+            if self._usage_refusal(0, 0) is None and self._spent <= self._limit:
+                self._exceeded = False
+
+    def _usage_refusal(self, tokens: int, requests: int) -> str | None:
+        """Why a call of up to `tokens` tokens and `requests` requests cannot be made
+        (under the lock), or None."""
+        cap = self._max_requests
+        if cap is not None and requests:
+            used = self._requests + self._requests_reserved
+            if used + requests > cap:
+                return (f"request limit reached: {used} of {cap} model requests made; "
+                        "resume with extra_requests=")
+        cap = self._max_tokens
+        if cap is not None and tokens:
+            used = self._tokens + self._tokens_reserved
+            if used + tokens > cap:
+                return (f"token limit reached: a call needs up to {tokens:,} tokens, "
+                        f"{max(cap - used, 0):,} of {cap:,} left; resume with extra_tokens=")
+        return None
+
     # -- persistence ---------------------------------------------------------------------
 
     def checkpoint(self) -> dict[str, Any]:
@@ -311,6 +404,10 @@ class BudgetGuard:
                 "spent": str(self._spent),
                 "calls": self._calls,
                 "warned": self._warned,
+                "max_tokens": self._max_tokens,
+                "max_requests": self._max_requests,
+                "tokens": self._tokens,
+                "requests": self._requests,
                 "by_agent": {k: str(v) for k, v in self._by_agent.items()},
                 "by_model": {k: str(v) for k, v in self._by_model.items()},
                 "by_tool": {k: str(v) for k, v in self._by_tool.items()},
@@ -325,8 +422,11 @@ class BudgetGuard:
         on_event: Callable[[BudgetEvent], Any] | None = None,
     ) -> BudgetGuard:
         """A guard that continues from `checkpoint()` (a resumed run after a crash)."""
-        guard = cls(state["limit"], warn_below=warn_below, on_event=on_event)
+        guard = cls(state["limit"], warn_below=warn_below, on_event=on_event,
+                    max_tokens=state.get("max_tokens"), max_requests=state.get("max_requests"))
         guard._spent = Decimal(state["spent"])
+        guard._tokens = int(state.get("tokens", 0))
+        guard._requests = int(state.get("requests", 0))
         guard._calls = int(state.get("calls", 0))
         guard._warned = bool(state.get("warned", False))
         guard._exceeded = guard._spent > guard._limit

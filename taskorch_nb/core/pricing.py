@@ -268,15 +268,23 @@ class PriceTable:
         self._clock = clock or RealClock()
         self._cache: dict[tuple[str, str], _Priced] = {}
 
-    def resolve(self, provider: str, model: str, *, default: ModelPrice | None = None) -> None:
-        """Find the model's price (override, simulated table, genai-prices) and cache it.
+    def resolve(self, provider: str, model: str, *, default: ModelPrice | None = None,
+                local: bool = False) -> bool:
+        """Find the model's price (override, simulated table, genai-prices) and cache it;
+        True when it is `default`.
 
         An unknown model is a `ConfigurationError`, unless `default` is given: the
         price of a model nobody lists (`FREE` for one served from a private address).
+        `local`: the model is self-hosted, so only an override prices it (a public
+        price for the same name is not what the machine costs); else `default`.
         """
         key = (provider, model)
         if key not in self._cache:
-            self._cache[key] = self._lookup(provider, model, default)
+            if local and default is not None and model not in self._overrides:
+                self._cache[key] = _Priced(flat=default)
+            else:
+                self._cache[key] = self._lookup(provider, model, default)
+        return default is not None and self._cache[key]._flat is default
 
     def price(self, provider: str, model: str) -> Any:
         """The genai-prices `ModelPrice` in force for the model now."""

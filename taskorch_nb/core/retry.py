@@ -201,7 +201,9 @@ class RetryPolicy:
             return seconds
 
         def transient(exc: BaseException) -> bool:
-            return classify(exc, clock).transient
+            # tenacity catches BaseException: a cancellation (a caller's deadline, a
+            # cancelled run) must end the loop, not be retried as an unknown error.
+            return isinstance(exc, Exception) and classify(exc, clock).transient
 
         return AsyncRetrying(
             stop=stop_after_attempt(max(1, self.max_attempts - 1)),

@@ -38,7 +38,7 @@ from taskorch_nb.core.events import (
 )
 from taskorch_nb.core.immune import ImmuneSystem, Pattern
 from taskorch_nb.core.money import parse_usd
-from taskorch_nb.core.pricing import ModelPrice, PriceTable
+from taskorch_nb.core.pricing import FREE, ModelPrice, PriceTable
 from taskorch_nb.core.retry import RetryPolicy, classify
 from taskorch_nb.core.store import Store
 from taskorch_nb.core.tools import DEFAULT_TOOL_TIMEOUT, Toolbox
@@ -46,7 +46,13 @@ from taskorch_nb.engine.execution import workspace_tools
 from taskorch_nb.engine.run import Run
 from taskorch_nb.engine.runner import Runner
 from taskorch_nb.engine.sync import wait_for
-from taskorch_nb.errors import ConfigurationError, SandboxUnavailableError
+from taskorch_nb.errors import (
+    BudgetExceededError,
+    CircuitOpenError,
+    ConfigurationError,
+    ProviderUnavailableError,
+    SandboxUnavailableError,
+)
 from taskorch_nb.llm.base import Completion, Provider, estimate_input_tokens
 from taskorch_nb.sandbox import jail_status, sandbox_mode
 
@@ -54,6 +60,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: The budget of a run when neither the run nor the Orchestrator names one.
 DEFAULT_BUDGET = Decimal("5.00")
+
+#: The most one model call may take, its attempts and the waits between them included.
+DEFAULT_DEADLINE = 90.0
 
 
 class Orchestrator:
@@ -69,6 +78,13 @@ class Orchestrator:
     workspaces of finished runs beyond the `keep_workspaces` (50) newest are removed.
     `sandbox` is where QC runs generated code: "auto" (the jail, else a warning),
     "require" (the jail or `SandboxUnavailableError`), "off" (default: TASKORCH_SANDBOX).
+
+    `base_url`, `api_key` and `timeout` (seconds per request) go to an HTTP provider
+    (default: OPENAI_BASE_URL / OPENAI_API_KEY); a model served from a loopback or
+    private address is free unless `prices` names it. `deadline` bounds one model
+    call, retries and waits included (default 90 s; `math.inf` for none, e.g. with a
+    `FakeClock`, which jumps to the deadline while real I/O is in flight): a provider
+    still unreachable then, or whose breaker is open, pauses the run instead of failing it.
     """
 
     def __init__(
@@ -95,11 +111,28 @@ class Orchestrator:
         langfuse: Any = None,
         alert_webhook: str | None = None,
         keep_workspaces: int | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.clock: Clock = clock or RealClock()
         self.bus = EventBus(self.clock)
+        # Said once the store listens (None after): which provider "auto" chose, free models.
+        self._notices: list[Notice] | None = []
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, int | float) or timeout <= 0):
+            raise ConfigurationError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        http = {k: v for k, v in (("base_url", base_url), ("api_key", api_key),
+                                  ("timeout", timeout)) if v is not None}
         self.provider = self._make_provider(provider, clock=self.clock, seed=seed,
-                                            latency=latency, faults=faults)
+                                            latency=latency, faults=faults, http=http)
+        if isinstance(provider, str) and provider.strip().lower() == "auto":
+            because = getattr(self.provider, "chosen_because", "")
+            self._notices.append(Notice(
+                type="provider.chosen", message=f"provider 'auto' chose {self.provider.name!r}"
+                f" ({because.removeprefix('auto: ')})",
+                detail={"provider": self.provider.name}))
         self.model = model or ("sim-small" if self.provider.name == "simulated" else "")
         if not self.model:
             raise ConfigurationError(
@@ -108,8 +141,19 @@ class Orchestrator:
         check_model = getattr(self.provider, "check_model", None)
         if check_model is not None:
             check_model(self.model)  # an unknown model fails here, not as a FAILED run
+        if deadline is not None and (isinstance(deadline, bool)
+                                     or not isinstance(deadline, int | float) or deadline <= 0):
+            raise ConfigurationError(f"deadline must be a number of seconds > 0, got {deadline!r}")
+        self.deadline = float(DEFAULT_DEADLINE if deadline is None else deadline)
         self.prices = PriceTable(prices, clock=self.clock)
-        self.prices.resolve(self.provider.price_provider, self.model)  # unknown: fail now
+        from taskorch_nb.llm.registry import is_local
+
+        self.base_url: str | None = getattr(self.provider, "base_url", None)
+        """Where an HTTP provider sends its requests (None for the simulated one)."""
+        self.local = self.provider.name != "simulated" and is_local(self.base_url)
+        """Served from a loopback or private address: free unless `prices` names it."""
+        self._free: set[str] = set()
+        self._price(self.model)  # unknown: fail now
         self.warn_below = warn_below
         self.default_budget: Decimal = (DEFAULT_BUDGET if budget is None
                                         else parse_usd(budget, "budget"))
@@ -166,20 +210,60 @@ class Orchestrator:
         if federation is not None:
             self._connect_federation(federation)
         self._prune_at_start()
+        self.notices: tuple[Notice, ...] = tuple(self._notices)
+        """What was said while it was built (provider chosen, free models), for front ends
+        that subscribe later."""
+        self._notices = None
+        for notice in self.notices:
+            self.bus.emit(notice)
 
     @staticmethod
     def _make_provider(provider: str | Provider, *, clock: Clock, seed: int, latency: Any,
-                       faults: Any) -> Provider:
+                       faults: Any, http: dict[str, Any]) -> Provider:
         if not isinstance(provider, str):
+            if http:
+                raise ConfigurationError(
+                    f"{', '.join(sorted(http))} configure a provider given by name: set them "
+                    "on the provider object you pass instead"
+                )
             return provider
-        from taskorch_nb.llm.registry import make_provider
+        from taskorch_nb.llm.registry import choose_auto, make_provider
 
-        if provider.strip().lower() == "simulated":
+        key = provider.strip().lower()
+        simulated = key == "simulated" or (key == "auto" and choose_auto()[0] == "simulated")
+        if simulated and http:
+            raise ConfigurationError(
+                f"the simulated provider takes no {', '.join(sorted(http))}: "
+                "pass provider='openai' (or 'anthropic') with them"
+            )
+        if key == "simulated":
             from taskorch_nb.agents.simteam import team_responder
 
             return make_provider("simulated", clock=clock, seed=seed, latency=latency,
                                  faults=faults, responder=team_responder)
-        return make_provider(provider, clock=clock)
+        return make_provider(key, clock=clock, **http)
+
+    def _price(self, model: str) -> None:
+        """Resolve a model's price; a self-hosted one is free unless `prices` names it,
+        which a `pricing.free` notice says once per model."""
+        provider = self.provider.price_provider
+        if not self.local:
+            self.prices.resolve(provider, model)
+            return
+        if model in self._free or not self.prices.resolve(provider, model, default=FREE,
+                                                          local=True):
+            return
+        self._free.add(model)
+        notice = Notice(
+            type="pricing.free",
+            message=f"model {model!r} is served from {self.base_url}, a local address: its "
+            "calls cost $0 (pass prices={...} to price it; cap a run with max_tokens= or "
+            "max_requests=)",
+            detail={"model": model, "base_url": self.base_url})
+        if self._notices is None:
+            self.bus.emit(notice)
+        else:
+            self._notices.append(notice)
 
     def _remember_capabilities(self) -> None:
         """What the provider learns about a server (request shapes, context window) is kept
@@ -323,7 +407,7 @@ class Orchestrator:
                     response_format=response_format, temperature=temperature,
                 )
 
-            self.prices.resolve(provider.price_provider, model)
+            self._price(model)
             self.tools.register(model_call, name=key, quiet=True, builtin=True)
         return key
 
@@ -351,34 +435,47 @@ class Orchestrator:
             guard = self.session_guard
         agent = current_agent.get()
         price_provider = self.provider.price_provider
+        input_tokens = estimate_input_tokens(messages, tools)
         worst = self.prices.worst_case(
-            price_provider, model,
-            input_tokens=estimate_input_tokens(messages, tools), max_tokens=max_tokens,
+            price_provider, model, input_tokens=input_tokens, max_tokens=max_tokens,
         )
-        reservation = guard.reserve(worst, agent=agent, model=model)
+        reservation = guard.reserve(worst, agent=agent, model=model,
+                                    tokens=input_tokens + max_tokens, requests=1)
         call_id = f"llm#{next(self._call_ids)}"
         emit = self.bus.emit
         emit(LLMEvent(type="llm.requested", call_id=call_id, provider=self.provider.name,
                       model=model, agent=agent, phase=_phase()))
         try:
-            completion: Completion = await self.tools.call(key, {
-                "messages": messages, "max_tokens": max_tokens, "tools": tools,
-                "response_format": response_format, "temperature": temperature,
-            }, guard=guard)
+            async with self.clock.timeout(None if math.isinf(self.deadline) else self.deadline):
+                completion: Completion = await self.tools.call(key, {
+                    "messages": messages, "max_tokens": max_tokens, "tools": tools,
+                    "response_format": response_format, "temperature": temperature,
+                }, guard=guard)
         except BaseException as exc:
             guard.release(reservation)
-            if isinstance(exc, Exception):
-                failure = classify(exc, self.clock)
-                emit(LLMEvent(type="llm.failed", call_id=call_id, provider=self.provider.name,
-                              model=model, agent=agent, phase=_phase(), status=failure.status,
-                              error=f"{type(exc).__name__}: {exc}"[:500]))
-            raise
+            if not isinstance(exc, Exception):
+                raise
+            failure = classify(exc, self.clock)
+            emit(LLMEvent(type="llm.failed", call_id=call_id, provider=self.provider.name,
+                          model=model, agent=agent, phase=_phase(), status=failure.status,
+                          error=f"{type(exc).__name__}: {exc}"[:500]))
+            if type(exc) is TimeoutError:  # the deadline's own, not one request's
+                reason = f"no answer within the {self.deadline:g} s deadline of one call"
+            elif isinstance(exc, CircuitOpenError) or (
+                    failure.transient and not isinstance(exc, BudgetExceededError)):
+                reason = str(exc)
+            else:
+                raise
+            raise ProviderUnavailableError(
+                f"provider {key} unavailable: {reason}; resume when it is back",
+                provider=self.provider.name, model=model, status=failure.status,
+            ) from exc
         usage = completion.usage
         cost = self.prices.cost(price_provider, model, input_tokens=usage.input_tokens,
                                 output_tokens=usage.output_tokens,
                                 cached_tokens=usage.cached_tokens,
                                 cache_write_tokens=usage.cache_write_tokens)
-        guard.commit(reservation, cost)
+        guard.commit(reservation, cost, tokens=usage.input_tokens + usage.output_tokens)
         emit(LLMEvent(type="llm.completed", call_id=call_id, provider=self.provider.name,
                       model=model, agent=agent, phase=_phase(),
                       input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
@@ -397,16 +494,23 @@ class Orchestrator:
         workspace: str | os.PathLike[str] | None = None,
         max_rounds: int | None = None,
         tools: tuple[str, ...] | list[str] = (),
+        max_tokens: int | None = None,
+        max_requests: int | None = None,
         **names: Any,
     ) -> Run:
         """Run a task through a workflow (`full` or `single`) and return the `Run`.
 
         `{name}` in the task is filled from `names`. A budget rejection pauses
         the run (`status` PAUSED); `await run.resume(extra_budget=...)` goes on.
+        `max_tokens` / `max_requests` cap the run's model tokens and requests too (a free
+        local model's bound); reaching one pauses the run like money
+        (`resume(extra_tokens=..., extra_requests=...)`). A provider that stays down
+        pauses it as well.
         """
         run = self.runner.create(task, workflow=workflow, archetype=archetype, budget=budget,
                                  workspace=workspace, max_rounds=max_rounds, tools=tools,
-                                 names=names)
+                                 names=names, max_tokens=max_tokens,
+                                 max_requests=max_requests)
         return await self.runner.execute(run)
 
     def run_sync(self, task: str, **options: Any) -> Run:
@@ -423,22 +527,30 @@ class Orchestrator:
         workspace: str | os.PathLike[str] | None = None,
         max_rounds: int | None = None,
         tools: tuple[str, ...] | list[str] = (),
+        max_tokens: int | None = None,
+        max_requests: int | None = None,
         **names: Any,
     ) -> Run:
         """`run`, returning as soon as the run is scheduled on this loop: `await run` waits
         for its end. Bad input raises here, before anything is scheduled."""
         run = self.runner.create(task, workflow=workflow, archetype=archetype, budget=budget,
                                  workspace=workspace, max_rounds=max_rounds, tools=tools,
-                                 names=names)
+                                 names=names, max_tokens=max_tokens,
+                                 max_requests=max_requests)
         return self.runner.schedule(run)
 
-    async def resume(self, run: Run | str, *, extra_budget: float | str | None = None) -> Run:
+    async def resume(self, run: Run | str, *, extra_budget: float | str | None = None,
+                     extra_tokens: int | None = None, extra_requests: int | None = None) -> Run:
         """Continue a PAUSED or INTERRUPTED run (by object or id) from its checkpoint."""
-        return await self.runner.resume(run, extra_budget=extra_budget)
+        return await self.runner.resume(run, extra_budget=extra_budget,
+                                        extra_tokens=extra_tokens,
+                                        extra_requests=extra_requests)
 
-    def resume_sync(self, run: Run | str, *, extra_budget: float | str | None = None) -> Run:
+    def resume_sync(self, run: Run | str, *, extra_budget: float | str | None = None,
+                    extra_tokens: int | None = None, extra_requests: int | None = None) -> Run:
         """`resume` for scripts and blocking notebook cells (works inside a running loop)."""
-        return wait_for(self.resume(run, extra_budget=extra_budget))
+        return wait_for(self.resume(run, extra_budget=extra_budget, extra_tokens=extra_tokens,
+                                    extra_requests=extra_requests))
 
     def get_run(self, run_id: str) -> Run:
         """A run of this orchestrator or, by id, from the store (`KeyError` if unknown)."""

@@ -31,7 +31,9 @@ class RunStatus(enum.StrEnum):
 class RunHost(Protocol):
     """What a run needs from whoever executes it: a way to continue it."""
 
-    async def resume(self, run: Run, *, extra_budget: Any = None) -> Run: ...
+    async def resume(self, run: Run, *, extra_budget: Any = None,
+                     extra_tokens: int | None = None,
+                     extra_requests: int | None = None) -> Run: ...
 
 
 TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
@@ -146,13 +148,18 @@ class Run:
 
     # -- continuing ----------------------------------------------------------------
 
-    async def resume(self, extra_budget: float | str | None = None) -> Run:
-        """Continue a paused or interrupted run, with `extra_budget` USD more."""
-        return await self._host.resume(self, extra_budget=extra_budget)
+    async def resume(self, extra_budget: float | str | None = None, *,
+                     extra_tokens: int | None = None, extra_requests: int | None = None) -> Run:
+        """Continue a paused or interrupted run, with `extra_budget` USD more (and
+        `extra_tokens` / `extra_requests` more when a token or request cap paused it)."""
+        return await self._host.resume(self, extra_budget=extra_budget,
+                                       extra_tokens=extra_tokens, extra_requests=extra_requests)
 
-    def resume_sync(self, extra_budget: float | str | None = None) -> Run:
+    def resume_sync(self, extra_budget: float | str | None = None, *,
+                    extra_tokens: int | None = None, extra_requests: int | None = None) -> Run:
         """`resume` for scripts and blocking notebook cells."""
-        return wait_for(self.resume(extra_budget))
+        return wait_for(self.resume(extra_budget, extra_tokens=extra_tokens,
+                                    extra_requests=extra_requests))
 
     def __await__(self) -> Generator[Any, None, Run]:
         """`await run` waits for a run started with `--background` / `start()`."""

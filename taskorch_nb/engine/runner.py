@@ -18,7 +18,12 @@ from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.events import Event, Notice, PatternEvent, RunEvent, scope
 from taskorch_nb.engine.execution import RunContext, Services, current_workspace
 from taskorch_nb.engine.run import Run, RunStatus
-from taskorch_nb.errors import BudgetExceededError, ConfigurationError, WorkflowError
+from taskorch_nb.errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    ProviderUnavailableError,
+    WorkflowError,
+)
 
 if TYPE_CHECKING:
     from taskorch_nb.core.clock import Clock
@@ -96,7 +101,8 @@ class Runner:
 
     def create(self, task: str, *, workflow: str = "full", archetype: str | None = None,
                budget: Any = None, workspace: Any = None, max_rounds: int | None = None,
-               tools: Any = (), names: dict[str, Any] | None = None) -> Run:
+               tools: Any = (), names: dict[str, Any] | None = None,
+               max_tokens: int | None = None, max_requests: int | None = None) -> Run:
         if not isinstance(task, str) or not task.strip():
             raise ConfigurationError("the task is empty: say what the agents should do")
         text = interpolate(task.strip(), names)
@@ -110,7 +116,8 @@ class Runner:
         for name in tools:
             self.orch.tools[name]  # UnknownToolError lists the registered ones
         guard = BudgetGuard(self.orch.default_budget if budget is None else budget,
-                            warn_below=self.orch.warn_below, on_event=self.orch.bus.emit)
+                            warn_below=self.orch.warn_below, on_event=self.orch.bus.emit,
+                            max_tokens=max_tokens, max_requests=max_requests)
         run_id = f"run-{uuid.uuid4().hex[:12]}"
         ws = Workspace(self.orch.workspace_home / run_id if workspace is None else workspace)
         run = Run(self, run_id=run_id, task=text, workflow=workflow, archetype=archetype,
@@ -160,7 +167,9 @@ class Runner:
                 try:
                     ctx.safety_checks(None, run.tools)
                     result = await get_workflow(run.workflow)(ctx)
-                except BudgetExceededError as exc:
+                except (BudgetExceededError, ProviderUnavailableError) as exc:
+                    # Money, or a provider that is down: nothing is wrong with the run, which
+                    # keeps its finished phases and paid calls for `resume()`.
                     self._finish(run, RunStatus.PAUSED, "run.paused", error=str(exc))
                     return
                 except asyncio.CancelledError:
@@ -217,7 +226,8 @@ class Runner:
 
     # -- resuming ------------------------------------------------------------------
 
-    async def resume(self, run: Run | str, *, extra_budget: Any = None) -> Run:
+    async def resume(self, run: Run | str, *, extra_budget: Any = None,
+                     extra_tokens: int | None = None, extra_requests: int | None = None) -> Run:
         if isinstance(run, str):
             run = self.get(run)
         if run.status not in (RunStatus.PAUSED, RunStatus.INTERRUPTED):
@@ -226,6 +236,8 @@ class Runner:
             )
         if extra_budget is not None:
             run.guard.extend(extra_budget)
+        if extra_tokens is not None or extra_requests is not None:
+            run.guard.extend_usage(tokens=extra_tokens, requests=extra_requests)
         return await self.execute(run, resumed=True)
 
     def get(self, run_id: str) -> Run:

@@ -89,7 +89,7 @@ class OpenAIProvider(HTTPProvider):
         self,
         api_key: str | None = None,
         base_url: str | None = None,
-        timeout: float = 60.0,
+        timeout: float = 25.0,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
         headers: dict[str, str] | None = None,

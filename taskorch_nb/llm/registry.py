@@ -1,18 +1,22 @@
 """Providers by name: `make_provider("simulated" | "openai" | "anthropic" | "auto")`.
 
-"auto" picks the first provider with a key in the environment
-(`OPENAI_API_KEY`, then `ANTHROPIC_API_KEY`) and falls back to the simulated
-one, so a notebook works offline and uses a real model once a key is set.
-The choice and its reason are logged once and kept as `chosen_because`.
+"auto" picks openai when `OPENAI_BASE_URL` (a local or compatible server) or
+`OPENAI_API_KEY` is set, then anthropic with `ANTHROPIC_API_KEY`, and falls back to
+the simulated one, so a notebook works offline and uses a real model once one is
+configured. The choice and its reason are logged once and kept as `chosen_because`.
+`is_local(base_url)` tells a self-hosted server (loopback or private address), whose
+models cost nothing unless priced.
 """
 
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import logging
 import os
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from taskorch_nb.core.clock import Clock
 from taskorch_nb.errors import ConfigurationError
@@ -43,11 +47,28 @@ def _provider_class(name: str) -> Callable[..., Any]:
 
 def choose_auto() -> tuple[str, str]:
     """The provider "auto" means right now, and why."""
+    if os.environ.get("OPENAI_BASE_URL"):
+        return "openai", f"OPENAI_BASE_URL is set ({os.environ['OPENAI_BASE_URL']})"
     if os.environ.get("OPENAI_API_KEY"):
         return "openai", "OPENAI_API_KEY is set"
     if os.environ.get("ANTHROPIC_API_KEY"):
         return "anthropic", "ANTHROPIC_API_KEY is set (OPENAI_API_KEY is not)"
-    return "simulated", "neither OPENAI_API_KEY nor ANTHROPIC_API_KEY is set"
+    return ("simulated",
+            "none of OPENAI_BASE_URL, OPENAI_API_KEY, ANTHROPIC_API_KEY is set")
+
+
+def is_local(base_url: str | None) -> bool:
+    """Whether `base_url` names this machine or a private network (a self-hosted model)."""
+    if not base_url:
+        return False
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host in ("localhost", "host.docker.internal") or host.endswith((".local", ".localhost")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local
 
 
 def make_provider(name: str, *, clock: Clock | None = None, **options: Any) -> Provider:

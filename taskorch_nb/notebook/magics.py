@@ -73,6 +73,26 @@ class Orchestrate(Configurable):
         "building one: %config Orchestrate.orchestrator = 'orch'.",
     ).tag(config=True)
 
+    base_url = Unicode(
+        None, allow_none=True,
+        help="An OpenAI-compatible server, e.g. 'http://localhost:11434/v1' (None: "
+        "$OPENAI_BASE_URL); with provider 'simulated' it means provider 'openai'.",
+    ).tag(config=True)
+    api_key = Unicode(None, allow_none=True, help="The provider's API key (None: from the "
+                      "environment; a local server needs none).").tag(config=True)
+    timeout = Float(None, allow_none=True, help="Seconds one model request may take "
+                    "(None: 25).").tag(config=True)
+    deadline = Float(None, allow_none=True, help="Seconds one model call may take, retries "
+                     "included (None: 90).").tag(config=True)
+
+    @validate("timeout", "deadline")
+    def _check_seconds(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if value is not None and not value > 0:
+            raise TraitError(f"Orchestrate.{proposal['trait'].name} must be a number of seconds "
+                             f"> 0, got {value!r}")
+        return value
+
     @validate("budget")
     def _check_budget(self, proposal: Any) -> Any:
         value = proposal["value"]
@@ -197,7 +217,11 @@ class OrchestrateMagics(Magics):
                                      f"uses {has!r}; change it there")
             return own
         s = self.settings
-        key = (provider or s.provider, model or s.model, s.store, s.clock)
+        chosen = provider or s.provider
+        if s.base_url and provider is None and chosen == "simulated":
+            chosen = "openai"  # a base URL is an OpenAI-compatible server
+        key = (chosen, model or s.model, s.store, s.clock, s.base_url, s.api_key, s.timeout,
+               s.deadline)
         orch = self._orchs.get(key)
         if orch is None:
             from taskorch_nb.core.clock import RealClock
@@ -206,7 +230,8 @@ class OrchestrateMagics(Magics):
             try:
                 orch = Orchestrator(key[0], key[1], s.budget, store=s.store,
                                     clock=FakeClock() if s.clock == "fake" else RealClock(),
-                                    max_rounds=s.max_rounds)
+                                    max_rounds=s.max_rounds, base_url=s.base_url,
+                                    api_key=s.api_key, timeout=s.timeout, deadline=s.deadline)
             except TaskorchError as exc:
                 raise UsageError(str(exc)) from None
             self._orchs[key] = orch

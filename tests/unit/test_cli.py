@@ -318,14 +318,24 @@ def test_provider_notice(provider, env, notice) -> None:
 
 
 def test_run_says_in_one_line_that_a_configured_model_is_not_used(capsys, monkeypatch) -> None:
-    # "auto" with only a base URL (a local server, no key) still resolves to simulated.
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    code, out, err = call(capsys, "run", "Add a cache", "--workflow", "single", "-q",
-                          "--provider", "auto")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    code, out, err = call(capsys, "run", "Add a cache", "--workflow", "single", "-q")
     assert code == 0
-    assert err == ("note: OPENAI_BASE_URL is set, but the provider is simulated: no model is "
+    assert err == ("note: OPENAI_API_KEY is set, but the provider is simulated: no model is "
                    "called (--provider openai uses it)\n")
     assert out.startswith("{")
+
+
+def test_auto_with_a_base_url_uses_that_server_and_says_so(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens
+    code, _, err = call(capsys, "run", "Add a cache", "--workflow", "single", "-q",
+                        "--provider", "auto", "--model", "smollm2", "--deadline", "1")
+    assert code == 3
+    lines = err.splitlines()
+    assert lines[0] == ("provider 'auto' chose 'openai' (OPENAI_BASE_URL is set "
+                        "(http://127.0.0.1:9/v1))")
+    assert lines[1].startswith("model 'smollm2' is served from http://127.0.0.1:9/v1, a local")
+    assert lines[-1].startswith("PAUSED: provider openai:smollm2 unavailable")
 
 
 def test_mcp_says_it_too_on_stderr_leaving_stdout_to_the_protocol(home) -> None:

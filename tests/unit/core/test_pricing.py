@@ -239,7 +239,9 @@ def test_default_prices_an_unknown_model_and_sticks(table: PriceTable) -> None:
 
 
 def test_unknown_model_is_refused_when_the_orchestrator_is_made() -> None:
-    provider = OpenAIProvider(api_key="k", base_url="http://127.0.0.1:9/v1", clock=FakeClock(),
+    # A remote server (a local one's models are free: tests/unit/engine/test_local_models.py)
+    provider = OpenAIProvider(api_key="k", base_url="https://models.example.com/v1",
+                              clock=FakeClock(),
                               transport=httpx.MockTransport(lambda r: httpx.Response(500)))
     with pytest.raises(ConfigurationError, match="no price for model 'my-finetune'"):
         Orchestrator(provider, model="my-finetune", store=":memory:", clock=FakeClock())
@@ -320,7 +322,8 @@ async def test_a_guarded_call_settles_genai_prices_cost(
     """Provider usage -> cost, end to end: the settled cost is genai-prices' number."""
     clock = FakeClock()
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
-    orch = Orchestrator(provider(api_key="k", base_url="http://127.0.0.1:9", clock=clock,
+    # A remote address: a model served from this machine would be free.
+    orch = Orchestrator(provider(api_key="k", base_url="https://api.example.com", clock=clock,
                                  transport=transport),
                         model=model, budget=10, store=":memory:", clock=clock)
     events: list = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from taskorch_nb import FakeClock, Orchestrator
@@ -79,8 +81,9 @@ ZERO = {"smollm2": {"input": 0, "output": 0}}
 
 def _orchestrator(url: str, store: str, events: list[Event]) -> Orchestrator:
     provider = OpenAIProvider(base_url=url + "/v1", api_key="none", clock=FakeClock())
+    # No deadline: the FakeClock would jump to it while the real HTTP exchange is in flight.
     orch = Orchestrator(provider, model="smollm2", prices=ZERO, store=store, langfuse=False,
-                        clock=provider.clock)
+                        clock=provider.clock, deadline=math.inf)
     orch.subscribe(events.append)
     return orch
 
