@@ -53,7 +53,7 @@ def test_unknown_option_is_a_configuration_error() -> None:
     [
         ({"OPENAI_API_KEY": "sk-1", "ANTHROPIC_API_KEY": "sk-2"}, OpenAIProvider, "OPENAI_API_KEY"),
         ({"ANTHROPIC_API_KEY": "sk-2"}, AnthropicProvider, "ANTHROPIC_API_KEY is set"),
-        ({"OPENAI_API_KEY": ""}, SimulatedProvider, "neither"),
+        ({"OPENAI_API_KEY": ""}, SimulatedProvider, "none of OPENAI_BASE_URL"),
     ],
 )
 def test_auto_follows_the_environment(
@@ -93,10 +93,13 @@ def test_a_name_that_is_not_a_known_string_is_refused(name: object) -> None:
 
 
 def test_choose_auto_says_why_without_building_anything(no_keys: pytest.MonkeyPatch) -> None:
-    assert registry.choose_auto() == ("simulated",
-                                      "neither OPENAI_API_KEY nor ANTHROPIC_API_KEY is set")
+    assert registry.choose_auto() == (
+        "simulated", "none of OPENAI_BASE_URL, OPENAI_API_KEY, ANTHROPIC_API_KEY is set")
     no_keys.setenv("ANTHROPIC_API_KEY", "sk-2")
     assert registry.choose_auto()[0] == "anthropic"
     no_keys.setenv("OPENAI_API_KEY", "sk-1")
     assert registry.choose_auto() == ("openai", "OPENAI_API_KEY is set")
+    no_keys.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8080/v1")
+    assert registry.choose_auto() == ("openai",
+                                      "OPENAI_BASE_URL is set (http://127.0.0.1:8080/v1)")
     assert registry._announced == set()  # choosing is not announcing
