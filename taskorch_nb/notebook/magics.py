@@ -29,7 +29,7 @@ from traitlets.config import Configurable
 
 from taskorch_nb.core.money import parse_usd
 from taskorch_nb.engine.orchestrator import Orchestrator
-from taskorch_nb.engine.run import Run
+from taskorch_nb.engine.run import Run, RunStatus
 from taskorch_nb.engine.runner import interpolate
 from taskorch_nb.errors import ConfigurationError, TaskorchError
 from taskorch_nb.notebook.display import StatusView, circuits_frame, frontend, show
@@ -424,6 +424,8 @@ class OrchestrateMagics(Magics):
             print(f"interrupted: run {run.id} {run.status.value}", file=sys.stderr)
         if worker.error is not None:
             raise worker.error
+        if run.status is RunStatus.PAUSED:
+            print(resume_hint(run), file=sys.stderr)
 
     def _finish(self, orch: Orchestrator, dashboard: Dashboard | None,
                 unsubscribe: Callable[[], None], mode: str) -> None:
@@ -482,3 +484,9 @@ def current_magics(shell: Any = None) -> OrchestrateMagics:
 def current_orchestrator(shell: Any = None) -> Orchestrator:
     """The Orchestrator `%%orchestrate` uses in this shell (register tools on it)."""
     return current_magics(shell).orchestrator()
+
+
+def resume_hint(run: Run) -> str:
+    """One line for a paused run: why, and the call that continues it."""
+    more = "extra_budget=1.0" if "budget" in (run.error or "") else ""
+    return f"PAUSED: {run.error}. Resume with: await run.resume({more})"

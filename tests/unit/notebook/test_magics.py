@@ -129,9 +129,12 @@ def test_widget_dashboard_final_state(shell) -> None:
     assert "taskorch-dashboard" in dash.widget._dom_classes
 
 
-def test_budget_rejection_pauses_and_turns_the_gauge_red(shell) -> None:
+def test_budget_rejection_pauses_and_turns_the_gauge_red(shell, capsys) -> None:
     run = cell(shell, "--workflow single --budget 0.05")
     assert run.status is RunStatus.PAUSED
+    hint = capsys.readouterr().err.strip().splitlines()[-1]
+    assert hint.startswith("PAUSED: budget exceeded")
+    assert hint.endswith("Resume with: await run.resume(extra_budget=1.0)")
     dash = magics(shell).dashboard
     assert dash.gauge.colour == "red"
     assert dash.gauge.rejected
@@ -147,10 +150,14 @@ def test_open_circuit_shows_in_the_panel_and_reset_closes_it(shell, capsys) -> N
     shell.run_line_magic("config", "Orchestrate.orchestrator = 'my_orch'")
     run = cell(shell, "--workflow single")
     assert run.status is RunStatus.PAUSED  # the provider is down: resume when it is back
+    printed = capsys.readouterr()
+    hint = printed.err.strip().splitlines()[-1]
+    assert "unavailable" in hint
+    assert hint.endswith("Resume with: await run.resume()")
     row = magics(shell).dashboard.panel.rows["simulated:sim-small"]
     assert (row["state"], row["failures"]) == ("OPEN", 3)
     assert magics(shell).dashboard.panel.seconds_to_half_open("simulated:sim-small") == 30.0
-    assert "half-open in 30 s" in capsys.readouterr().out
+    assert "half-open in 30 s" in printed.out
     frame = shell.run_line_magic("orchestrate", "circuits")
     assert frame.set_index("name").loc["simulated:sim-small", "state"] == "OPEN"
     shell.run_line_magic("orchestrate", "reset simulated:sim-small")
