@@ -18,24 +18,8 @@ from taskorch_nb.notebook.display import StatusView
 from taskorch_nb.notebook.magics import (
     OrchestrateMagics,
     Worker,
-    current_magics,
     current_orchestrator,
 )
-
-
-@pytest.fixture
-def shell(tmp_path, monkeypatch):
-    monkeypatch.setenv("TASKORCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    InteractiveShell.clear_instance()
-    sh = InteractiveShell.instance()
-    sh.run_line_magic("load_ext", "taskorch_nb")
-    sh.run_line_magic("config", "Orchestrate.store = ':memory:'")
-    sh.run_line_magic("config", "Orchestrate.clock = 'fake'")
-    sh.run_line_magic("config", "Orchestrate.dashboard = 'text'")
-    yield sh
-    current_magics(sh).close()
-    InteractiveShell.clear_instance()
 
 
 def magics(sh: InteractiveShell) -> OrchestrateMagics:

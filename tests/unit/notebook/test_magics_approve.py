@@ -4,25 +4,10 @@ from __future__ import annotations
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
-from taskorch_nb.notebook.magics import current_magics, current_orchestrator
+from taskorch_nb.notebook.magics import current_orchestrator
 
 TEXT = "Use the cached_search tool instead; it takes the same arguments."
-
-
-@pytest.fixture
-def shell(tmp_path, monkeypatch):
-    monkeypatch.setenv("TASKORCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    InteractiveShell.clear_instance()
-    sh = InteractiveShell.instance()
-    sh.run_line_magic("load_ext", "taskorch_nb")
-    sh.run_line_magic("config", "Orchestrate.store = ':memory:'")
-    sh.run_line_magic("config", "Orchestrate.clock = 'fake'")
-    yield sh
-    current_magics(sh).close()
-    InteractiveShell.clear_instance()
 
 
 def test_approve_shows_in_the_patterns_frame(shell, capsys) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 from traitlets import TraitError
 
 from taskorch_nb import RunStatus
@@ -12,20 +11,9 @@ from tests.unit.llm_servers import closed_port
 
 
 @pytest.fixture
-def shell(tmp_path, monkeypatch):
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("TASKORCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    InteractiveShell.clear_instance()
-    sh = InteractiveShell.instance()
-    sh.run_line_magic("load_ext", "taskorch_nb")
-    sh.run_line_magic("config", "Orchestrate.store = ':memory:'")
-    sh.run_line_magic("config", "Orchestrate.clock = 'fake'")
-    sh.run_line_magic("config", "Orchestrate.dashboard = 'none'")
-    yield sh
-    current_magics(sh).close()
-    InteractiveShell.clear_instance()
+def shell(shell):
+    shell.run_line_magic("config", "Orchestrate.dashboard = 'none'")
+    return shell
 
 
 def test_base_url_settings_build_an_openai_orchestrator(shell) -> None:
