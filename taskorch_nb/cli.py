@@ -28,6 +28,7 @@ from taskorch_nb.clikit import (
     one_line,
     require_extra,
     say,
+    seconds,
     usd,
     whole,
 )
@@ -84,17 +85,6 @@ def _orchestrator(args: argparse.Namespace, store: Any) -> Orchestrator:
 
         orch.subscribe(lambda event: print(describe_event(event), flush=True))
     return orch
-
-
-def seconds(text: str) -> float:
-    """An option type: a number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text}")
-    return value
 
 
 def price_pair(text: str) -> tuple[str, str]:

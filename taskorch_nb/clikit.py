@@ -76,12 +76,21 @@ def whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def rate(text: str) -> float:
-    """An option type: a finite number > 0."""
+def _positive(text: str, noun: str, bound: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+        raise argparse.ArgumentTypeError(f"must be {noun}, not {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be {bound}, not {text}")
     return value
+
+
+def rate(text: str) -> float:
+    """An option type: a finite number > 0."""
+    return _positive(text, "a number", "more than 0")
+
+
+def seconds(text: str) -> float:
+    """An option type: a finite number of seconds > 0."""
+    return _positive(text, "a number of seconds", "a number of seconds > 0")

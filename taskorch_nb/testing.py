@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from taskorch_nb.core.clock import settle_future
 from taskorch_nb.core.pricing import PriceTable
 from taskorch_nb.llm.faults import FaultPlan
 from taskorch_nb.llm.simulated import ScriptedResponder, SimReply, SimRequest, SimulatedProvider
@@ -224,14 +225,6 @@ class FakeClock:
         future: asyncio.Future[T] = loop.create_future()
         context = contextvars.copy_context()
 
-        def settle(error: BaseException | None, result: Any) -> None:
-            if future.done():
-                return  # the caller stopped waiting (cancelled, timed out)
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
-
         def work() -> None:
             error, result = None, None
             try:
@@ -242,7 +235,7 @@ class FakeClock:
                 with self._lock:
                     self._threads -= 1
             if not loop.is_closed():  # the wake-up also lets the idle hook look again
-                loop.call_soon_threadsafe(settle, error, result)
+                loop.call_soon_threadsafe(settle_future, future, error, result)
 
         with self._lock:
             self._threads += 1

@@ -150,12 +150,14 @@ class _DaemonPool:
             # the loop may close between the check and the call: then nobody waits
             with contextlib.suppress(RuntimeError):
                 if not loop.is_closed():
-                    loop.call_soon_threadsafe(_settle, future, error, result)
+                    loop.call_soon_threadsafe(settle_future, future, error, result)
             with self._lock:
                 self._idle += 1
 
 
-def _settle(future: asyncio.Future[Any], error: BaseException | None, result: Any) -> None:
+def settle_future(future: asyncio.Future[Any], error: BaseException | None,
+                  result: Any) -> None:
+    """Hand a worker thread's outcome to the task awaiting `future` (on the loop's thread)."""
     if future.done():
         return  # the caller stopped waiting (cancelled, timed out)
     if error is not None:
