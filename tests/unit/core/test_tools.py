@@ -20,18 +20,6 @@ from taskorch_nb.errors import ToolArgumentsError, UnknownToolError
 from taskorch_nb.testing import FlakyTool, http_error
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def orch(clock: FakeClock):
-    o = Orchestrator(store=":memory:", clock=clock, retry=RetryPolicy(jitter=0.0))
-    yield o
-    o.close()
-
-
 def types(events) -> list[str]:
     return [e.type for e in events]
 

@@ -14,18 +14,6 @@ from taskorch_nb import ConfigurationError, FakeClock, Orchestrator, RetryPolicy
 from taskorch_nb.core.tools import DEFAULT_TOOL_TIMEOUT
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def orch(clock: FakeClock):
-    o = Orchestrator(store=":memory:", clock=clock, retry=RetryPolicy(jitter=0.0))
-    yield o
-    o.close()
-
-
 def recorder(orch: Orchestrator) -> list:
     seen: list = []
     orch.subscribe(seen.append)
