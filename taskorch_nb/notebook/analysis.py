@@ -68,7 +68,17 @@ def failures(data: Any) -> Any:
         return frame
     picked = frame[frame["type"].isin(FAILURE_TYPES).to_numpy(dtype=bool)]
     columns = [c for c in _FAILURE_COLUMNS if c in picked.columns]
-    return picked[columns].reset_index(drop=True)
+    table = picked[columns].reset_index(drop=True)
+    if "status" in table:  # the HTTP status; a run's status ("FAILED") is already its type
+        table["status"] = _http_status(table["status"])
+    return table
+
+
+def _http_status(values: Any) -> Any:
+    import pandas as pd
+
+    codes = [v if isinstance(v, int) and not isinstance(v, bool) else None for v in values]
+    return pd.array(codes, dtype="Int64")
 
 
 def phase_durations(data: Any) -> Any:
@@ -102,6 +112,22 @@ def phase_durations(data: Any) -> Any:
     )
 
 
+def call_counts(events: Iterable[Any]) -> dict[str, int]:
+    """Model calls (answered or failed, each with its retries) and tool calls.
+
+    A model is guarded by a breaker named `provider:model`, so its attempts are
+    `tool.*` events too: they count as the model's, not as tool calls.
+    """
+    events = list(events)
+    models = {f"{e.provider}:{e.model}" for e in events
+              if e.type.startswith("llm.") and getattr(e, "model", None)}
+    return {
+        "llm_calls": sum(e.type in ("llm.completed", "llm.failed") for e in events),
+        "tool_calls": sum(e.type in ("tool.succeeded", "tool.failed")
+                          and getattr(e, "tool", None) not in models for e in events),
+    }
+
+
 def compare(runs: Iterable[Any]) -> Any:
     """One row per run: status, spent, limit, model calls, tokens, retries, patterns applied,
     QC rounds; for before/after questions across runs."""
@@ -110,6 +136,7 @@ def compare(runs: Iterable[Any]) -> Any:
     rows = []
     for run in runs:
         summary = run.summary()
+        events = getattr(run, "events", None)
         rows.append({
             "run_id": summary["run_id"],
             "task": summary["task"],
@@ -118,5 +145,6 @@ def compare(runs: Iterable[Any]) -> Any:
             "spent": float(summary["cost"]["spent"]),
             "limit": float(summary["cost"]["limit"]),
             **summary["metrics"],
+            **(call_counts(events) if events is not None else {}),
         })
     return pd.DataFrame(rows)

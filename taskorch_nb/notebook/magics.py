@@ -24,15 +24,15 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import CaselessStrEnum, Float, Int, TraitError, Unicode, validate
+from traitlets import CaselessStrEnum, Dict, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from taskorch_nb.core.money import parse_usd
 from taskorch_nb.engine.orchestrator import Orchestrator
 from taskorch_nb.engine.run import Run, RunStatus
-from taskorch_nb.engine.runner import interpolate
 from taskorch_nb.errors import ConfigurationError, TaskorchError
 from taskorch_nb.notebook.display import StatusView, circuits_frame, frontend, show
+from taskorch_nb.notebook.tasktext import expand_task, magic_hint
 from taskorch_nb.notebook.widgets import Dashboard
 
 SUBCOMMANDS = ("status", "circuits", "patterns", "history", "reset")
@@ -84,6 +84,8 @@ class Orchestrate(Configurable):
                     "(None: 25).").tag(config=True)
     deadline = Float(None, allow_none=True, help="Seconds one model call may take, retries "
                      "included (None: 90).").tag(config=True)
+    prices = Dict(help="Prices of models genai-prices does not know, USD per million tokens: "
+                  "{'my-model': {'input': 3, 'output': 15}}.").tag(config=True)
 
     @validate("timeout", "deadline")
     def _check_seconds(self, proposal: Any) -> Any:
@@ -221,7 +223,7 @@ class OrchestrateMagics(Magics):
         if s.base_url and provider is None and chosen == "simulated":
             chosen = "openai"  # a base URL is an OpenAI-compatible server
         key = (chosen, model or s.model, s.store, s.clock, s.base_url, s.api_key, s.timeout,
-               s.deadline)
+               s.deadline, repr(s.prices))
         orch = self._orchs.get(key)
         if orch is None:
             from taskorch_nb.core.clock import RealClock
@@ -231,9 +233,10 @@ class OrchestrateMagics(Magics):
                 orch = Orchestrator(key[0], key[1], s.budget, store=s.store,
                                     clock=FakeClock() if s.clock == "fake" else RealClock(),
                                     max_rounds=s.max_rounds, base_url=s.base_url,
-                                    api_key=s.api_key, timeout=s.timeout, deadline=s.deadline)
+                                    api_key=s.api_key, timeout=s.timeout, deadline=s.deadline,
+                                    prices=dict(s.prices) or None)
             except TaskorchError as exc:
-                raise UsageError(str(exc)) from None
+                raise UsageError(magic_hint(str(exc))) from None
             self._orchs[key] = orch
         return orch
 
@@ -368,10 +371,9 @@ class OrchestrateMagics(Magics):
                                  "run the cell without it here") from None
         orch = self.orchestrator(args.provider, args.model)
         try:
-            task = interpolate(cell.strip(), self.shell.user_ns)
-            run = orch.runner.create(task, **options)
+            run = orch.runner.create(expand_task(cell.strip(), self.shell.user_ns), **options)
         except (TaskorchError, KeyError) as exc:
-            raise UsageError(_one_line(exc)) from None
+            raise UsageError(magic_hint(_one_line(exc))) from None
         self.last_run = run
         if args.output:
             self.shell.user_ns[args.output] = run

@@ -48,7 +48,7 @@ def _field_dtype(name: str, annotation: Any) -> str:
 def events_df(events: Iterable[Event]) -> pd.DataFrame:
     """One row per event, ordered by `seq`.
 
-    Columns: `seq` int64, `time` datetime64[UTC] (from `wall`), `ts` float64
+    Columns: `seq` int64, `time` datetime64[ns, UTC] (from `wall`), `ts` float64
     (monotonic s), `type` str, `kind` str (event class), `run_id` str, then the
     union of all event fields in order of appearance: money (`amount`, `spent`,
     `reserved`, `limit`, `remaining`, `cost`) and float fields as float64, int
@@ -94,7 +94,7 @@ def events_df(events: Iterable[Event]) -> pd.DataFrame:
     wall = _numbers(pieces.pop("wall"), n, np.float64)
     columns: dict[str, Any] = {
         "seq": seq,
-        "time": pd.to_datetime(wall, unit="s", utc=True),
+        "time": pd.to_datetime(wall, unit="s", utc=True).as_unit("ns"),
         "ts": _numbers(pieces.pop("ts"), n, np.float64),
         "type": _str_column(pieces.pop("type"), n),
         "kind": pd.array([cls.__name__ for cls in kinds], dtype="str").take(codes),
@@ -315,9 +315,10 @@ def spans_df(spans: Iterable[Span]) -> pd.DataFrame:
     """One row per span, in the order they opened.
 
     Columns: `trace_id`, `span_id`, `parent_id`, `name`, `kind`, `status` (str);
-    `start`, `end` datetime64[UTC] (wall clock; `end` NaT while open);
+    `start`, `end` datetime64[ns, UTC] (wall clock; `end` NaT while open);
     `duration_s` float64; `agent`, `phase`, `model`, `tool`, `category`,
-    `breaker_state`, `error` (str, missing where they do not apply);
+    `breaker_state` (CLOSED, OPEN, HALF_OPEN), `error` (str, missing where they do not
+    apply);
     `input_tokens`, `output_tokens`, `cached_tokens`, `attempt` Int64; `cost`
     (USD), `latency_s`, `wait_s` (backoff before this attempt), `start_ts`,
     `end_ts` (monotonic s) float64.
@@ -343,8 +344,8 @@ def spans_df(spans: Iterable[Span]) -> pd.DataFrame:
         "parent_id": pd.array([s.parent_id for s in spans], dtype="str"),
         "name": pd.array([s.name for s in spans], dtype="str"),
         "kind": pd.array([s.kind for s in spans], dtype="str"),
-        "start": pd.to_datetime(start, unit="s", utc=True),
-        "end": pd.to_datetime(end, unit="s", utc=True),
+        "start": pd.to_datetime(start, unit="s", utc=True).as_unit("ns"),
+        "end": pd.to_datetime(end, unit="s", utc=True).as_unit("ns"),
         "duration_s": end_ts - start_ts,
         "status": pd.array([s.status for s in spans], dtype="str"),
     }
@@ -356,8 +357,11 @@ def spans_df(spans: Iterable[Span]) -> pd.DataFrame:
     data["latency_s"] = floats(attr("latency"))
     data["attempt"] = pd.array(attr("attempt"), dtype="Int64")
     data["wait_s"] = floats(attr("wait"))
-    for name in ("category", "breaker_state", "error"):
+    for name in ("category", "error"):
         data[name] = pd.array(attr(name), dtype="str")
+    # states are uppercase everywhere else (CircuitState, the circuit events)
+    data["breaker_state"] = pd.array(
+        [None if v is None else str(v).upper() for v in attr("breaker_state")], dtype="str")
     data["start_ts"] = start_ts
     data["end_ts"] = end_ts
     return pd.DataFrame(data, columns=list(_SPAN_COLUMNS))
@@ -366,7 +370,7 @@ def spans_df(spans: Iterable[Span]) -> pd.DataFrame:
 def cost_df(events: Iterable[Event]) -> pd.DataFrame:
     """One row per `llm.completed`, in order: what each model call cost and the running total.
 
-    Columns: `time` datetime64[UTC], `run_id`, `call_id`, `agent`, `phase`,
+    Columns: `time` datetime64[ns, UTC], `run_id`, `call_id`, `agent`, `phase`,
     `provider`, `model` (str); `input_tokens`, `output_tokens`, `cached_tokens`
     Int64; `cost` float64 (USD); `cumulative_cost` float64 (running total within
     the run); `limit` float64 (the run's budget limit from its latest budget
@@ -392,7 +396,8 @@ def cost_df(events: Iterable[Event]) -> pd.DataFrame:
                          float(total), limits.get(e.run_id, _NAN)))
     cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(13)]
     data: dict[str, Any] = {
-        "time": pd.to_datetime(np.array(cols[0], dtype=np.float64), unit="s", utc=True)}
+        "time": pd.to_datetime(np.array(cols[0], dtype=np.float64), unit="s",
+                               utc=True).as_unit("ns")}
     for i, name in enumerate(("run_id", "call_id", "agent", "phase", "provider", "model"), 1):
         data[name] = pd.array(list(cols[i]), dtype="str")
     for i, name in enumerate(("input_tokens", "output_tokens", "cached_tokens"), 7):

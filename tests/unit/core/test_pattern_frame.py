@@ -64,3 +64,54 @@ def test_epoch_seconds_become_utc_times_to_the_second() -> None:
     df = patterns_df([{"name": "a", "first_seen": 0, "last_seen": 1.5}])
     assert df["first_seen"].iloc[0] == pd.Timestamp("1970-01-01", tz="UTC")
     assert df["last_seen"].iloc[0] == pd.Timestamp("1970-01-01 00:00:01.5", tz="UTC")
+
+
+def local_and_federated() -> list[dict]:
+    return [
+        {"name": "search_api_timeout", "signature": "a", "tool": "search_api",
+         "category": "timeout", "status": 504, "message": "<n> Gateway Timeout",
+         "first_seen": FakeClock.EPOCH, "last_seen": FakeClock.EPOCH + 1, "trust": "local",
+         "remote": {}},
+        {"name": "docs_rate_limit", "signature": "b", "tool": "read_docs",
+         "category": "rate_limit", "status": None, "message": "slow down after <n> calls",
+         "trust": "confirmed",
+         "remote": {"occurrences": 7, "applied": 5, "recovered": 4,
+                    "projects": ["project-a", "project-b"], "apply_fallback": True}},
+    ]
+
+
+def test_times_are_nanosecond_utc_like_the_other_frames() -> None:
+    df = patterns_df(local_and_federated())
+    assert str(df["first_seen"].dtype) == "datetime64[ns, UTC]"
+    assert str(df["last_seen"].dtype) == "datetime64[ns, UTC]"
+    assert str(patterns_df([])["last_seen"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_status_message_and_trust_have_proper_dtypes() -> None:
+    df = patterns_df(local_and_federated())
+    assert df["status"].dtype == "Int64"
+    assert df["status"].tolist()[0] == 504
+    assert pd.isna(df["status"].iloc[1])
+    assert isinstance(df["message"].dtype, pd.StringDtype)
+    assert isinstance(df["trust"].dtype, pd.CategoricalDtype)
+    assert list(df["trust"].cat.categories) == ["local", "approved", "confirmed"]
+    assert df["trust"].tolist() == ["local", "confirmed"]
+    assert object not in set(df.dtypes)
+
+
+def test_the_message_reads_with_its_http_status_not_the_signature_mask() -> None:
+    df = patterns_df(local_and_federated())
+    # the mask "<n>" is for the signature; the HTTP status it hides is in the record
+    assert df["message"].tolist() == ["504 Gateway Timeout", "slow down after <n> calls"]
+
+
+def test_the_hubs_view_becomes_typed_columns_instead_of_a_dict() -> None:
+    df = patterns_df(local_and_federated())
+    assert "remote" not in df.columns
+    assert df["remote_occurrences"].dtype == "Int64"
+    assert df["remote_occurrences"].tolist()[1] == 7
+    assert pd.isna(df["remote_occurrences"].iloc[0])
+    assert df["remote_recovered"].tolist()[1] == 4
+    assert df["remote_projects"].tolist()[1] == "project-a, project-b"
+    assert isinstance(df["remote_projects"].dtype, pd.StringDtype)
+    assert df["remote_apply_fallback"].dtype == "boolean"

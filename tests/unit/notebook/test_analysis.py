@@ -114,3 +114,37 @@ def test_old_names_still_work_with_a_deprecation_warning() -> None:
     assert old is events_df
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         analysis.nothing  # noqa: B018
+
+
+def test_failures_status_is_the_http_status_only(events: list[Event]) -> None:
+    clock = FakeClock()
+    bus = EventBus(clock)
+    more: list[Event] = []
+    bus.subscribe(more.append)
+    with scope(run_id="run-1"):
+        bus.emit(ToolEvent(type="tool.failed", tool="search", category="timeout", status=504))
+        bus.emit(RunEvent(type="run.failed", status="FAILED"))
+    table = failures(more)
+    # not 504, None and "FAILED" in one object column: the run's status is its type
+    assert table["status"].dtype == "Int64"
+    assert table["status"].tolist()[0] == 504
+    assert pd.isna(table["status"].iloc[1])
+    assert table["type"].tolist() == ["tool.failed", "run.failed"]
+
+
+async def test_compare_counts_a_broken_runs_model_calls_as_model_calls() -> None:
+    from taskorch_nb import Orchestrator, RetryPolicy
+
+    orch = Orchestrator(store=":memory:", clock=FakeClock(), faults="504x3",
+                        retry=RetryPolicy(jitter=0.0))
+    try:
+        broken = await orch.run("Summarise the changelog", workflow="single",
+                                archetype="researcher")
+    finally:
+        orch.close()
+    # the model failed three times behind its breaker: one model call, three attempts,
+    # no tool call (the breaker's name is the model's, "simulated:sim-small")
+    [row] = compare([broken]).to_dict("records")
+    assert row["llm_calls"] == 1
+    assert row["tool_calls"] == 0
+    assert row["retries"] == 2

@@ -153,3 +153,22 @@ def test_events_df_optional_values_in_any_position_match_the_records() -> None:
     for name in ("price", "amount", "spent", "remaining"):
         assert df[name].fillna(-1.0).tolist() == [
             -1.0 if v is None or pd.isna(v) else float(v) for v in naive[name]], name
+
+
+def test_every_time_column_is_nanosecond_utc(events: list[Event]) -> None:
+    spans, _ = build_spans(events)
+    frames = {"events": (events_df(events), ["time"]), "empty events": (events_df([]), ["time"]),
+              "spans": (spans_df(spans), ["start", "end"]),
+              "empty spans": (spans_df([]), ["start", "end"]),
+              "cost": (cost_df(events), ["time"]), "empty cost": (cost_df([]), ["time"])}
+    for what, (frame, columns) in frames.items():
+        for column in columns:
+            assert str(frame[column].dtype) == "datetime64[ns, UTC]", (what, column)
+
+
+def test_span_breaker_states_are_uppercase_like_everywhere_else(events: list[Event]) -> None:
+    spans, _ = build_spans(events)
+    states = spans_df(spans)["breaker_state"].dropna()
+    assert len(states) > 0
+    assert set(states) <= {"CLOSED", "OPEN", "HALF_OPEN"}
+    assert "OPEN" in set(states) or "CLOSED" in set(states)
