@@ -243,6 +243,11 @@ def count_input_tokens(messages: list[dict], tools: list[dict] | None = None) ->
     return total
 
 
+#: Seconds a simulated call takes where fake time should look real (the magic's fake
+#: clock, the demo): a small hosted model's range. The provider's own default stays 0.
+REALISTIC_LATENCY = (0.4, 1.6)
+
+
 class SimulatedProvider:
     """The offline provider; model names must start with `sim-` (`sim-small`, `sim-large`).
 

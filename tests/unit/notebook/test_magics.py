@@ -326,3 +326,14 @@ def test_analysis_helpers_on_a_failing_run(shell, tmp_path) -> None:
     assert table["status"].tolist() == ["COMPLETED", "PAUSED"]  # a provider outage pauses
     assert table["retries"].tolist() == [0, 2]
     orch.close()
+
+
+def test_a_fake_clock_gives_simulated_calls_realistic_fake_latency(shell) -> None:
+    from taskorch_nb.llm.simulated import REALISTIC_LATENCY
+
+    run = shell.run_cell_magic("orchestrate", "--workflow single --no-dashboard", "Write a haiku")
+    latencies = [e.latency for e in run.events if e.type == "llm.completed"]
+    assert latencies
+    low, high = REALISTIC_LATENCY
+    assert all(low <= s <= high for s in latencies)  # time moves, so charts have a time axis
+    assert run.summary()["metrics"]["duration_s"] >= low
