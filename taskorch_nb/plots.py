@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from taskorch_nb.chart import Chart
 from taskorch_nb.core.money import format_usd
 
 __all__ = [
@@ -68,7 +69,7 @@ def _frame(data: Any, method: str, required: Sequence[str]) -> pd.DataFrame:
 
 
 def _no_data(title: str) -> go.Figure:
-    fig = go.Figure()
+    fig = Chart()
     fig.add_annotation(
         text="no data",
         showarrow=False,
@@ -128,7 +129,7 @@ def timeline(spans: Any) -> go.Figure:
     end = df["end"].fillna(df[["start", "end"]].max().max())  # open spans run to the last time
     df = df.assign(end=end, length=_ms(end - df["start"]))
     df = df.assign(lane=[_lane(r) for r in df.to_dict("records")])
-    fig = go.Figure()
+    fig = Chart()
     extra: dict[str, str] = {}
     for kind, part in df.groupby(df["kind"].map(_text), sort=False):
         errors = part["status"].isin(_ERROR_STATUSES) if "status" in part else None
@@ -192,7 +193,7 @@ def cost_breakdown(costs: Any, by: str = "agent") -> go.Figure:
         .agg(cost=("cost", "sum"), calls=("cost", "size"))
         .sort_values("cost", ascending=False, kind="stable")
     )
-    fig = go.Figure(
+    fig = Chart(
         go.Bar(
             name="cost",
             x=grouped.index.tolist(),
@@ -224,7 +225,7 @@ def budget_burn(costs: Any, limit: float | None = None, warn_below: float = 0.20
     if limit is None and "limit" in df and df["limit"].notna().any():
         limit = float(df["limit"].dropna().iloc[-1])
     times = df["time"].tolist()
-    fig = go.Figure(
+    fig = Chart(
         go.Scatter(
             name="spent",
             x=[times[0], *times],  # the burn starts from zero at the first call
@@ -295,7 +296,7 @@ def circuit_timeline(events: Any) -> go.Figure:
             state, since = new, row.time
         segments.append((str(name), state, since, end_time))
     seg = pd.DataFrame(segments, columns=["name", "state", "start", "end"])
-    fig = go.Figure()
+    fig = Chart()
     extra: dict[str, str] = {}
     for state in [s for s in STATE_COLOURS if s in set(seg["state"])] + sorted(
         set(seg["state"]) - set(STATE_COLOURS)
@@ -338,7 +339,7 @@ def span_tree(spans: Any, *, chart: str = "icicle", value: str = "duration_s") -
     kinds = df["kind"].map(_text) if "kind" in df else pd.Series([""] * len(df))
     extra: dict[str, str] = {}
     trace = go.Icicle if chart == "icicle" else go.Sunburst
-    fig = go.Figure(
+    fig = Chart(
         trace(
             ids=ids.tolist(),
             parents=parents.tolist(),
@@ -371,7 +372,7 @@ def patterns(patterns_df: Any) -> go.Figure:
         ]
         for r in df.to_dict("records")
     ]
-    fig = go.Figure()
+    fig = Chart()
     for column, colour in (
         ("occurrences", "#78909c"),
         ("applied", "#1565c0"),

@@ -7,12 +7,13 @@ from typing import Any
 import plotly.graph_objects as go
 
 from taskorch_nb import plots
+from taskorch_nb.chart import Chart
 from taskorch_nb.demo.flows import FlowResult
 from taskorch_nb.tracing.frames import events_df
 
 
 def _bar(values: dict[str, float | int], title: str, axis: str) -> go.Figure:
-    figure = go.Figure(go.Bar(x=list(values), y=list(values.values()),
+    figure = Chart(go.Bar(x=list(values), y=list(values.values()),
                               marker_color=["#c62828", "#2e7d32"][: len(values)]))
     figure.update_layout(title=title, yaxis_title=axis, height=360)
     return figure

@@ -336,3 +336,14 @@ def test_charts_from_the_real_frames_of_a_run() -> None:
     assert states == ["CLOSED", "HALF_OPEN", "OPEN"]
     tree = plots.span_tree(spans_df).data[0]
     assert list(tree.parents).count("") == 1  # one trace, one root
+
+
+@pytest.mark.parametrize("chart", [
+    lambda: plots.timeline(spans_frame()), lambda: plots.span_tree(spans_frame()),
+    lambda: plots.cost_breakdown(cost_frame()), lambda: plots.budget_burn(cost_frame()),
+    lambda: plots.circuit_timeline(circuit_events_frame()), lambda: plots.patterns(None),
+])
+def test_every_chart_is_exportable(chart) -> None:
+    from taskorch_nb.chart import Chart
+
+    assert isinstance(chart(), Chart)  # its display carries an HTML drawing for nbconvert
