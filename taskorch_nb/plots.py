@@ -10,7 +10,6 @@ An empty input gives a figure that says "no data" instead of an exception.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -18,6 +17,19 @@ import plotly.graph_objects as go
 
 from taskorch_nb.chart import Chart
 from taskorch_nb.core.money import format_usd
+from taskorch_nb.plotkit import (
+    ERROR_STATUSES,
+    KIND_COLOURS,
+    STATE_COLOURS,
+    frame_of,
+    ink,
+    mark_ms,
+    no_data,
+    pick_colour,
+    spread_axis,
+    text_of,
+    to_ms,
+)
 
 __all__ = [
     "budget_burn",
@@ -28,90 +40,11 @@ __all__ = [
     "timeline",
 ]
 
-#: Colours by span kind and breaker state, shared by the charts.
-KIND_COLOURS = {
-    "trace": "#455a64",
-    "run": "#455a64",
-    "workflow": "#455a64",
-    "phase": "#78909c",
-    "agent": "#1565c0",
-    "generation": "#8e24aa",
-    "llm": "#8e24aa",
-    "tool": "#00897b",
-    "fallback": "#ef6c00",
-    "qc": "#6d4c41",
-    "evaluator": "#6d4c41",
-    "score": "#9e9d24",
-}
-_CYCLE = ("#5c6bc0", "#26a69a", "#d4e157", "#ab47bc", "#ffa726", "#8d6e63", "#29b6f6")
-STATE_COLOURS = {"CLOSED": "#2e7d32", "HALF_OPEN": "#ef6c00", "OPEN": "#c62828"}
-_ERROR_STATUSES = {"error", "failed", "ERROR", "FAILED"}
-
-
-def _frame(data: Any, method: str, required: Sequence[str]) -> pd.DataFrame:
-    """The DataFrame itself, or `data.<method>()` for a Run-like object."""
-    if data is None:
-        return pd.DataFrame(columns=list(required))
-    if isinstance(data, pd.DataFrame):
-        frame = data
-    else:
-        make = getattr(data, method, None)
-        if not callable(make):
-            raise TypeError(
-                f"expected a pandas DataFrame or an object with {method}(), "
-                f"got {type(data).__name__}"
-            )
-        frame = make()
-    missing = [c for c in required if c not in frame.columns]
-    if missing and not frame.empty:
-        raise ValueError(f"the frame lacks the column(s) {', '.join(missing)}")
-    return frame
-
-
-def _no_data(title: str) -> go.Figure:
-    fig = Chart()
-    fig.add_annotation(
-        text="no data",
-        showarrow=False,
-        x=0.5,
-        y=0.5,
-        xref="paper",
-        yref="paper",
-        font={"size": 16, "color": "#888"},
-    )
-    fig.update_layout(title=title, template="plotly_white")
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return fig
-
-
-def _colour(palette: dict[str, str], key: str, seen: dict[str, str]) -> str:
-    if key in palette:
-        return palette[key]
-    return seen.setdefault(key, _CYCLE[len(seen) % len(_CYCLE)])
-
-
-def _ms(delta: pd.Series) -> list[float]:
-    """Timedeltas as milliseconds: the bar length a date axis expects."""
-    return (delta.dt.total_seconds() * 1000.0).tolist()
-
-
-def _text(value: Any) -> str:
-    """A cell as a label: missing values (None, NaN, NA, NaT) become ""."""
-    if value is None:
-        return ""
-    try:
-        missing = bool(pd.isna(value))
-    except (TypeError, ValueError):  # a list or dict cell: not a scalar, so present
-        missing = False
-    return "" if missing else str(value)
-
-
 def _lane(row: dict[str, Any]) -> str:
     """The row a span is drawn in: one per phase, agent, agent's model calls and tool."""
-    kind, name = _text(row.get("kind")), _text(row.get("name"))
+    kind, name = text_of(row.get("kind")), text_of(row.get("name"))
     if kind == "generation":
-        return f"llm · {_text(row.get('agent')) or name}"
+        return f"llm · {text_of(row.get('agent')) or name}"
     if kind in ("phase", "agent", "tool"):
         return f"{kind} · {name}"
     return name
@@ -121,27 +54,28 @@ def timeline(spans: Any) -> go.Figure:
     """Gantt chart of the spans: a lane per phase, agent, agent's LLM calls and tool; bars
     from start to end, coloured by kind."""
     title = "Timeline"
-    df = _frame(spans, "spans_df", ("name", "kind", "start", "end"))
+    df = frame_of(spans, "spans_df", ("name", "kind", "start", "end"))
     df = df.dropna(subset=["start"]) if not df.empty else df
     if df.empty:
-        return _no_data(title)
+        return no_data(title)
     df = df.sort_values("start", kind="stable")
     end = df["end"].fillna(df[["start", "end"]].max().max())  # open spans run to the last time
-    df = df.assign(end=end, length=_ms(end - df["start"]))
+    df = df.assign(end=end, length=to_ms(end - df["start"]))
+    mark = mark_ms(df["start"].min(), end.max())  # a zero-length span still shows
     df = df.assign(lane=[_lane(r) for r in df.to_dict("records")])
     fig = Chart()
     extra: dict[str, str] = {}
-    for kind, part in df.groupby(df["kind"].map(_text), sort=False):
-        errors = part["status"].isin(_ERROR_STATUSES) if "status" in part else None
+    for kind, part in df.groupby(df["kind"].map(text_of), sort=False):
+        errors = part["status"].isin(ERROR_STATUSES) if "status" in part else None
         fig.add_trace(
             go.Bar(
                 name=kind or "span",
                 y=part["lane"].tolist(),
                 base=part["start"].tolist(),
-                x=part["length"].tolist(),
+                x=part["length"].clip(lower=mark).tolist(),
                 orientation="h",
                 marker={
-                    "color": _colour(KIND_COLOURS, kind, extra),
+                    "color": pick_colour(KIND_COLOURS, kind, extra),
                     "line": {
                         "color": ["#c62828" if e else "rgba(0,0,0,0)" for e in errors]
                         if errors is not None
@@ -151,9 +85,9 @@ def timeline(spans: Any) -> go.Figure:
                 },
                 customdata=[
                     [
-                        _text(r.get("agent")),
-                        _text(r.get("model")),
-                        _text(r.get("status")),
+                        text_of(r.get("agent")),
+                        text_of(r.get("model")),
+                        text_of(r.get("status")),
                         r["length"] / 1000.0,
                     ]
                     for r in part.to_dict("records")
@@ -183,10 +117,10 @@ def cost_breakdown(costs: Any, by: str = "agent") -> go.Figure:
     if by not in _GROUPS:
         raise ValueError(f"by must be one of {', '.join(_GROUPS)}; got {by!r}")
     title = f"Cost by {by}"
-    df = _frame(costs, "cost_df", (by, "cost"))
+    df = frame_of(costs, "cost_df", (by, "cost"))
     if df.empty:
-        return _no_data(title)
-    keys = df[by].map(lambda v: _text(v) or "(none)")
+        return no_data(title)
+    keys = df[by].map(lambda v: text_of(v) or "(none)")
     grouped = (
         df.assign(_key=keys, cost=df["cost"].astype("float64"))
         .groupby("_key", sort=False)
@@ -206,7 +140,8 @@ def cost_breakdown(costs: Any, by: str = "agent") -> go.Figure:
         )
     )
     fig.update_layout(
-        title=title, template="plotly_white", xaxis_title=by, yaxis_title="cost (USD)"
+        title=title, template="plotly_white", xaxis_title=by,
+        yaxis={"title": "cost (USD)", **spread_axis(grouped["cost"].tolist())},
     )
     return fig
 
@@ -214,9 +149,9 @@ def cost_breakdown(costs: Any, by: str = "agent") -> go.Figure:
 def budget_burn(costs: Any, limit: float | None = None, warn_below: float = 0.20) -> go.Figure:
     """Cumulative spend over time against the limit and the warning line at (1-warn_below)*limit."""
     title = "Budget burn"
-    df = _frame(costs, "cost_df", ("time", "cost"))
+    df = frame_of(costs, "cost_df", ("time", "cost"))
     if df.empty:
-        return _no_data(title)
+        return no_data(title)
     df = df.sort_values("time", kind="stable")
     if "cumulative_cost" in df and df["cumulative_cost"].notna().all():
         spent = df["cumulative_cost"].astype("float64")
@@ -236,57 +171,53 @@ def budget_burn(costs: Any, limit: float | None = None, warn_below: float = 0.20
             hovertemplate="%{x}<br>%{customdata}<extra>spent</extra>",
         )
     )
+    top = float(spent.max())
     if limit is not None:
-        span = [times[0], times[-1]]
-        fig.add_trace(
-            go.Scatter(
-                name="limit",
-                x=span,
-                y=[float(limit)] * 2,
-                mode="lines",
-                line={"color": "#c62828", "dash": "dash"},
-            )
-        )
-        fig.add_trace(
-            go.Scatter(
-                name=f"warning ({warn_below:.0%} left)",
-                x=span,
-                y=[float(limit) * (1.0 - warn_below)] * 2,
-                mode="lines",
-                line={"color": "#ef6c00", "dash": "dot"},
-            )
-        )
+        # the lines run past the last call, so calls at one instant still show them
+        pad = pd.Timedelta(milliseconds=max(mark_ms(times[0], times[-1], 0.04), 500.0))
+        span = [times[0], times[-1] + pad]
+        warning = float(limit) * (1.0 - warn_below)
+        for name, level, colour, dash, label in (
+            ("limit", float(limit), "#c62828", "dash", f"limit {format_usd(float(limit))}"),
+            (f"warning ({warn_below:.0%} left)", warning, "#ef6c00", "dot",
+             f"warning: {warn_below:.0%} left ({format_usd(warning)})"),
+        ):
+            fig.add_trace(go.Scatter(name=name, x=span, y=[level] * 2, mode="lines",
+                                     line={"color": colour, "dash": dash}))
+            fig.add_annotation(text=label, x=1.0, xref="paper", y=level, yref="y",
+                               xanchor="right", yanchor="bottom", showarrow=False,
+                               font={"color": colour, "size": 11})
+        top = max(top, float(limit))
     fig.update_layout(
         title=title,
         template="plotly_white",
         xaxis_title="time",
-        yaxis_title="USD",
-        yaxis_rangemode="tozero",
+        yaxis={"title": "USD", "range": [0.0, top * 1.12 if top > 0 else 1.0]},
     )
     return fig
 
 
 def _state(value: Any) -> str:
-    name = getattr(value, "name", None) or _text(value)
+    name = getattr(value, "name", None) or text_of(value)
     return name.upper().replace("-", "_")
 
 
 def circuit_timeline(events: Any) -> go.Figure:
     """Each breaker's state over time: a row per breaker, segments coloured by state."""
     title = "Circuit breakers"
-    df = _frame(events, "events_df", ("time", "type"))
+    df = frame_of(events, "events_df", ("time", "type"))
     if df.empty:
-        return _no_data(title)
+        return no_data(title)
     # the run's whole span: before its first transition a breaker was in its previous state
     start_time, end_time = df["time"].min(), df["time"].max()
     is_circuit = df["type"].astype("string").str.startswith("circuit.").fillna(False)
     df = df[is_circuit.to_numpy(dtype=bool)]
     if df.empty:
-        return _no_data(title)
+        return no_data(title)
     segments: list[tuple[str, str, Any, Any]] = []  # (breaker, state, start, end)
     for name, rows in df.sort_values(["time", "seq"], kind="stable").groupby("name", sort=False):
         first = rows.iloc[0]
-        state = _state(first["previous"]) if _text(first.get("previous")) else "CLOSED"
+        state = _state(first["previous"]) if text_of(first.get("previous")) else "CLOSED"
         since = start_time
         for row in rows.itertuples(index=False):
             new = _state(row.state)
@@ -296,6 +227,8 @@ def circuit_timeline(events: Any) -> go.Figure:
             state, since = new, row.time
         segments.append((str(name), state, since, end_time))
     seg = pd.DataFrame(segments, columns=["name", "state", "start", "end"])
+    # a breaker that opened at the last event gets a visible red mark, past the end
+    mark = mark_ms(start_time, end_time, 0.02)
     fig = Chart()
     extra: dict[str, str] = {}
     for state in [s for s in STATE_COLOURS if s in set(seg["state"])] + sorted(
@@ -307,9 +240,13 @@ def circuit_timeline(events: Any) -> go.Figure:
                 name=state,
                 y=part["name"].tolist(),
                 base=part["start"].tolist(),
-                x=_ms(part["end"] - part["start"]),
+                x=[max(ms, mark) for ms in to_ms(part["end"] - part["start"])],
                 orientation="h",
-                marker_color=_colour(STATE_COLOURS, state, extra),
+                marker_color=pick_colour(STATE_COLOURS, state, extra),
+                text=[state] * len(part),
+                textposition="inside",
+                insidetextanchor="middle",
+                textfont={"color": "#ffffff"},
                 hovertemplate="%{y}: " + state + "<br>from %{base}<extra></extra>",
             )
         )
@@ -317,9 +254,11 @@ def circuit_timeline(events: Any) -> go.Figure:
         title=title,
         template="plotly_white",
         barmode="overlay",
-        xaxis={"type": "date", "title": "time"},
-        legend_title_text="state",
-        height=max(220, 120 + 40 * seg["name"].nunique()),
+        xaxis={"type": "date", "title": "time",
+               "range": [start_time, end_time + pd.Timedelta(milliseconds=mark)]},
+        legend={"title": {"text": "state"}, "orientation": "h", "x": 0.0, "xanchor": "left",
+                "y": 1.02, "yanchor": "bottom"},
+        height=max(260, 160 + 40 * seg["name"].nunique()),
     )
     return fig
 
@@ -329,46 +268,52 @@ def span_tree(spans: Any, *, chart: str = "icicle", value: str = "duration_s") -
     if chart not in ("icicle", "sunburst"):
         raise ValueError(f"chart must be 'icicle' or 'sunburst'; got {chart!r}")
     title = "Span tree"
-    df = _frame(spans, "spans_df", ("span_id", "parent_id", "name", value))
+    df = frame_of(spans, "spans_df", ("span_id", "parent_id", "name", value))
     if df.empty:
-        return _no_data(title)
-    ids = df["span_id"].map(_text)
+        return no_data(title)
+    ids = df["span_id"].map(text_of)
     known = set(ids)
     # a parent outside the frame (partial data) makes its child a root, not an invisible orphan
-    parents = df["parent_id"].map(lambda p: _text(p) if _text(p) in known else "")
-    kinds = df["kind"].map(_text) if "kind" in df else pd.Series([""] * len(df))
+    parents = df["parent_id"].map(lambda p: text_of(p) if text_of(p) in known else "")
+    kinds = df["kind"].map(text_of) if "kind" in df else pd.Series([""] * len(df))
     extra: dict[str, str] = {}
+    colours = [pick_colour(KIND_COLOURS, k, extra) for k in kinds]
+    values = df[value].astype("float64").fillna(0.0).clip(lower=0.0)
+    # a span that took no time (a tool call, the QC verdict) is a thin box, not nothing
+    values = values.clip(lower=float(values.max()) * 0.01 if values.max() > 0 else 1.0)
     trace = go.Icicle if chart == "icicle" else go.Sunburst
     fig = Chart(
         trace(
             ids=ids.tolist(),
             parents=parents.tolist(),
-            labels=df["name"].map(_text).tolist(),
-            values=df[value].astype("float64").fillna(0.0).clip(lower=0.0).tolist(),
+            labels=df["name"].map(text_of).tolist(),
+            values=values.tolist(),
             branchvalues="remainder",
-            marker={"colors": [_colour(KIND_COLOURS, k, extra) for k in kinds]},
+            marker={"colors": colours},
+            insidetextfont={"color": [ink(c) for c in colours]},
             customdata=kinds.tolist(),
             hovertemplate="%{label}<br>%{customdata}<br>" + value + " %{value}<extra></extra>",
         )
     )
-    fig.update_layout(title=title, template="plotly_white", margin={"t": 50, "l": 10, "r": 10})
+    fig.update_layout(title=title, template="plotly_white", margin={"t": 50, "l": 10, "r": 10},
+                      height=520, uniformtext={"minsize": 10, "mode": "hide"})
     return fig
 
 
 def patterns(patterns_df: Any) -> go.Figure:
     """Failure patterns: occurrences, and how often their strategy was applied and recovered."""
     title = "Failure patterns"
-    df = _frame(patterns_df, "patterns_df", ("name", "occurrences", "applied", "recovered"))
+    df = frame_of(patterns_df, "patterns_df", ("name", "occurrences", "applied", "recovered"))
     if df.empty:
-        return _no_data(title)
+        return no_data(title)
     df = df.sort_values("occurrences", ascending=False, kind="stable")
-    names = df["name"].map(_text).tolist()
+    names = df["name"].map(text_of).tolist()
     hover = [
         [
-            _text(r.get("tool")),
-            _text(r.get("category")),
-            _text(r.get("fallback")),
-            _text(r.get("source")),
+            text_of(r.get("tool")),
+            text_of(r.get("category")),
+            text_of(r.get("fallback")),
+            text_of(r.get("source")),
         ]
         for r in df.to_dict("records")
     ]
@@ -389,5 +334,8 @@ def patterns(patterns_df: Any) -> go.Figure:
                 "(%{customdata[1]})<br>fallback %{customdata[2]}, %{customdata[3]}<extra></extra>",
             )
         )
-    fig.update_layout(title=title, template="plotly_white", barmode="group", yaxis_title="count")
+    most = int(df["occurrences"].fillna(0).max())
+    fig.update_layout(title=title, template="plotly_white", barmode="group",
+                      yaxis={"title": "count", "tickformat": "d", "rangemode": "tozero",
+                             **({"dtick": 1} if most <= 10 else {})})
     return fig

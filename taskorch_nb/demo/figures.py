@@ -8,14 +8,20 @@ import plotly.graph_objects as go
 
 from taskorch_nb import plots
 from taskorch_nb.chart import Chart
+from taskorch_nb.core.money import format_usd
 from taskorch_nb.demo.flows import FlowResult
+from taskorch_nb.plotkit import spread_axis
 from taskorch_nb.tracing.frames import events_df
 
 
 def _bar(values: dict[str, float | int], title: str, axis: str) -> go.Figure:
+    """Two bars, labelled with their values; a log axis when they differ 100 times."""
+    label = format_usd if axis == "USD" else str
     figure = Chart(go.Bar(x=list(values), y=list(values.values()),
-                              marker_color=["#c62828", "#2e7d32"][: len(values)]))
-    figure.update_layout(title=title, yaxis_title=axis, height=360)
+                          text=[label(v) for v in values.values()], textposition="auto",
+                          marker_color=["#c62828", "#2e7d32"][: len(values)]))
+    figure.update_layout(title=title, yaxis={"title": axis, **spread_axis(
+        list(values.values()))}, height=360)
     return figure
 
 

@@ -347,3 +347,102 @@ def test_every_chart_is_exportable(chart) -> None:
     from taskorch_nb.chart import Chart
 
     assert isinstance(chart(), Chart)  # its display carries an HTML drawing for nbconvert
+
+
+# -- charts that explain (issue 16, section 3) ----------------------------------------
+
+
+def instant_spans() -> pd.DataFrame:
+    """A run of 10 s with a tool call and a QC phase that took no time at all."""
+    df = spans_frame()
+    extra = pd.DataFrame({"span_id": ["s7", "s8"], "parent_id": ["s1", "s2"],
+                          "name": ["qc", "write_file"], "kind": ["phase", "tool"],
+                          "start": [at(9.0), at(3.0)], "end": [at(9.0), at(3.0)],
+                          "status": ["ok", "ok"], "agent": [None, "researcher"],
+                          "model": [None, None], "cost": [0.0, 0.0], "trace_id": "t1",
+                          "duration_s": [0.0, 0.0]})
+    return pd.concat([df, extra], ignore_index=True)
+
+
+def test_zero_length_spans_get_a_visible_minimum_mark_in_the_timeline() -> None:
+    fig = plots.timeline(instant_spans())
+    bars = {(lane, t.name): (x, hover) for t in fig.data
+            for lane, x, hover in zip(t.y, t.x, t.customdata, strict=True)}
+    total_ms = 10_000.0
+    for lane, kind in (("tool · write_file", "tool"), ("phase · qc", "phase")):
+        x, hover = bars[(lane, kind)]
+        assert x >= 0.003 * total_ms  # a mark a reader sees, not a zero-width bar
+        assert hover[3] == 0.0  # the hover still says how long it really took
+
+
+def test_zero_length_spans_are_in_the_span_tree() -> None:
+    (tree,) = plots.span_tree(instant_spans()).data
+    values = dict(zip(tree.ids, tree.values, strict=True))
+    assert values["s7"] > 0
+    assert values["s8"] > 0
+    assert values["s7"] <= 0.05 * values["s1"]  # a mark, not a claim that it took long
+
+
+def test_span_tree_labels_contrast_with_their_boxes() -> None:
+    (tree,) = plots.span_tree(spans_frame()).data
+    colours = dict(zip(tree.ids, tree.marker.colors, strict=True))
+    fonts = dict(zip(tree.ids, tree.insidetextfont.color, strict=True))
+    assert colours["s1"] == plots.KIND_COLOURS["run"]
+    assert fonts["s1"] == "#ffffff"  # the root: light text on its dark box
+    light = plots.span_tree(spans_frame().assign(kind="score")).data[0]
+    assert set(light.insidetextfont.color) == {"#212121"}  # dark text on a light box
+    layout = plots.span_tree(spans_frame()).layout
+    assert layout.uniformtext.minsize >= 10  # a label too small to read is hidden, not shrunk
+    assert layout.uniformtext.mode == "hide"
+
+
+def test_circuit_legend_fits_and_states_are_written_in_the_bars() -> None:
+    events = circuit_events_frame()
+    one = events[(events["name"] != "llm") | events["name"].isna()]
+    fig = plots.circuit_timeline(one)
+    assert fig.layout.legend.orientation == "h"  # above the plot: never clipped
+    assert fig.layout.height >= 260
+    for trace in fig.data:
+        assert set(trace.text) == {trace.name}
+        assert trace.textposition == "inside"
+
+
+def test_a_breaker_that_opens_at_the_last_event_shows_red() -> None:
+    events = circuit_events_frame()
+    last = events[events["type"] == "run.completed"].index[0]
+    events = events.drop(index=last)  # the llm breaker's opening is now the last event
+    fig = plots.circuit_timeline(events)
+    opened = next(t for t in fig.data if t.name == "OPEN")
+    widths = dict(zip(opened.y, opened.x, strict=True))
+    assert widths["llm"] >= 0.01 * 40_000  # visible, on a 40 s axis
+    assert fig.layout.xaxis.range is not None
+    assert pd.Timestamp(fig.layout.xaxis.range[1]) >= at(40.0) + pd.Timedelta(
+        milliseconds=widths["llm"])
+
+
+def test_budget_lines_span_the_chart_and_are_labelled_even_for_one_instant() -> None:
+    df = cost_frame().assign(time=at(1.0))  # every call at the same time
+    fig = plots.budget_burn(df, warn_below=0.20)
+    _, limit, warning = fig.data
+    assert pd.Timestamp(limit.x[1]) > pd.Timestamp(limit.x[0])
+    assert pd.Timestamp(warning.x[1]) > pd.Timestamp(warning.x[0])
+    labels = [a.text for a in fig.layout.annotations]
+    assert "limit $5.00" in labels
+    assert "warning: 20% left ($4.00)" in labels
+    assert fig.layout.yaxis.range[1] >= 5.0
+
+
+def test_costs_a_hundred_times_apart_get_a_log_axis() -> None:
+    df = cost_frame()
+    df.loc[0, "cost"] = 0.002  # researcher: $0.002 beside the builder's $2.75
+    fig = plots.cost_breakdown(df, by="agent")
+    assert fig.layout.yaxis.type == "log"
+    assert list(fig.data[0].text) == ["$2.75", "$1.25", "$0.002"]
+    assert plots.cost_breakdown(cost_frame()).layout.yaxis.type in (None, "linear")
+
+
+def test_pattern_counts_have_integer_ticks() -> None:
+    df = pd.DataFrame({"name": ["a"], "occurrences": [1], "applied": [1], "recovered": [0]})
+    axis = plots.patterns(df).layout.yaxis
+    assert axis.tickformat == "d"
+    assert axis.dtick == 1

@@ -39,3 +39,18 @@ def test_the_before_after_flow_draws_both_bills() -> None:
 @pytest.mark.parametrize("number", [3, 5, 6, 8])
 def test_a_flow_without_runs_or_an_unknown_one_gets_no_figure(number: int) -> None:
     assert figures_for(FlowResult(number, "t", False)) == []
+
+
+def test_bills_a_hundred_times_apart_get_a_log_axis_and_value_labels() -> None:
+    result = FlowResult(7, "before/after", True,
+                        data={"costs": {"naive (50 retries)": 26.45, "taskorch": 0.17}})
+    [figure] = figures_for(result)
+    assert figure.layout.yaxis.type == "log"  # the $0.17 bar is not a hairline
+    assert list(figure.data[0].text) == ["$26.45", "$0.17"]
+
+
+def test_close_values_keep_a_linear_axis_and_counts_are_labelled_as_counts() -> None:
+    result = FlowResult(4, "federation", True, data={"calls": {"A": 3, "B": 1}, "patterns": None})
+    calls = figures_for(result)[0]
+    assert calls.layout.yaxis.type in (None, "linear")
+    assert list(calls.data[0].text) == ["3", "1"]
