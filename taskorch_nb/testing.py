@@ -150,11 +150,12 @@ class _FakeTimeout:
 class FakeClock:
     """A clock in fake time: when every task waits, it jumps to the next deadline.
 
-    Starts at `start` (0.0). `sleep(s)` and `timeout(s)` wait for deadlines in fake
-    time; when the event loop has nothing left to run, the clock jumps to the
-    earliest deadline a task waits for, as trio's `MockClock(autojump_threshold=0)`
-    does. So a lone `sleep(s)` returns at once after advancing the clock by `s`,
-    and concurrent sleeps of 2 s and 4 s end at t=4. `advance(s)` moves time by
+    Starts at `start` (0.0), at wall time `epoch` (default `EPOCH`). `sleep(s)`
+    and `timeout(s)` wait for deadlines in fake time; when the event loop has
+    nothing left to run, the clock jumps to the earliest deadline a task waits
+    for, as trio's `MockClock(autojump_threshold=0)` does. So a lone `sleep(s)`
+    returns at once after advancing the clock by `s`, and concurrent sleeps of
+    2 s and 4 s end at t=4. `advance(s)` moves time by
     hand; `slept` records every sleep asked for.
 
     Real work under fake time:
@@ -172,7 +173,9 @@ class FakeClock:
     #: Wall time at `now() == 0.0` (2026-01-01 UTC), so timestamps look like dates.
     EPOCH = 1_767_225_600.0
 
-    def __init__(self, start: float = 0.0) -> None:
+    def __init__(self, start: float = 0.0, *, epoch: float | None = None) -> None:
+        if epoch is not None:  # e.g. time.time(): fake time that starts today, real dates
+            self.EPOCH = float(epoch)
         self._now = float(start)
         self._lock = threading.RLock()  # the deadlines and the time
         self._moving = threading.RLock()  # one mover at a time; held while callbacks run

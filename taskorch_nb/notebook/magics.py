@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import sys
 import threading
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -233,7 +234,8 @@ class OrchestrateMagics(Magics):
 
             try:
                 orch = Orchestrator(key[0], key[1], s.budget, store=s.store,
-                                    clock=FakeClock() if s.clock == "fake" else RealClock(),
+                                    clock=FakeClock(epoch=time.time()) if s.clock == "fake"
+                                    else RealClock(),
                                     latency=REALISTIC_LATENCY if s.clock == "fake" else 0.0,
                                     max_rounds=s.max_rounds, base_url=s.base_url,
                                     api_key=s.api_key, timeout=s.timeout, deadline=s.deadline,

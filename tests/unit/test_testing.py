@@ -326,3 +326,16 @@ async def test_the_naive_agent_gives_up_only_at_its_test_bound() -> None:
                                       FlakyTool(always=504), task="t", max_iterations=7)
     assert outcome == NaiveOutcome(7, 7, 7, outcome.cost, False)
     assert outcome.cost > 0
+
+
+def test_a_fake_clock_can_start_at_a_real_date() -> None:
+    import time
+
+    from taskorch_nb.testing import FakeClock
+
+    assert FakeClock().wall() == FakeClock.EPOCH
+    now = time.time()
+    clock = FakeClock(epoch=now)
+    clock.advance(2.5)
+    assert clock.wall() == now + 2.5  # charts of a fake run show the day it ran
+    assert FakeClock.EPOCH == 1_767_225_600.0  # the class default is untouched

@@ -337,3 +337,11 @@ def test_a_fake_clock_gives_simulated_calls_realistic_fake_latency(shell) -> Non
     low, high = REALISTIC_LATENCY
     assert all(low <= s <= high for s in latencies)  # time moves, so charts have a time axis
     assert run.summary()["metrics"]["duration_s"] >= low
+
+
+def test_the_magics_fake_clock_carries_todays_date(shell) -> None:
+    import time
+
+    before = time.time()
+    run = shell.run_cell_magic("orchestrate", "--workflow single --no-dashboard", "Write a haiku")
+    assert run.events[0].wall >= before  # not 2026-01-01: charts show the real dates
