@@ -175,7 +175,9 @@ class FakeClock:
 
     def __init__(self, start: float = 0.0, *, epoch: float | None = None) -> None:
         if epoch is not None:  # e.g. time.time(): fake time that starts today, real dates
-            self.EPOCH = float(epoch)
+            # whole seconds: a fake run's durations (wall differences) are exact and the
+            # same whatever day it runs on
+            self.EPOCH = float(round(epoch))
         self._now = float(start)
         self._lock = threading.RLock()  # the deadlines and the time
         self._moving = threading.RLock()  # one mover at a time; held while callbacks run
