@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from taskorch_nb.chart import Chart
+from taskorch_nb.chart import Chart, exportable
 from taskorch_nb.core.money import format_usd
 from taskorch_nb.plotkit import (
     ERROR_STATUSES,
@@ -35,6 +35,7 @@ __all__ = [
     "budget_burn",
     "circuit_timeline",
     "cost_breakdown",
+    "exportable",
     "patterns",
     "span_tree",
     "timeline",

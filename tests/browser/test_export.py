@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from taskorch_nb.chart import LOADER_MARK
 from tests.browser.test_dashboard_browser import CHROMIUM_ARGS, chromium
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +69,7 @@ def test_every_chart_of_the_exported_post_mortem_is_drawn_offline(browser_path,
     page_path, charts = exported
     assert charts >= 3  # the notebook shows the timeline, the breakers and the burn
     text = page_path.read_text(encoding="utf-8")
-    assert text.count("window.Plotly = Plotly") == 1  # plotly.js embedded once
+    assert text.count(LOADER_MARK) == 1  # plotly.js embedded once
     requested: list[str] = []
 
     def offline(route) -> None:  # the page alone: a CDN script must not be what draws

@@ -53,19 +53,19 @@ def test_the_bundle_keeps_plotlys_json_and_adds_html_that_draws_it() -> None:
 def test_plotly_js_is_embedded_once_per_kernel() -> None:
     first = figure()._repr_mimebundle_()["text/html"]
     second = figure()._repr_mimebundle_()["text/html"]
-    assert "window.Plotly = Plotly" in first  # plotly.min.js, inline
-    assert len(first) > 3_000_000
-    assert "window.Plotly = Plotly" not in second
+    assert chart.LOADER_MARK in first  # plotly.min.js, inline (gzip, base64)
+    assert 1_500_000 < len(first) < 2_500_000
+    assert chart.LOADER_MARK not in second
     assert len(second) < 20_000
 
 
 def test_a_rerun_of_the_cell_that_held_plotly_js_embeds_it_again(kernel_renderer) -> None:
-    assert chart.PLOTLYJS_MARK in figure()._repr_mimebundle_()["text/html"]
+    assert chart.LOADER_MARK in figure()._repr_mimebundle_()["text/html"]
     kernel_renderer.update(id="cell-2", request="r2")
-    assert chart.PLOTLYJS_MARK not in figure()._repr_mimebundle_()["text/html"]
+    assert chart.LOADER_MARK not in figure()._repr_mimebundle_()["text/html"]
     kernel_renderer.update(id="cell-1", request="r3")  # its old output, plotly.js too, goes
-    assert chart.PLOTLYJS_MARK in figure()._repr_mimebundle_()["text/html"]
-    assert chart.PLOTLYJS_MARK not in figure()._repr_mimebundle_()["text/html"]
+    assert chart.LOADER_MARK in figure()._repr_mimebundle_()["text/html"]
+    assert chart.LOADER_MARK not in figure()._repr_mimebundle_()["text/html"]
 
 
 def test_script_ends_cannot_break_out_of_the_page() -> None:
@@ -86,3 +86,17 @@ def test_chart_wraps_a_users_figure() -> None:
     assert isinstance(wrapped, Chart)
     assert wrapped.to_dict() == user.to_dict()
     assert chart.exportable(wrapped) is wrapped
+
+
+def test_the_packed_plotly_js_is_the_installed_one_and_the_same_every_time() -> None:
+    import base64
+    import gzip
+    from pathlib import Path
+
+    import plotly
+
+    source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    packed = chart._plotlyjs()
+    assert gzip.decompress(base64.b64decode(packed)) == source.read_bytes()
+    chart._plotlyjs.cache_clear()
+    assert chart._plotlyjs() == packed  # no timestamp inside: stored outputs compare equal
