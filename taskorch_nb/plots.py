@@ -282,23 +282,47 @@ def span_tree(spans: Any, *, chart: str = "icicle", value: str = "duration_s") -
     values = df[value].astype("float64").fillna(0.0).clip(lower=0.0)
     # a span that took no time (a tool call, the QC verdict) is a thin box, not nothing
     values = values.clip(lower=float(values.max()) * 0.01 if values.max() > 0 else 1.0)
+    sizes = _totals(ids.tolist(), parents.tolist(), values.tolist())
     trace = go.Icicle if chart == "icicle" else go.Sunburst
     fig = Chart(
         trace(
             ids=ids.tolist(),
             parents=parents.tolist(),
             labels=df["name"].map(text_of).tolist(),
-            values=values.tolist(),
-            branchvalues="remainder",
+            values=sizes,
+            branchvalues="total",  # children fill their parent: deep boxes wide enough to read
             marker={"colors": colours},
             insidetextfont={"color": [ink(c) for c in colours]},
-            customdata=kinds.tolist(),
-            hovertemplate="%{label}<br>%{customdata}<br>" + value + " %{value}<extra></extra>",
+            outsidetextfont={"color": [ink(c) for c in colours]},  # the root, top left
+            customdata=list(zip(kinds, values, strict=True)),
+            hovertemplate="%{label}<br>%{customdata[0]}<br>" + value
+            + " %{customdata[1]:.3f}<extra></extra>",
         )
     )
     fig.update_layout(title=title, template="plotly_white", margin={"t": 50, "l": 10, "r": 10},
                       height=520, uniformtext={"minsize": 10, "mode": "hide"})
     return fig
+
+
+def _totals(ids: list[str], parents: list[str], values: list[float]) -> list[float]:
+    """Each span's size for `branchvalues="total"`: its own value, or its children's sum
+    when that is more (spans that overlap, or minimum marks, must not break the tree)."""
+    parent_of = dict(zip(ids, parents, strict=True))
+
+    def depth(node: str) -> int:
+        seen: set[str] = set()
+        while parent_of.get(node) and node not in seen:
+            seen.add(node)
+            node = parent_of[node]
+        return len(seen)
+
+    total = dict(zip(ids, values, strict=True))
+    below = dict.fromkeys(ids, 0.0)
+    for node in sorted(ids, key=depth, reverse=True):  # children before their parents
+        total[node] = max(total[node], below[node])
+        if parent_of[node]:
+            below[parent_of[node]] += total[node]
+    return [total[node] for node in ids]
 
 
 def patterns(patterns_df: Any) -> go.Figure:

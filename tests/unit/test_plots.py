@@ -389,6 +389,7 @@ def test_span_tree_labels_contrast_with_their_boxes() -> None:
     fonts = dict(zip(tree.ids, tree.insidetextfont.color, strict=True))
     assert colours["s1"] == plots.KIND_COLOURS["run"]
     assert fonts["s1"] == "#ffffff"  # the root: light text on its dark box
+    assert tree.outsidetextfont.color[0] == "#ffffff"  # where an icicle writes the root
     light = plots.span_tree(spans_frame().assign(kind="score")).data[0]
     assert set(light.insidetextfont.color) == {"#212121"}  # dark text on a light box
     layout = plots.span_tree(spans_frame()).layout
@@ -446,3 +447,17 @@ def test_pattern_counts_have_integer_ticks() -> None:
     axis = plots.patterns(df).layout.yaxis
     assert axis.tickformat == "d"
     assert axis.dtick == 1
+
+
+def test_span_tree_parents_hold_their_children_so_deep_boxes_are_wide() -> None:
+    (tree,) = plots.span_tree(instant_spans()).data
+    assert tree.branchvalues == "total"
+    size = dict(zip(tree.ids, tree.values, strict=True))
+    children: dict[str, float] = {}
+    for node, parent in zip(tree.ids, tree.parents, strict=True):
+        if parent:
+            children[parent] = children.get(parent, 0.0) + size[node]
+    assert all(size[parent] >= total - 1e-9 for parent, total in children.items())
+    # the hover still says how long the span itself took
+    durations = {node: data[1] for node, data in zip(tree.ids, tree.customdata, strict=True)}
+    assert durations["s2"] == pytest.approx(3.5)
