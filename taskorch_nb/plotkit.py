@@ -5,6 +5,7 @@ A front-end module (plotly); `taskorch_nb.plots` builds each chart from these.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -95,10 +96,12 @@ def mark_ms(first: Any, last: Any, share: float = MIN_MARK) -> float:
 
 def spread_axis(values: Sequence[float]) -> dict[str, Any]:
     """A log axis when the positive values differ 100 times or more (else plotly's own),
-    so a small bar beside a large one is not a hairline."""
+    so a small bar beside a large one is not a hairline: its range starts a decade below
+    the smallest, so that bar has height too."""
     positive = [float(v) for v in values if v is not None and float(v) > 0]
     if len(positive) >= 2 and max(positive) >= 100 * min(positive):
-        return {"type": "log"}
+        return {"type": "log",
+                "range": [math.log10(min(positive)) - 1.0, math.log10(max(positive)) + 0.2]}
     return {}
 
 

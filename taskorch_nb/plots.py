@@ -185,8 +185,9 @@ def budget_burn(costs: Any, limit: float | None = None, warn_below: float = 0.20
         ):
             fig.add_trace(go.Scatter(name=name, x=span, y=[level] * 2, mode="lines",
                                      line={"color": colour, "dash": dash}))
-            fig.add_annotation(text=label, x=1.0, xref="paper", y=level, yref="y",
-                               xanchor="right", yanchor="bottom", showarrow=False,
+            # at the left: the burn climbs to the right, so it never covers the label
+            fig.add_annotation(text=label, x=0.0, xref="paper", y=level, yref="y",
+                               xanchor="left", yanchor="bottom", showarrow=False,
                                font={"color": colour, "size": 11})
         top = max(top, float(limit))
     fig.update_layout(

@@ -35,6 +35,11 @@ from taskorch_nb.testing import FakeClock, FlakyTool
 HUB_MODULES = ("fastapi", "uvicorn", "sqlalchemy")
 
 
+def _today() -> FakeClock:
+    """A fake clock (no waiting) on today's date, so the report's time axes say when it ran."""
+    return FakeClock(epoch=time.time())
+
+
 def missing(*modules: str) -> list[str]:
     """The modules of `modules` that are not installed."""
     return [name for name in modules if importlib.util.find_spec(name) is None]
@@ -71,7 +76,7 @@ def _describe(event: Event) -> str:
 
 async def flow1_self_healing(home: Path) -> FlowResult:
     """504 x3 -> backoff -> circuit opens -> pattern -> fallback -> half-open -> closed."""
-    clock = FakeClock()
+    clock = _today()
     orch = Orchestrator(store=home / "flow1.db", clock=clock, retry=RetryPolicy(jitter=0.0))
     events: list[Event] = []
     orch.subscribe(events.append)
@@ -105,7 +110,7 @@ async def flow2_budget(home: Path) -> FlowResult:
     from taskorch_nb.errors import BudgetExceededError
     from taskorch_nb.llm.simulated import SimReply, SimulatedProvider
 
-    clock = FakeClock()
+    clock = _today()
     provider = SimulatedProvider(clock=clock, latency=(2.0, 6.0),
                                  responder=lambda r: SimReply(text="x" * 4800))
     orch = Orchestrator(provider, "sim-small", budget=5.00, store=home / "flow2.db", clock=clock)
@@ -150,7 +155,7 @@ async def flow2_budget(home: Path) -> FlowResult:
 
 async def flow3_multi_agent(home: Path) -> FlowResult:
     """Researcher -> Architect -> Builder (tests first) -> QC (real pytest) -> fix -> approve."""
-    orch = Orchestrator(store=home / "flow3.db", clock=FakeClock(), budget=5.0,
+    orch = Orchestrator(store=home / "flow3.db", clock=_today(), budget=5.0,
                         latency=(0.5, 3.0))
     run = await orch.run("Add user authentication", workspace=home / "flow3-workspace")
     result = FlowResult(3, "Multi-agent: research, design, build, QC, fix loop", ok=False)
@@ -201,7 +206,7 @@ def _hub(home: Path, projects: list[str]) -> Iterator[tuple[str, dict[str, str]]
 
 def _federated_project(home: Path, name: str, federation: Any) -> tuple[Any, Any, Any]:
     """A project whose `search_api` always times out, with a cached fallback."""
-    clock = FakeClock()
+    clock = _today()
     orch = Orchestrator(store=home / f"flow4-{name}.db", clock=clock,
                         retry=RetryPolicy(jitter=0.0), federation=federation)
     broken = FlakyTool(always=504)
@@ -289,7 +294,7 @@ async def _hand_over(home: Path, names: list[str], result: FlowResult) -> dict[s
 
 async def flow5_observability(home: Path) -> FlowResult:
     """One trace per run: agent, generation (tokens, cost, latency), tool and QC spans."""
-    orch = Orchestrator(store=home / "flow5.db", clock=FakeClock(), latency=(0.4, 1.2))
+    orch = Orchestrator(store=home / "flow5.db", clock=_today(), latency=(0.4, 1.2))
     run = await orch.run("Add user authentication", workspace=home / "flow5-workspace")
     spans, scores = run.spans()
     orch.close()
@@ -319,7 +324,7 @@ async def flow5_observability(home: Path) -> FlowResult:
 
 async def flow6_lifecycle(home: Path) -> FlowResult:
     """Request -> safety checks -> execution -> learning -> response with metrics."""
-    orch = Orchestrator(store=home / "flow6.db", clock=FakeClock(), budget=2.0,
+    orch = Orchestrator(store=home / "flow6.db", clock=_today(), budget=2.0,
                         latency=(0.5, 2.0))
     run = await orch.run("Add a rate limiter", workflow="single", archetype="builder",
                          workspace=home / "flow6-workspace")
@@ -404,7 +409,7 @@ async def flow7_before_after(home: Path) -> FlowResult:
     from taskorch_nb.llm.simulated import SimReply, SimulatedProvider
     from taskorch_nb.testing import naive_retry_agent
 
-    clock = FakeClock()
+    clock = _today()
     cost_per_search = Decimal("0.05")
     naive = await naive_retry_agent(
         SimulatedProvider(clock=clock), FlakyTool(always=504), task="Find auth docs",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 
@@ -20,7 +22,10 @@ def test_a_mark_is_a_share_of_the_axis_and_never_zero() -> None:
     ([5.0, 0.0], False), ([7.0], False), ([], False),
 ])
 def test_values_a_hundred_times_apart_get_a_log_axis(values, log) -> None:
-    assert (spread_axis(values) == {"type": "log"}) is log
+    axis = spread_axis(values)
+    assert (axis.get("type") == "log") is log
+    if log:  # a decade below the smallest: its bar has height
+        assert axis["range"][0] == pytest.approx(math.log10(min(values)) - 1.0)
 
 
 @pytest.mark.parametrize(("colour", "text"), [
