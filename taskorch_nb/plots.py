@@ -300,6 +300,9 @@ def span_tree(spans: Any, *, chart: str = "icicle", value: str = "duration_s") -
             + " %{customdata[1]:.3f}<extra></extra>",
         )
     )
+    roots = df["name"][(parents == "").to_numpy()].map(text_of).tolist()
+    if len(roots) == 1:  # a long root label may not fit its box (a sunburst's centre)
+        title = f"{title}: {roots[0]}"
     fig.update_layout(title=title, template="plotly_white", margin={"t": 50, "l": 10, "r": 10},
                       height=520, uniformtext={"minsize": 10, "mode": "hide"})
     return fig

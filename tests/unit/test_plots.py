@@ -461,3 +461,9 @@ def test_span_tree_parents_hold_their_children_so_deep_boxes_are_wide() -> None:
     # the hover still says how long the span itself took
     durations = {node: data[1] for node, data in zip(tree.ids, tree.customdata, strict=True)}
     assert durations["s2"] == pytest.approx(3.5)
+
+
+def test_span_tree_title_names_the_one_root() -> None:
+    assert plots.span_tree(spans_frame()).layout.title.text == "Span tree: run"
+    orphans = spans_frame().iloc[2:]  # several roots: no single name to give
+    assert plots.span_tree(orphans).layout.title.text == "Span tree"
