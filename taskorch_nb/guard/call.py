@@ -54,6 +54,8 @@ class Call:
         self.started = 0.0
         self.rewritten = wire.asking_for_usage(ask)
         self.pattern: Any = None
+        self.estimate = ask.input_tokens
+        ask.input_tokens += guard.overhead(ask.model)
 
     # -- before sending --------------------------------------------------------------
 
@@ -200,6 +202,10 @@ class Call:
         if reservation is None:
             return  # settled already (a stream closed twice)
         guard = self.guard
+        if tokens.estimated:
+            tokens.input_tokens = self.ask.input_tokens
+        else:
+            guard.learn_overhead(self.model, tokens.input_tokens - self.estimate)
         price_provider = guard.price(self.ask.provider, self.model, local=self.local)
         cached = min(tokens.cached_tokens, tokens.input_tokens)
         written = min(tokens.cache_write_tokens, tokens.input_tokens - cached)

@@ -115,6 +115,7 @@ class Guard:
         self._refused: dict[str, int] = {}
         self._keys: set[str] = set()
         self._said: set[tuple[str, str]] = set()
+        self._overheads: dict[str, int] = {}
         self._streams: list[Callable[[], None]] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -381,6 +382,16 @@ class Guard:
                 use.estimated += tokens.estimated
                 guard.tool_calls += tokens.tool_calls
                 guard._keys.add(call.key)
+
+    def overhead(self, model: str) -> int:
+        """Prompt tokens the model's chat template adds beyond the estimate (a default system
+        prompt), learned from answers that carried usage."""
+        return self._chain[-1]._overheads.get(model, 0)
+
+    def learn_overhead(self, model: str, extra: int) -> None:
+        overheads = self._chain[-1]._overheads
+        if extra > overheads.get(model, 0):
+            overheads[model] = extra
 
     def said_once(self, kind: str, model: str, message: str) -> None:
         if (kind, model) in self._said:
