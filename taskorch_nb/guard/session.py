@@ -116,6 +116,7 @@ class Guard:
         self._keys: set[str] = set()
         self._said: set[tuple[str, str]] = set()
         self._overheads: dict[str, int] = {}
+        self._halted: str | None = None
         self._streams: list[Callable[[], None]] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -332,8 +333,22 @@ class Guard:
         remaining = self.budget.remaining
         return remaining if _final.get() else remaining - self.reserve_final
 
+    def stop(self, reason: str = "stopped by hand") -> None:
+        """Refuse every later model request (the dashboard's Stop, an interrupt): the agent
+        stops at its next call. Thread-safe."""
+        self._halted = reason
+
+    def add_budget(self, extra: float | str | Decimal) -> None:
+        """Raise the limit by `extra` USD (the dashboard's "add $"); a stop for lack of
+        money no longer holds."""
+        self.budget.extend(extra)
+        if self.stopped is not None and self.stopped.startswith("budget_exceeded"):
+            self.stopped = None
+
     def check_caps(self, ask: wire.Ask) -> Refusal | None:
         for guard in self._chain:
+            if guard._halted is not None:
+                return self.refuse(ask, "stopped", 402, guard._halted)
             cap = guard.max_tool_calls
             if cap is not None and guard.tool_calls > cap:
                 return self.refuse(ask, "tool_call_limit", 402, (
