@@ -182,9 +182,16 @@ class Call:
                 self._switch(fallback, f"known pattern {known.name}")
                 return 0.0
         if self.attempt >= policy.max_attempts:
-            self.pattern = guard.host.immune.analyze(self.key, failure,
-                                                     fallback=guard.fallback_model)
-            return None
+            pattern = guard.host.immune.analyze(self.key, failure, fallback=guard.fallback_model)
+            fallback = guard.fallback_model
+            if self.pattern is not None or not fallback or fallback == self.model:
+                return None
+            # the attempts are spent: the pattern's strategy, the fallback model, gets one go
+            self.pattern = pattern
+            guard.host.immune.applied(pattern)
+            self._switch(fallback, f"{self.attempt} attempts failed ({failure.category})")
+            self.attempt = 0
+            return 0.0
         seconds = policy.wait_for(self.attempt, failure)
         guard.emit(ToolEvent(type="retry.scheduled", tool=self.key, call_id=self.call_id,
                              attempt=self.attempt + 1, category=failure.category,

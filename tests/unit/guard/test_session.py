@@ -361,3 +361,58 @@ def test_bad_options_are_one_line_errors(orch) -> None:
         pass
     with pytest.raises(ConfigurationError, match="used once"), g:
         pass
+
+
+def test_spent_retries_go_to_the_fallback_model_and_teach_the_pattern(orch, clock) -> None:
+    def answer(request):
+        if request.json["model"] == "gpt-4o":
+            return Answer(503, {"error": {"message": "overloaded"}})
+        return Answer(body=openai_body(prompt_tokens=10, completion_tokens=5,
+                                       model="gpt-4o-mini"))
+
+    with LoopbackServer(answer) as server:
+        client = _openai(server, max_retries=5)
+        with orch.guard(budget=1.0, fallback_model="gpt-4o-mini") as g:
+            first = client.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=5)
+            orch.circuits["openai:gpt-4o"].reset()  # as after its reset timeout
+            second = client.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=5)
+    assert first.model == second.model == "gpt-4o-mini"
+    models = [r.json["model"] for r in model_posts(server.requests)]
+    # the first call: 3 failed attempts, then the fallback; the second: the known
+    # pattern takes the fallback at the first failure
+    assert models == ["gpt-4o"] * 3 + ["gpt-4o-mini"] + ["gpt-4o", "gpt-4o-mini"]
+    types = [e.type for e in g.events if e.type.startswith("pattern.")]
+    assert types == ["pattern.learned", "pattern.applied", "pattern.recovered",
+                     "pattern.applied", "pattern.recovered"]
+    assert set(g.report().by_model) == {"gpt-4o-mini"}
+
+
+def test_an_open_breaker_stops_the_anthropic_sdks_retries_too(orch) -> None:
+    with LoopbackServer(lambda r: Answer(529, {"type": "error", "error": {
+            "type": "overloaded_error", "message": "Overloaded"}})) as server:
+        client = anthropic.Anthropic(base_url=server.url, api_key="k", max_retries=4)
+        with orch.guard(budget=1.0) as g:
+            for _ in range(3):
+                with pytest.raises(anthropic.APIStatusError):
+                    client.messages.create(model="claude-haiku", max_tokens=5, messages=HI)
+    assert len(model_posts(server.requests)) == 3  # 3 attempts, then the breaker
+    assert g.report().refused == {"circuit_open": 2}
+
+
+def test_the_guards_calls_make_one_trace_with_a_generation_each(orch) -> None:
+    from taskorch_nb.tracing.spans import build_spans
+
+    body = openai_body(prompt_tokens=30, completion_tokens=5, model="gpt-4o-mini")
+    with LoopbackServer(lambda r: Answer(body=body)) as server, \
+            orch.guard(name="traced") as g:
+        for _ in range(2):
+            _openai(server).chat.completions.create(model="gpt-4o-mini", messages=HI,
+                                                    max_tokens=5)
+    spans, _ = build_spans(orch.store.events(g.run_id))
+    root = next(s for s in spans if s.kind == "trace")
+    generations = [s for s in spans if s.kind == "generation"]
+    assert root.name == "guard traced"
+    assert root.status == "ok"
+    assert [s.name for s in generations] == ["openai:gpt-4o-mini"] * 2
+    assert all(s.parent_id == root.span_id for s in generations)
+    assert [s.attributes["input_tokens"] for s in generations] == [30, 30]
