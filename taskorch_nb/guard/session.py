@@ -32,12 +32,10 @@ from taskorch_nb.core.money import parse_usd
 from taskorch_nb.core.pricing import FREE, PriceTable
 from taskorch_nb.core.retry import RetryPolicy
 from taskorch_nb.errors import ConfigurationError
-from taskorch_nb.guard import intercept, wire
-from taskorch_nb.guard.call import Call, blocking_sleep
-from taskorch_nb.guard.refusal import HEADER, Refusal, no_retry
+from taskorch_nb.guard import drive, intercept, wire
+from taskorch_nb.guard.call import Call
+from taskorch_nb.guard.refusal import HEADER, Refusal
 from taskorch_nb.guard.report import GuardReport, ModelUse
-from taskorch_nb.guard.stream import meter_stream
-from taskorch_nb.llm.registry import is_local
 
 #: The guards whose calls are being handled in this context (innermost first).
 _handling: contextvars.ContextVar[tuple[Guard, ...]] = contextvars.ContextVar(
@@ -198,125 +196,23 @@ class Guard:
     def handle(self, module: Any, request: Any, send: Callable[[Any], Any], *,
                stream: bool) -> Any:
         """One request sent through a sync client inside the guard."""
-        call = self._call(module, request)
-        if not isinstance(call, Call):
-            return send(request) if call is None else call
-        with self._scope():
-            refusal = call.admit()
-            if refusal is not None:
-                return refusal.response(module, request)
-            while True:
-                response = None
-                try:
-                    response = send(call.outgoing())
-                except module.TransportError as exc:
-                    failure = call.failure_of(error=exc)
-                except BaseException as exc:
-                    call.give_up(call.failure_of(error=exc) if isinstance(exc, Exception)
-                                 else _cancelled())
-                    raise
-                else:
-                    failure = call.failure_of(response)
-                    if failure is None:
-                        return self._answer(call, module, response, stream)
-                wait = call.next_wait(failure, self.retry)
-                if wait is None:
-                    call.give_up(failure)
-                    return call.transport_answer(failure) if response is None \
-                        else no_retry(response)
-                if response is not None:
-                    response.close()
-                blocking_sleep(self.clock, wait)
-                refusal = call.acquire()
-                if refusal is not None:
-                    return refusal.response(module, request)
+        return drive.handle(self, module, request, send, stream=stream)
 
     async def ahandle(self, module: Any, request: Any, send: Callable[[Any], Awaitable[Any]],
                       *, stream: bool) -> Any:
         """One request sent through an async client inside the guard."""
-        call = self._call(module, request)
-        if not isinstance(call, Call):
-            return await send(request) if call is None else call
-        with self._scope():
-            refusal = call.admit()
-            if refusal is not None:
-                return refusal.response(module, request)
-            while True:
-                response = None
-                try:
-                    response = await send(call.outgoing())
-                except module.TransportError as exc:
-                    failure = call.failure_of(error=exc)
-                except BaseException as exc:
-                    call.give_up(call.failure_of(error=exc) if isinstance(exc, Exception)
-                                 else _cancelled())
-                    raise
-                else:
-                    failure = call.failure_of(response)
-                    if failure is None:
-                        if not stream or _is_sse(response):
-                            return self._answer(call, module, response, stream)
-                        await response.aread()
-                        return self._answer(call, module, response, False)
-                wait = call.next_wait(failure, self.retry)
-                if wait is None:
-                    call.give_up(failure)
-                    return call.transport_answer(failure) if response is None \
-                        else no_retry(response)
-                if response is not None:
-                    await response.aclose()
-                await self.clock.sleep(wait)
-                refusal = call.acquire()
-                if refusal is not None:
-                    return refusal.response(module, request)
+        return await drive.ahandle(self, module, request, send, stream=stream)
 
-    def _call(self, module: Any, request: Any) -> Call | Any:
-        """The request's `Call`, None for a request that is not a model call, or the
-        answer to a model request the guard cannot read."""
-        kind = wire.kind_of(request.method, request.url.path)
-        if kind is None:
-            return None
-        try:
-            if not request.content and hasattr(request, "read"):
-                request.read()
-            ask = wire.read_ask(kind, request.content, self.default_max_tokens)
-        except ValueError as exc:
-            return self.refuse(wire.Ask(kind, "", "", False, 0, 0, {}), "unreadable", 400,
-                               f"the guard cannot read this model request: {exc}"
-                               ).response(module, request)
-        return Call(self, ask, request, module, local=is_local(str(request.url)))
-
-    def _answer(self, call: Call, module: Any, response: Any, stream: bool) -> Any:
-        call.succeeded()
-        if stream and _is_sse(response):
-            meter = wire.StreamMeter(call.ask.kind, call.ask.input_tokens)
-            run_id, chain = self.run_id, _handling.get()
-
-            def done(tokens: wire.Tokens) -> None:
-                with self._scope(run_id, chain):
-                    call.settle(tokens)
-                with self._lock:
-                    if finish in self._streams:
-                        self._streams.remove(finish)
-
-            def finish() -> None:
-                done(meter.tokens())
-
-            with self._lock:
+    def track(self, finish: Callable[[], None], *, done: bool = False) -> None:
+        """Remember an open stream's `finish` (settled at exit if never closed)."""
+        with self._lock:
+            if not done:
                 self._streams.append(finish)
-            return meter_stream(module, response, meter, done)
-        if stream:
-            response.read()
-        if _is_sse(response):
-            meter = wire.StreamMeter(call.ask.kind, call.ask.input_tokens)
-            meter.feed(response.content)
-            call.settle(meter.tokens())
-        else:
-            call.settle(call.read_whole(response))
-        return response
+            elif finish in self._streams:
+                self._streams.remove(finish)
 
     @contextlib.contextmanager
-    def _scope(self, run_id: str | None = None,
+    def scope(self, run_id: str | None = None,
                chain: tuple[Guard, ...] | None = None) -> Iterator[None]:
         run = current_run_id.set(run_id or self.run_id)
         handling = _handling.set(chain or self._chain)
@@ -382,7 +278,7 @@ class Guard:
                     guard._refused[reason] = guard._refused.get(reason, 0) + 1
                     if guard.stopped is None:
                         guard.stopped = f"{reason}: {message}"
-        with self._scope():
+        with self.scope():
             self.emit(Notice(type="guard.refused", level="warning", message=text,
                              detail={"reason": reason, "model": ask.model, "status": status}))
         return Refusal(reason, status, text, ask.kind, retry_after)
@@ -460,16 +356,6 @@ class Guard:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return self.report()._repr_mimebundle_(include, exclude)
-
-
-def _is_sse(response: Any) -> bool:
-    return "text/event-stream" in response.headers.get("content-type", "")
-
-
-def _cancelled() -> Any:
-    from taskorch_nb.core.retry import Failure
-
-    return Failure("cancelled", False, message="the call was cancelled")
 
 
 __all__ = ["HEADER", "Guard", "GuardHost"]
