@@ -81,23 +81,23 @@ def run_guarded(magics: Any, args: Any, cell: str) -> GuardReport:
     dashboard = None
     unsubscribe = lambda: None  # noqa: E731
     runner = _Cell(code, magics.shell.user_ns)
-    with guard:
-        if mode != "none":
-            dashboard = Dashboard(limit=guard.budget.limit, clock=orch.clock,
-                                  warn_below=guard.budget.warn_below,
-                                  circuits={n: b.snapshot() for n, b in orch.circuits.items()},
-                                  max_rate=magics.settings.max_rate)
-            magics.dashboard = dashboard
-            feed, run_id = dashboard.subscriber, guard.run_id
+    if mode != "none":  # subscribed first: the dashboard sees the guard start
+        dashboard = Dashboard(limit=guard.budget.limit, clock=orch.clock, phases=(),
+                              warn_below=guard.budget.warn_below,
+                              circuits={n: b.snapshot() for n, b in orch.circuits.items()},
+                              max_rate=magics.settings.max_rate)
+        magics.dashboard = dashboard
+        feed, run_id = dashboard.subscriber, guard.run_id
 
-            def subscriber(event: Any) -> None:
-                if event.run_id == run_id:
-                    feed(event)
+        def subscriber(event: Any) -> None:
+            if event.run_id == run_id:
+                feed(event)
 
-            unsubscribe = orch.subscribe(subscriber)
-            if mode == "widget":
-                show(dashboard.widget)
-        try:
+        unsubscribe = orch.subscribe(subscriber)
+        if mode == "widget":
+            show(dashboard.widget)
+    try:
+        with guard:
             runner.thread.start()  # inside the block: the thread sees the guard
             try:
                 runner.wait()
@@ -106,8 +106,8 @@ def run_guarded(magics: Any, args: Any, cell: str) -> GuardReport:
                 print("interrupted: the guard refuses the agent's next model call",
                       file=sys.stderr)
                 runner.wait()
-        finally:
-            unsubscribe()
+    finally:
+        unsubscribe()
     orch.store.flush()
     if dashboard is not None:
         dashboard.close()
