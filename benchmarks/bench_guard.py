@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import statistics
 import sys
 import tempfile
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -72,6 +74,32 @@ def shekel_budget(client: openai.OpenAI, n: int, _store: Path) -> float | None:
         return _calls(client, n)
 
 
+def _mock_client() -> httpx.Client:
+    body = json.dumps(openai_body(model="gpt-4o-mini")).encode()
+    headers = {"content-type": "application/json"}
+    return httpx.Client(transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, content=body, headers=headers)))
+
+
+def _posts(client: httpx.Client, n: int) -> float:
+    payload = {"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 8}
+    start = time.perf_counter()
+    for _ in range(n):
+        client.post("http://127.0.0.1:9/v1/chat/completions", json=payload)
+    return (time.perf_counter() - start) / n
+
+
+def guard_alone(n: int, store: Path) -> tuple[float, float]:
+    """The guard's own cost, without a network: httpx on a MockTransport, bare and guarded."""
+    with _mock_client() as client:
+        _posts(client, 50)
+        bare_s = _posts(client, n)
+        with Orchestrator(store=store) as orch, orch.guard(budget=1_000_000):
+            _posts(client, 50)
+            guarded_s = _posts(client, n)
+    return bare_s, guarded_s
+
+
 def main(n: int) -> None:
     paths: dict[str, Callable[..., float | None]] = {
         "bare SDK": bare, "orch.guard (one block)": guarded,
@@ -93,6 +121,9 @@ def main(n: int) -> None:
                 if value is not None:
                     rows[name].append(value)
         client.close()
+        alone = [guard_alone(n * 4, Path(tmp) / f"alone-{i}.db") for i in range(3)]
+    bare_mock = statistics.median(a for a, _ in alone)
+    guarded_mock = statistics.median(g for _, g in alone)
     base = statistics.median(rows["bare SDK"])
     print(f"{n} calls per path, 3 rounds, loopback server answering at once")
     print(f"{'path':<30} {'median us/call':>15} {'overhead us':>12} {'x bare':>7}")
@@ -102,6 +133,9 @@ def main(n: int) -> None:
             continue
         med = statistics.median(values)
         print(f"{name:<30} {med * 1e6:>15.0f} {(med - base) * 1e6:>12.0f} {med / base:>7.2f}")
+    print(f"without a network ({n * 4} httpx posts on a MockTransport): bare "
+          f"{bare_mock * 1e6:.0f} us, guarded {guarded_mock * 1e6:.0f} us: the guard's own "
+          f"cost {(guarded_mock - bare_mock) * 1e6:.0f} us per call")
 
 
 if __name__ == "__main__":

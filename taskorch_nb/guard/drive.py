@@ -6,6 +6,7 @@ in how they send, sleep and read (a fake clock moves on the sync path).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -106,12 +107,13 @@ def _call(guard: Any, module: Any, request: Any) -> Call | Any:
         return guard.refuse(wire.Ask(kind, "", "", False, 0, 0, {}), "unreadable", 400,
                            f"the guard cannot read this model request: {exc}"
                            ).response(module, request)
-    return Call(guard, ask, request, module, local=is_local(str(request.url)))
+    return Call(guard, ask, request, module, local=_local(request.url.host))
 
 
 def _answer(guard: Any, call: Call, module: Any, response: Any, stream: bool) -> Any:
     call.succeeded()
-    if stream and _is_sse(response):
+    sse = _is_sse(response)
+    if stream and sse:
         meter = wire.StreamMeter(call.ask.kind, call.ask.input_tokens)
 
         def done(tokens: wire.Tokens) -> None:
@@ -126,13 +128,19 @@ def _answer(guard: Any, call: Call, module: Any, response: Any, stream: bool) ->
         return meter_stream(module, response, meter, done)
     if stream:
         response.read()
-    if _is_sse(response):
+    if sse:
         meter = wire.StreamMeter(call.ask.kind, call.ask.input_tokens)
         meter.feed(response.content)
         call.settle(meter.tokens())
     else:
         call.settle(call.read_whole(response))
     return response
+
+
+@functools.lru_cache(maxsize=256)
+def _local(host: str) -> bool:
+    """A loopback or private host (free models), asked once per host."""
+    return is_local(f"http://[{host}]/" if ":" in host else f"http://{host}/")
 
 
 def _is_sse(response: Any) -> bool:

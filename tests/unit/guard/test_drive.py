@@ -42,3 +42,10 @@ async def test_the_async_driver_retries_on_the_clock(orch, clock) -> None:
     assert answer.status_code == 200
     assert clock.slept == [2.0]
     assert [e.type for e in g.events].count("retry.scheduled") == 1
+
+
+def test_local_hosts_are_known_once_per_host() -> None:
+    assert drive._local("127.0.0.1") is True
+    assert drive._local("::1") is True
+    assert drive._local("localhost") is True
+    assert drive._local("api.openai.com") is False
