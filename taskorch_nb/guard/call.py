@@ -52,7 +52,10 @@ class Call:
         self.reservation: Reservation | None = None
         self.permit: Permit | None = None
         self.started = 0.0
-        self.rewritten = wire.asking_for_usage(ask)
+        self.options = ask.body.get("stream_options")  # as the caller sent them
+        self.asked_usage = request.url.host not in guard.no_stream_usage \
+            and wire.asking_for_usage(ask)
+        self.rewritten = self.asked_usage
         self.pattern: Any = None
         self.estimate = ask.input_tokens
         ask.input_tokens += guard.overhead(ask.model)
@@ -156,6 +159,20 @@ class Call:
         retry_after = parse_retry_after(response.headers, wall=clock.wall())
         return Failure(failure.category, failure.transient, status, retry_after,
                        f"HTTP {status} from {self.request.url.host}")
+
+    def without_usage_option(self, failure: Failure) -> bool:
+        """A server that refuses the `stream_options` the guard added (a 400) gets the
+        request as the caller wrote it, now and for the rest of the guard."""
+        if not self.asked_usage or failure.status != 400:
+            return False
+        self.asked_usage = False
+        if self.options is None:
+            self.ask.body.pop("stream_options", None)
+        else:
+            self.ask.body["stream_options"] = self.options
+        self.rewritten = True
+        self.guard.no_stream_usage.add(self.request.url.host)
+        return True
 
     def next_wait(self, failure: Failure, policy: RetryPolicy) -> float | None:
         """Count the failed attempt; the seconds to wait before the next one, or None

@@ -42,6 +42,9 @@ def handle(guard: Any, module: Any, request: Any, send: Callable[[Any], Any], *,
                 failure = call.failure_of(response)
                 if failure is None:
                     return _answer(guard, call, module, response, stream)
+                if call.without_usage_option(failure):
+                    response.close()
+                    continue
             wait = call.next_wait(failure, guard.retry)
             if wait is None:
                 call.give_up(failure)
@@ -81,6 +84,9 @@ async def ahandle(guard: Any, module: Any, request: Any,
                         return _answer(guard, call, module, response, stream)
                     await response.aread()
                     return _answer(guard, call, module, response, False)
+                if call.without_usage_option(failure):
+                    await response.aclose()
+                    continue
             wait = call.next_wait(failure, guard.retry)
             if wait is None:
                 call.give_up(failure)

@@ -115,6 +115,8 @@ class Guard:
         self._said: set[tuple[str, str]] = set()
         self._overheads: dict[str, int] = {}
         self._halted: str | None = None
+        self.no_stream_usage: set[str] = set()
+        """Hosts that refused `stream_options`: their streams are counted."""
         self._streams: list[Callable[[], None]] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()

@@ -416,3 +416,21 @@ def test_the_guards_calls_make_one_trace_with_a_generation_each(orch) -> None:
     assert [s.name for s in generations] == ["openai:gpt-4o-mini"] * 2
     assert all(s.parent_id == root.span_id for s in generations)
     assert [s.attributes["input_tokens"] for s in generations] == [30, 30]
+
+
+def test_a_server_that_refuses_stream_options_gets_the_callers_request(orch) -> None:
+    def answer(request):
+        if "stream_options" in request.json:
+            return Answer(400, {"error": {"message": "unknown field stream_options"}})
+        return sse(openai_chunks(["a", "b"]))
+
+    with LoopbackServer(answer) as server, orch.guard() as g:
+        client = _openai(server)
+        for _ in range(2):
+            chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=HI,
+                                                         max_tokens=5, stream=True))
+            assert len(chunks) == 3
+    sent = ["stream_options" in r.json for r in model_posts(server.requests)]
+    assert sent == [True, False, False]  # learned once per host
+    assert g.report().calls == 2
+    assert orch.circuits["openai:gpt-4o-mini"].failures == 0
