@@ -154,13 +154,20 @@ class Guard:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self.open = False
-        for finish in list(self._streams):
-            finish()  # a stream the agent never closed pays for what it read
-        if self._token is not None:
-            intercept.current.reset(self._token)
-        if self._phase is not None:
-            current_phase.reset(self._phase)
-        intercept.uninstall()
+        try:
+            for finish in list(self._streams):
+                finish()  # a stream the agent never closed pays for what it read
+        finally:
+            intercept.uninstall()  # whatever happens, the patch does not outlive its users
+            try:
+                if self._token is not None:
+                    intercept.current.reset(self._token)
+                if self._phase is not None:
+                    current_phase.reset(self._phase)
+            except ValueError:
+                # left in another context than it was entered (an `async with` crossing
+                # tasks): the variables there were never set, and this guard is closed
+                pass
         report = self.report()
         if self.parent is None:
             failed = exc is not None and not isinstance(exc, GeneratorExit)

@@ -81,3 +81,17 @@ def test_bad_commands_are_one_line_errors(command, says, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("taskorch-nb guard: ")
     assert says in err
+
+
+def test_the_command_line_entry_point_runs_a_script(agent, server, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "taskorch_nb.cli", "guard", "--budget", "1", "--store",
+         str(tmp_path / "guard.db"), "--", "python", agent, server.url, "1"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "answer 0 Hello!" in done.stdout
+    assert "Guard 'agent': $0.00 of $1.00" in done.stdout
+    assert (tmp_path / "guard.db").exists()
