@@ -78,7 +78,7 @@ class Call:
                     self._switch(fallback, f"the budget cannot cover {self.model}'s worst case "
                                  f"(${worst:.6f}, ${max(room, Decimal(0)):.6f} left)")
                     worst = cheaper
-            if worst > room and room < guard.budget.remaining:
+            if room < worst <= guard.budget.remaining:  # only the final reserve would cover it
                 return guard.refuse(self.ask, "final_reserve", 402, (
                     f"the rest of the budget (${guard.reserve_final:.4f}) is kept for the final"
                     " answer: make that call inside `with guard.final():`"))

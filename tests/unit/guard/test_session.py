@@ -231,6 +231,9 @@ def test_a_reserve_is_kept_for_the_final_answer(orch) -> None:
         assert caught.value.response.headers[HEADER] == "final_reserve"
         with g.final():
             client.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=1000)
+        with pytest.raises(openai.APIStatusError) as beyond:  # more than the whole budget
+            client.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=2000)
+        assert beyond.value.response.headers[HEADER] == "budget_exceeded"
     assert len(model_posts(server.requests)) == 1
     assert g.report().calls == 1
 
