@@ -437,3 +437,29 @@ def test_a_server_that_refuses_stream_options_gets_the_callers_request(orch) -> 
     assert sent == [True, False, False]  # learned once per host
     assert g.report().calls == 2
     assert orch.circuits["openai:gpt-4o-mini"].failures == 0
+
+
+async def test_concurrent_calls_never_overspend_together(orch) -> None:
+    import asyncio
+
+    body = openai_body(prompt_tokens=10, completion_tokens=900, model="gpt-4o")
+    with LoopbackServer(lambda r: Answer(body=body)) as server:
+        client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="k")
+
+        async def one() -> str:
+            try:
+                await client.chat.completions.create(model="gpt-4o", messages=HI,
+                                                     max_tokens=1000)
+            except openai.APIStatusError as e:
+                return e.response.headers[HEADER]
+            return "sent"
+
+        async with orch.guard(budget=0.05) as g:  # about five worst cases
+            results = await asyncio.gather(*(one() for _ in range(20)))
+        await client.close()
+    assert g.budget.spent <= Decimal("0.05")
+    assert g.budget.reserved == 0
+    sent = results.count("sent")
+    assert results.count("budget_exceeded") == 20 - sent
+    assert sent == len(model_posts(server.requests)) == g.report().calls
+    assert 4 <= sent < 20
