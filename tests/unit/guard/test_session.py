@@ -463,3 +463,24 @@ async def test_concurrent_calls_never_overspend_together(orch) -> None:
     assert results.count("budget_exceeded") == 20 - sent
     assert sent == len(model_posts(server.requests)) == g.report().calls
     assert 4 <= sent < 20
+
+
+def test_retry_after_is_honoured_and_a_half_open_probe_closes_the_breaker(orch, clock) -> None:
+    answers = [Answer(429, {"error": {"message": "slow down"}}, headers={"retry-after": "7"}),
+               Answer(body=openai_body(model="gpt-4o-mini"))]
+    with LoopbackServer(lambda r: answers.pop(0) if len(answers) > 1 else answers[0]) as server:
+        client = _openai(server, max_retries=0)
+        with orch.guard() as g:
+            client.chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=5)
+            assert clock.slept == [7.0]  # the server's Retry-After, not the 2 s backoff
+            breaker = orch.breaker("openai:gpt-4o-mini")
+            for _ in range(3):
+                breaker.record_failure()
+            assert breaker.state == "OPEN"
+            clock.advance(30.0)  # the reset timeout: the next call is the probe
+            client.chat.completions.create(model="gpt-4o-mini", messages=HI, max_tokens=5)
+    assert breaker.state == "CLOSED"
+    types = [e.type for e in g.events if e.type.startswith("circuit.")]
+    # opened by hand outside any call; the probe's transitions belong to the guard's call
+    assert types == ["circuit.half_opened", "circuit.closed"]
+    assert len(model_posts(server.requests)) == 3
