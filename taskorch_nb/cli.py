@@ -1,5 +1,5 @@
-"""`taskorch-nb`: the offline demo, runs (run, resume, history, gc), the MCP server and
-the federation hub.
+"""`taskorch-nb`: the offline demo, runs (run, resume, history, gc), the MCP server,
+the federation hub and `guard` (your own agent script under a guard).
 
 Exit statuses: 0 done, 1 the run failed, 2 bad input or settings (one line on
 stderr, never a traceback), 3 the run PAUSED on its budget (the line says how to
@@ -401,8 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.set_defaults(func=_mcp)
 
     from taskorch_nb.federation.hubcli import register
+    from taskorch_nb.guardcli import register as register_guard
 
     register(sub)
+    register_guard(sub)
     return parser
 
 

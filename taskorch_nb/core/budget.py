@@ -35,6 +35,13 @@ UNTAGGED = "unknown"
 
 _ZERO = Decimal(0)
 
+#: Set while a child guard acts on its parent: the parent's events would count twice.
+class _Quiet(threading.local):
+    on = False
+
+
+_quiet = _Quiet()
+
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
@@ -144,8 +151,13 @@ class BudgetGuard:
         on_event: Callable[[BudgetEvent], Any] | None = None,
         max_tokens: int | None = None,
         max_requests: int | None = None,
+        parent: BudgetGuard | None = None,
     ) -> None:
         parsed = parse_usd(limit, "budget")
+        self.parent = parent
+        """A guard every reservation is also held in, silently (nested budgets): a child
+        never spends more than its parent has left, and the parent counts what it spent."""
+        self._held: dict[int, Reservation] = {}
         self._max_tokens = _count_limit(max_tokens, "max_tokens")
         self._max_requests = _count_limit(max_requests, "max_requests")
         self._tokens = self._requests = 0
@@ -248,7 +260,7 @@ class BudgetGuard:
         """Set aside `amount` (and up to `tokens` model tokens and `requests` model
         requests) for a call, or raise `BudgetExceededError` if it would not fit."""
         value = _amount(amount, "reservation amount")
-        emit = self.on_event
+        emit = None if _quiet.on else self.on_event
         events: list[BudgetEvent] = []
         with self._lock:
             remaining = self._limit - self._spent - self._reserved
@@ -293,10 +305,38 @@ class BudgetGuard:
                 f"{format_usd(remaining)} of {format_usd(report.limit)} left",
                 requested=value, remaining=remaining, limit=report.limit, report=report,
             )
+        if self.parent is not None:
+            self._hold(reservation, emit)
         if emit is not None:
             for event in events:
                 emit(event)
         return reservation
+
+    def _hold(self, reservation: Reservation, emit: Callable[[BudgetEvent], Any] | None) -> None:
+        """Hold the reservation in the parent too, or undo it and refuse."""
+        assert self.parent is not None
+        _quiet.on = True
+        try:
+            self._held[reservation.id] = self.parent.reserve(
+                reservation.amount, agent=reservation.agent, model=reservation.model,
+                tool=reservation.tool, tokens=reservation.tokens, requests=reservation.requests)
+        except BudgetExceededError as exc:
+            with self._lock:
+                self._take(reservation, "release")
+                self._reserved -= reservation.amount
+                self._tokens_reserved -= reservation.tokens
+                self._requests_reserved -= reservation.requests
+                self._exceeded = True
+                rejected = self._event("budget.rejected", reservation.amount, None,
+                                       reservation.agent, reservation.model, reservation.tool)
+            _quiet.on = False
+            if emit is not None:
+                emit(rejected)
+            raise BudgetExceededError(f"enclosing {exc}", requested=exc.requested,
+                                      remaining=exc.remaining, limit=exc.limit,
+                                      report=exc.report) from None
+        finally:
+            _quiet.on = False
 
     def commit(self, reservation: Reservation, actual: Decimal | float | int | str, *,
                tokens: int | None = None) -> None:
@@ -307,7 +347,14 @@ class BudgetGuard:
         (its `amount` is the excess).
         """
         cost = _amount(actual, "actual cost")
-        emit = self.on_event
+        emit = None if _quiet.on else self.on_event
+        held = self._held.pop(reservation.id, None)
+        if held is not None:
+            _quiet.on = True
+            try:
+                self.parent.commit(held, cost, tokens=tokens)  # type: ignore[union-attr]
+            finally:
+                _quiet.on = False
         with self._lock:
             self._take(reservation, "commit")
             self._reserved -= reservation.amount
@@ -337,7 +384,14 @@ class BudgetGuard:
 
     def release(self, reservation: Reservation) -> None:
         """The call failed before costing anything: give its reservation back."""
-        emit = self.on_event
+        emit = None if _quiet.on else self.on_event
+        held = self._held.pop(reservation.id, None)
+        if held is not None:
+            _quiet.on = True
+            try:
+                self.parent.release(held)  # type: ignore[union-attr]
+            finally:
+                _quiet.on = False
         with self._lock:
             self._take(reservation, "release")
             self._reserved -= reservation.amount

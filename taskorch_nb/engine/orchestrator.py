@@ -482,6 +482,37 @@ class Orchestrator:
                       cached_tokens=usage.cached_tokens, cost=cost, latency=completion.latency))
         return completion
 
+    # -- your own agent ----------------------------------------------------------
+
+    def guard(
+        self,
+        budget: float | str | Decimal | None = None,
+        *,
+        name: str = "guard",
+        max_requests: int | None = None,
+        max_tokens: int | None = None,
+        max_tool_calls: int | None = None,
+        fallback_model: str | None = None,
+        reserve_final: float | str | Decimal | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Any:
+        """`with orch.guard(budget=2.0) as g:` (or `async with`): the model calls the
+        official `openai` / `anthropic` SDKs make inside the block (and in threads and tasks
+        it starts) get this orchestrator's budget, breakers, retries, immune system and
+        events. `g.report()` sums them up; see docs/guard.md.
+
+        `budget` in USD (default `default_budget`; a nested guard: its parent's remainder);
+        `max_requests` / `max_tokens` / `max_tool_calls` cap the model requests, tokens and
+        the tool calls the model asks for; `fallback_model` takes a request the budget cannot
+        cover (or whose breaker is open); `reserve_final` is kept for the calls made inside
+        `with g.final():`; `retry` replaces the orchestrator's policy.
+        """
+        from taskorch_nb.guard import Guard
+
+        return Guard(self, budget=budget, name=name, max_requests=max_requests,
+                     max_tokens=max_tokens, max_tool_calls=max_tool_calls,
+                     fallback_model=fallback_model, reserve_final=reserve_final, retry=retry)
+
     # -- runs ------------------------------------------------------------------
 
     async def run(

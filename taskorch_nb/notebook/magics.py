@@ -281,6 +281,8 @@ class OrchestrateMagics(Magics):
               help="schedule on the kernel's loop and return at once (`await run` waits)")
     @argument("--no-dashboard", action="store_true", help="no live dashboard")
     @argument("-o", "--output", metavar="VAR", help="also bind the Run to VAR")
+    @argument("--guard", action="store_true",
+              help="run the cell's Python code under orch.guard(); its value is the report")
     @line_cell_magic
     def orchestrate(self, line: str, cell: str | None = None) -> Any:
         """Run the cell's text as a task for the agents, with a live dashboard.
@@ -291,6 +293,9 @@ class OrchestrateMagics(Magics):
         The cell's value is the Run (status, output, cost, events_df(), ...).
         Blocking by default; interrupting the kernel cancels the run (CANCELLED).
 
+        %%orchestrate --guard [--budget USD] [-o VAR]
+        <your Python code>            <- its openai/anthropic calls run under orch.guard()
+
         %orchestrate status | circuits | patterns | history | reset [NAME]
         %orchestrate patterns --approve NAME   <- a federated text may now reach the model
 
@@ -300,6 +305,10 @@ class OrchestrateMagics(Magics):
         args = parse_argstring(self.orchestrate, line)
         if cell is None:
             return self._subcommand(args)
+        if args.guard:
+            from taskorch_nb.notebook.guardcell import run_guarded
+
+            return run_guarded(self, args, cell)
         if args.approve is not None:
             raise UsageError("--approve goes with `%orchestrate patterns`, not with a task cell")
         if args.command is not None:

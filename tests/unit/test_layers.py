@@ -21,7 +21,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                   "federation.screening", "federation.merge", "federation")),
     ("sandbox", ("sandbox",)),
     ("agents", ("agents",)),
-    ("engine", ("engine",)),
+    # guard/ sits beside engine/: the Orchestrator builds guards, guards never import it
+    ("engine", ("engine", "guard")),
     ("front", ("notebook", "plots", "report", "cli", "mcp", "demo", "federation.hub",
                "federation.hubstore", "federation.hubcli", "testing", "")),
 ]
