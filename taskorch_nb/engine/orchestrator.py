@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import math
 import os
@@ -10,7 +11,7 @@ import shutil
 import tempfile
 import warnings
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from taskorch_nb.agents.retention import (
     prune,
     workspaces_root,
 )
+from taskorch_nb.batch import Batch
 from taskorch_nb.core.alerts import LoggingAlerts, WebhookAlerts
 from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.circuit import CircuitBreaker
@@ -116,6 +118,8 @@ class Orchestrator:
         timeout: float | None = None,
         deadline: float | None = None,
     ) -> None:
+        # What a batch's Ray workers build their own Orchestrator from (see `map`).
+        self._settings = {k: v for k, v in locals().items() if k not in ("self", "clock")}
         self.clock: Clock = clock or RealClock()
         self.bus = EventBus(self.clock)
         # Said once the store listens (None after): which provider "auto" chose, free models.
@@ -559,6 +563,48 @@ class Orchestrator:
     def history(self, limit: int | None = None) -> Any:
         """Past runs from the store as a DataFrame (crashed ones show as INTERRUPTED)."""
         return self.runner.history(limit)
+
+    # -- batches ---------------------------------------------------------------
+
+    def map(self, tasks: Iterable[str], *, workflow: str = "full", archetype: str | None = None,
+            budget: float | str | Decimal | None = None,
+            run_budget: float | str | Decimal | None = None, engine: str = "local",
+            max_concurrency: int | None = None, workers: int | None = None,
+            max_rounds: int | None = None, **names: Any) -> Batch:
+        """Run every task through `workflow` as one `Batch` under one `budget` (USD for
+        the whole batch; `run_budget` caps each run). `await batch` waits; in a running
+        loop it starts at once. engine="local" runs `max_concurrency` runs at a time on
+        this loop; engine="ray" sends them to `workers` processes of the Ray cluster
+        (`ray.init(address=...)` first, or a local one is started), which needs a
+        PostgreSQL store. Out of budget, the runs left are PAUSED: `batch.resume(...)`."""
+        batch = self._batch(tasks, workflow=workflow, archetype=archetype, budget=budget,
+                            run_budget=run_budget, engine=engine,
+                            max_concurrency=max_concurrency, workers=workers,
+                            max_rounds=max_rounds, **names)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return batch  # started by `await batch` / `batch.wait()`
+        return batch.schedule()
+
+    def map_sync(self, tasks: Iterable[str], **options: Any) -> Batch:
+        """`map` for scripts and blocking notebook cells: returns the finished batch."""
+        return wait_for(self._batch(tasks, **options).wait())
+
+    def _batch(self, tasks: Iterable[str], *, budget: Any = None, run_budget: Any = None,
+               engine: str = "local", max_concurrency: int | None = None,
+               workers: int | None = None, workflow: str = "full",
+               archetype: str | None = None, max_rounds: int | None = None,
+               **names: Any) -> Batch:
+        from taskorch_nb.batch.start import new_batch
+
+        settings = {**self._settings, "store": self.store.path, "langfuse": False}
+        return new_batch(self, tasks, budget=budget, run_budget=run_budget, engine=engine,
+                         max_concurrency=max_concurrency, workers=workers,
+                         default_budget=self.default_budget, warn_below=self.warn_below,
+                         recipe=functools.partial(type(self), **settings),
+                         options={"workflow": workflow, "archetype": archetype,
+                                  "max_rounds": max_rounds, "names": names})
 
     # -- workspaces ------------------------------------------------------------
 

@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                   "federation.screening", "federation.merge", "federation")),
     ("sandbox", ("sandbox",)),
     ("agents", ("agents",)),
+    ("batch", ("batch",)),
     ("engine", ("engine",)),
     ("front", ("notebook", "plots", "report", "cli", "mcp", "demo", "federation.hub",
                "federation.hubstore", "federation.hubcli", "testing", "")),
