@@ -35,10 +35,15 @@ RUN_ID = re.compile(r"^run-[0-9a-f]{12}$")
 
 
 def workspaces_root(store_path: str | os.PathLike[str]) -> Path | None:
-    """`<folder of the store>/workspaces`; None for an in-memory store."""
+    """`<folder of the store>/workspaces`; None for an in-memory store; for a database
+    server's URL, the local `$TASKORCH_HOME/workspaces`."""
     text = os.fspath(store_path)
     if text == ":memory:":
         return None
+    if "://" in text:
+        from taskorch_nb.core.store import default_path
+
+        return default_path().parent / "workspaces"
     return Path(text).expanduser().absolute().parent / "workspaces"
 
 

@@ -42,7 +42,7 @@ from taskorch_nb.core.immune import ImmuneSystem, Pattern
 from taskorch_nb.core.money import parse_usd
 from taskorch_nb.core.pricing import FREE, ModelPrice, PriceTable
 from taskorch_nb.core.retry import RetryPolicy, classify
-from taskorch_nb.core.store import Store
+from taskorch_nb.core.store import Store, open_store
 from taskorch_nb.core.tools import DEFAULT_TOOL_TIMEOUT, Toolbox
 from taskorch_nb.engine.execution import workspace_tools
 from taskorch_nb.engine.run import Run
@@ -75,9 +75,11 @@ class Orchestrator:
     provider object; `budget` is the USD limit of a run that names none
     (`default_budget`); `session_budget` the USD limit of `session_guard`, which
     pays for the calls you make outside runs (default: `budget`); `store` a
-    SQLite path or ":memory:". A budget is an amount, a guard a `BudgetGuard`. Runs
-    without a workspace work in `workspaces/RUN_ID` next to the store; at start the
-    workspaces of finished runs beyond the `keep_workspaces` (50) newest are removed.
+    SQLite path, ":memory:" or a `postgresql://` URL shared by many processes
+    (default: TASKORCH_STORE, else `~/.taskorch/taskorch.db`). A budget is an
+    amount, a guard a `BudgetGuard`. Runs without a workspace work in
+    `workspaces/RUN_ID` next to the store (under TASKORCH_HOME for a URL); at start
+    the workspaces of finished runs beyond the `keep_workspaces` (50) newest are removed.
     `sandbox` is where QC runs generated code: "auto" (the jail, else a warning),
     "require" (the jail or `SandboxUnavailableError`), "off" (default: TASKORCH_SANDBOX).
 
@@ -177,7 +179,7 @@ class Orchestrator:
         self.sandbox = sandbox_mode(sandbox)
         if self.sandbox == "require" and not (jail := jail_status()).ok:
             raise SandboxUnavailableError(jail.reason)
-        self.store = store if isinstance(store, Store) else Store(store, clock=self.clock)
+        self.store = open_store(store, clock=self.clock)
         self._owns_store = not isinstance(store, Store)
         self._scratch: Path | None = None  # an in-memory store's workspaces, removed on close
         self.bus.subscribe(self.store.record)
@@ -186,6 +188,7 @@ class Orchestrator:
         self._breaker_template = breaker or CircuitBreaker()
         self._saved_circuits = self.store.load_circuits()
         self.circuits: dict[str, CircuitBreaker] = {}
+        self.store.watch_circuits(self._adopt_circuit)
         self.immune = ImmuneSystem(
             clock=self.clock,
             emit=self.bus.emit,
@@ -347,6 +350,19 @@ class Orchestrator:
             made.restore(saved["state"], saved["failures"], opened_at)
         self.circuits[name] = made
         return made
+
+    def _adopt_circuit(self, name: str, state: str, failures: int,
+                       opened_wall: float | None) -> None:
+        """Another process on the store opened or closed breaker `name`: so do we. Its
+        HALF_OPEN is its own probing, not adopted (each process probes for itself)."""
+        saved = {"state": state, "failures": failures, "opened_wall": opened_wall}
+        breaker = self.circuits.get(name)
+        if breaker is None:
+            self._saved_circuits[name] = saved
+        elif state != "HALF_OPEN":
+            opened_at = (None if opened_wall is None
+                         else self.clock.now() - (self.clock.wall() - opened_wall))
+            breaker.restore(state, failures, opened_at)
 
     def _persist_circuit(self, event: Event) -> None:
         if isinstance(event, CircuitEvent):
