@@ -103,6 +103,13 @@ def summarize(host: Host, run: Any) -> RunSummary:
                       provider_calls=int(getattr(host.provider, "call_count", 0)))
 
 
+def forget(runner: Any, run_id: str) -> None:
+    """Drop the runner's copy of a run another process changes: the next `get` reads the
+    store. (The runner has no public door for this yet.)"""
+    runner._runs.pop(run_id, None)
+    runner._workspaces.pop(run_id, None)
+
+
 def worker_of(run: Any) -> Any:
     """`run.worker` of a run loaded from the store (it is kept in the checkpoint)."""
     if getattr(run, "worker", None) is None:
@@ -110,5 +117,5 @@ def worker_of(run: Any) -> Any:
     return run
 
 
-__all__ = ["STATUSES", "Host", "RunSummary", "adopt", "create_run", "execute", "summarize",
-           "worker_id", "worker_of"]
+__all__ = ["STATUSES", "Host", "RunSummary", "adopt", "create_run", "execute", "forget",
+           "summarize", "worker_id", "worker_of"]

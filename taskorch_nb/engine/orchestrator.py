@@ -614,7 +614,9 @@ class Orchestrator:
                **names: Any) -> Batch:
         from taskorch_nb.batch.start import new_batch
 
-        settings = {**self._settings, "store": self.store.path, "langfuse": False}
+        # A URL store's `path` hides its password; the workers need the URL itself.
+        store = getattr(self.store, "url", self.store.path)
+        settings = {**self._settings, "store": store, "langfuse": False}
         return new_batch(self, tasks, budget=budget, run_budget=run_budget, engine=engine,
                          max_concurrency=max_concurrency, workers=workers,
                          default_budget=self.default_budget, warn_below=self.warn_below,

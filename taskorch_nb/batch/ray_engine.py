@@ -1,0 +1,174 @@
+"""engine="ray": a batch's runs on the worker processes of a Ray cluster.
+
+The cluster is the one you connected (`ray.init(address=...)` before `map`), else a
+local one is started with `workers` CPUs. Each worker is a Ray actor with its own
+Orchestrator on the same PostgreSQL store, so runs, events and patterns land in one
+place, the batch's budget is one ledger row every worker reserves against, and a
+breaker one worker opens is seen by the others (NOTIFY). A SQLite file cannot be
+shared by processes on several machines: a Ray batch on one is refused.
+
+Ray is an extra (`pip install 'taskorch_nb[ray]'`) and imported only here, when a Ray
+batch starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from taskorch_nb.batch.shared import SharedLedger
+from taskorch_nb.batch.worker import Host, RunSummary, forget, worker_of
+from taskorch_nb.core.budget import CostReport
+from taskorch_nb.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from taskorch_nb.batch.batch import Batch
+
+#: A `{name}` in a task, as the runner fills them.
+_NAME = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigurationError("engine='ray' needs Ray: pip install 'taskorch_nb[ray]'") \
+            from None
+    return ray
+
+
+def check_store(store: Any) -> None:
+    """Only a store every worker can reach and write at once: PostgreSQL."""
+    if getattr(store, "dialect", "sqlite") != "postgresql":
+        raise ConfigurationError(
+            f"engine='ray' needs a PostgreSQL store the workers share; this Orchestrator's "
+            f"store is SQLite ({store.path}), which other processes and machines cannot share: "
+            "Orchestrator(store='postgresql://user:password@host:5432/db') (or set "
+            "TASKORCH_STORE), or use engine='local'")
+
+
+def connect(ray: Any, workers: int | None) -> int:
+    """Use the cluster `ray.init` connected to, or start a local one; the worker count."""
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token notice on a local one
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    if workers is not None:
+        return workers
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+class RayEngine:
+    """Sends a batch's runs to `workers` Ray actors, round robin, `max_concurrency` in
+    flight in all; the driver keeps only their summaries and reads the rest from the
+    store."""
+
+    name = "ray"
+
+    def __init__(self, host: Host, *, recipe: Callable[[], Any], budget: Decimal,
+                 workers: int | None) -> None:
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                    or workers < 1):
+            raise ConfigurationError(f"workers must be a whole number >= 1, got {workers!r}")
+        check_store(host.store)
+        import_ray()  # missing: said now, before any run
+        self.host = host
+        self.recipe = recipe
+        self.workers = workers
+        self.budget = budget
+        self.ledger: SharedLedger | None = None
+
+    def prepare(self, batch: Batch) -> None:
+        """Check the options and every task's `{name}`s here (a run is made in a scratch
+        folder and dropped: nothing saved), and make the batch's ledger in the store."""
+        names = batch.options.get("names") or {}
+        for index, task in enumerate(batch.tasks):
+            missing = sorted({m for m in _NAME.findall(task) if m not in names}) if names else []
+            if missing:
+                raise ConfigurationError(f"task #{index} mentions {{{missing[0]}}} but no such "
+                                         "name is defined")
+        with tempfile.TemporaryDirectory(prefix="taskorch-probe-") as scratch:
+            probe = self.host.runner.create(batch.tasks[0], budget=batch.budget,
+                                            workspace=scratch, **batch.options)
+            forget(self.host.runner, probe.id)
+        self.ledger = SharedLedger(self.host.store.ledger(batch.id, batch.budget))
+
+    async def start(self, batch: Batch) -> None:
+        work = [(i, "run", (task, batch.options, batch.run_budget, batch.budget))
+                for i, task in enumerate(batch.tasks)]
+        await self._dispatch(batch, work)
+
+    async def resume(self, batch: Batch, run_ids: list[str], extra: Decimal | None) -> None:
+        where = {s.run_id: i for i, s in enumerate(batch.summaries) if s is not None}
+        extra = extra if batch.run_budget is None else None
+        await self._dispatch(batch, [(where[r], "resume", (r, extra)) for r in run_ids])
+
+    async def _dispatch(self, batch: Batch, work: list[tuple[int, str, tuple[Any, ...]]]) -> None:
+        ray = import_ray()
+        from taskorch_nb.batch.actor import BatchWorker
+
+        count = connect(ray, self.workers)
+        per_worker = max(1, -(-batch.max_concurrency // count))
+        actor = ray.remote(num_cpus=1)(BatchWorker).options(max_concurrency=per_worker)
+        actors = [actor.remote(self.recipe, batch.id) for _ in range(count)]
+        gate = asyncio.Semaphore(batch.max_concurrency)
+
+        async def one(slot: int, index: int, method: str, args: tuple[Any, ...]) -> None:
+            async with gate:
+                previous = batch.summaries[index]
+                batch.summaries[index] = RunSummary(previous.run_id if previous else "",
+                                                    "RUNNING")
+                try:
+                    batch.summaries[index] = await getattr(actors[slot % count],
+                                                           method).remote(*args)
+                except BaseException:
+                    batch.summaries[index] = previous
+                    raise
+
+        try:
+            await asyncio.gather(*(one(n, i, m, a) for n, (i, m, a) in enumerate(work)))
+        finally:
+            for handle in actors:
+                try:
+                    await handle.close.remote()
+                finally:
+                    ray.kill(handle)
+
+    # -- what the driver shows -----------------------------------------------------------
+
+    def runs(self, batch: Batch) -> list[Any]:
+        """The runs as the store has them now (their events included)."""
+        runner = self.host.runner
+        loaded = []
+        for summary in batch.summaries:
+            if summary is None or not summary.run_id:
+                continue
+            forget(runner, summary.run_id)  # workers changed it: read it again
+            loaded.append(worker_of(runner.get(summary.run_id)))
+        return loaded
+
+    def cost(self, batch: Batch) -> CostReport:
+        assert self.ledger is not None
+        return self.ledger.report()
+
+    def extend(self, batch: Batch, extra: Decimal) -> None:
+        assert self.ledger is not None
+        self.ledger.extend(extra)
+
+    def breakers(self, batch: Batch) -> dict[str, dict[str, Any]]:
+        return dict(sorted(self.host.store.load_circuits().items()))
+
+    def events(self, batch: Batch) -> list[Any]:
+        store = self.host.store
+        events = [e for s in batch.summaries if s is not None and s.run_id
+                  for e in store.events(s.run_id)]
+        events.sort(key=lambda e: (e.wall, e.seq))
+        return events
+
+
+__all__ = ["RayEngine", "check_store", "connect", "import_ray"]
