@@ -273,6 +273,10 @@ class OrchestrateMagics(Magics):
               help="schedule on the kernel's loop and return at once (`await run` waits)")
     @argument("--no-dashboard", action="store_true", help="no live dashboard")
     @argument("-o", "--output", metavar="VAR", help="also bind the Run to VAR")
+    @argument("--map", metavar="VAR", help="run the cell's template once per element of VAR "
+              "(a list or Series: {item}) or VAR[COLUMN] of a DataFrame, as one batch; "
+              "--budget is the batch's")
+    @argument("--engine", metavar="NAME", help="with --map: local (default) or ray")
     @line_cell_magic
     def orchestrate(self, line: str, cell: str | None = None) -> Any:
         """Run the cell's text as a task for the agents, with a live dashboard.
@@ -297,6 +301,8 @@ class OrchestrateMagics(Magics):
         if args.command is not None:
             raise UsageError(f"unexpected {args.command!r}: %%orchestrate takes options only; "
                              "the task is the cell's body")
+        if args.map is not None or args.engine is not None:
+            return self._map_cell(args, cell)
         return self._run_cell(args, cell)
 
     def _subcommand(self, args: Any) -> Any:
@@ -386,6 +392,51 @@ class OrchestrateMagics(Magics):
         finally:  # a second interrupt too: the dashboard lets go of the bus
             self._finish(orch, dashboard, unsubscribe, mode)
         return run
+
+    def _map_cell(self, args: Any, cell: str) -> Any:
+        """`--map VAR`: the cell's template over VAR as one batch, with one live view."""
+        import concurrent.futures
+
+        from taskorch_nb.engine.sync import wait_for
+        from taskorch_nb.notebook.batchview import BatchView
+        from taskorch_nb.notebook.mapping import tasks
+
+        if args.map is None:
+            raise UsageError("--engine goes with --map VAR (a batch); a single run is local")
+        if not cell.strip():
+            raise UsageError("the cell is empty: write the task template below the magic")
+        if args.output is not None and not args.output.isidentifier():
+            raise UsageError(f"-o needs a variable name, got {args.output!r}")
+        options = self._options(args)
+        orch = self.orchestrator(args.provider, args.model)
+        texts = tasks(cell, args.map, self.shell.user_ns)
+        # Made off this thread's loop: a blocking cell must not schedule it on the kernel's.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            try:
+                batch = pool.submit(orch.map, texts, engine=args.engine or "local",
+                                    **options).result()
+            except TaskorchError as exc:
+                raise UsageError(_one_line(exc)) from None
+        if args.output:
+            self.shell.user_ns[args.output] = batch
+        mode = "none" if args.no_dashboard else frontend(self.shell, self.settings.dashboard)
+        view = BatchView(batch)
+        if mode == "widget":
+            show(view.widget)
+            view.follow()
+        if args.background:
+            batch.schedule()
+            return batch
+        try:
+            wait_for(batch.wait())
+        finally:
+            view.stop()
+            if mode == "text":
+                print(view.text())
+        if batch.status["PAUSED"]:
+            print(f"{batch.status['PAUSED']} run(s) PAUSED. Resume with: "
+                  "await batch.resume(extra_budget=1.0)", file=sys.stderr)
+        return batch
 
     # -- dashboards and execution ----------------------------------------------------
 
