@@ -163,6 +163,12 @@ class Batch:
             self.error = exc
             raise
 
+    def cancel(self) -> None:
+        """Stop a scheduled batch: its running runs end CANCELLED (cost and events kept),
+        the queued ones stay as they are; `await batch` then raises `CancelledError`."""
+        if self._task is not None:
+            self._task.cancel()
+
     def __await__(self) -> Generator[Any, None, Batch]:
         return self.wait().__await__()
 

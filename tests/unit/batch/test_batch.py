@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from taskorch_nb import ConfigurationError, FakeClock, Orchestrator, RunStatus
+from taskorch_nb import FakeClock, Orchestrator, RunStatus
 from taskorch_nb.batch import Batch
 from taskorch_nb.errors import WorkflowError
 
@@ -95,23 +95,6 @@ async def test_resume_waits_for_the_batch_to_end(orch) -> None:
         await batch.resume(extra_budget=1)
     await batch
     assert batch.status["COMPLETED"] == 2
-
-
-@pytest.mark.parametrize(("tasks", "options", "message"), [
-    ([], {}, "no tasks"),
-    ("one task", {}, "one string"),
-    (["ok", ""], {}, "task #1"),
-    (["ok"], {"engine": "spark"}, "unknown engine 'spark'"),
-    (["ok"], {"max_concurrency": 0}, "max_concurrency"),
-    (["ok"], {"budget": 1, "run_budget": 2}, "more than the batch's budget"),
-    (["ok"], {"workers": 2}, "workers= is for engine='ray'"),
-    (["ok"], {"workflow": "nope"}, "nope"),
-])
-def test_bad_input_is_refused_before_any_run(orch, tasks, options, message) -> None:
-    with pytest.raises(ConfigurationError, match=message):
-        orch.map(tasks, **options)
-    assert orch.history().empty
-    assert orch.provider.call_count == 0
 
 
 def test_names_fill_every_task(orch) -> None:
