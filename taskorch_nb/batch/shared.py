@@ -8,6 +8,7 @@ is a `BudgetExceededError`, a reservation an opaque token) and a `CostReport`.
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +16,9 @@ from taskorch_nb.core.budget import CostReport
 from taskorch_nb.core.ledger import Ledger
 from taskorch_nb.core.money import parse_usd
 from taskorch_nb.errors import BudgetExceededError
+
+#: Seconds a read of the ledger's remaining money may be reused by safety checks.
+FRESH = 0.25
 
 
 def _usd(value: Any) -> Decimal:
@@ -24,8 +28,10 @@ def _usd(value: Any) -> Decimal:
 class SharedLedger:
     """A batch's budget every process on the store reserves against (see module doc)."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, *, fresh: float = FRESH) -> None:
         self.ledger = ledger
+        self.fresh = fresh
+        self._seen: tuple[float, Decimal] | None = None  # (monotonic time, remaining)
 
     @property
     def name(self) -> str:
@@ -41,10 +47,17 @@ class SharedLedger:
 
     @property
     def remaining(self) -> Decimal:
-        return self.ledger.state().remaining
+        """Up to `fresh` seconds old: it only tells a run's safety check whether to try;
+        each reservation is decided by the database itself, never by this number."""
+        now = time.monotonic()
+        seen = self._seen
+        if seen is None or now - seen[0] > self.fresh:
+            seen = self._seen = (now, self.ledger.state().remaining)
+        return seen[1]
 
     def reserve(self, amount: Any, **tags: Any) -> int:
         value = _usd(amount)
+        self._seen = None
         units = self.ledger.reserve(value)
         if units is None:
             state = self.ledger.state()
@@ -53,12 +66,15 @@ class SharedLedger:
         return units
 
     def commit(self, reservation: int, actual: Any, **kwargs: Any) -> None:
+        self._seen = None
         self.ledger.settle(reservation, _usd(actual))
 
     def release(self, reservation: int) -> None:
+        self._seen = None
         self.ledger.release(reservation)
 
     def extend(self, extra: Any) -> None:
+        self._seen = None
         self.ledger.extend(extra)
 
     def report(self) -> CostReport:
