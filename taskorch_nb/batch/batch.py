@@ -9,6 +9,7 @@ like any run out of money, and `resume(extra_budget=...)` continues all of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import Generator, Iterable
@@ -93,6 +94,7 @@ class Batch:
         """Per task: what its run reported last (None: not started)."""
         self.error: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
 
     # -- state ---------------------------------------------------------------------------
@@ -142,16 +144,15 @@ class Batch:
         """Start on the running loop; `await batch` waits. Once only."""
         if not self._started:
             self._started = True
-            self._task = asyncio.get_running_loop().create_task(self._drive(self.engine.start))
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._drive(self.engine.start))
         return self
 
     async def wait(self) -> Batch:
         """Start if not started, and wait for every run; an engine failure is raised."""
-        if not self._started:
-            self._started = True
-            await self._drive(self.engine.start)
-        elif self._task is not None:
-            await asyncio.shield(self._task)
+        self.schedule()
+        assert self._task is not None
+        await asyncio.shield(self._task)
         if self.error is not None:
             raise self.error
         return self
@@ -164,10 +165,21 @@ class Batch:
             raise
 
     def cancel(self) -> None:
-        """Stop a scheduled batch: its running runs end CANCELLED (cost and events kept),
-        the queued ones stay as they are; `await batch` then raises `CancelledError`."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop a started batch (from any thread): its running runs end CANCELLED (cost and
+        events kept), the queued ones stay as they are; `await batch` raises
+        `CancelledError`."""
+        task, loop = self._task, self._loop
+        if task is None or loop is None or task.done():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            task.cancel()
+        else:
+            with contextlib.suppress(RuntimeError):  # its loop closed: the batch had ended
+                loop.call_soon_threadsafe(task.cancel)
 
     def __await__(self) -> Generator[Any, None, Batch]:
         return self.wait().__await__()

@@ -397,9 +397,8 @@ class OrchestrateMagics(Magics):
         """`--map VAR`: the cell's template over VAR as one batch, with one live view."""
         import concurrent.futures
 
-        from taskorch_nb.engine.sync import wait_for
         from taskorch_nb.notebook.batchview import BatchView
-        from taskorch_nb.notebook.mapping import tasks
+        from taskorch_nb.notebook.mapping import block, tasks
 
         if args.map is None:
             raise UsageError("--engine goes with --map VAR (a batch); a single run is local")
@@ -428,7 +427,8 @@ class OrchestrateMagics(Magics):
             batch.schedule()
             return batch
         try:
-            wait_for(batch.wait())
+            if block(batch):
+                print(f"interrupted: batch {batch.id} {batch.status}", file=sys.stderr)
         finally:
             view.stop()
             if mode == "text":

@@ -8,7 +8,9 @@ The tasks run as one batch under the cell's `--budget`, with one live `BatchView
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,4 +64,35 @@ def tasks(template: str, spec: str, namespace: Mapping[str, Any]) -> list[str]:
         raise UsageError(str(exc)) from None
 
 
-__all__ = ["items", "tasks"]
+def block(batch: Any, poll: float = 0.1) -> bool:
+    """Run `batch` to its end on a worker thread with its own loop, so the kernel's thread
+    stays free for widget updates and Ctrl-C; an interrupt cancels the batch (its running
+    runs end CANCELLED) and waits for it to settle. True if it was interrupted."""
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            asyncio.run(batch.wait())
+        except asyncio.CancelledError:
+            pass  # cancelled on request: its runs recorded themselves
+        except BaseException as exc:  # handed to the kernel's thread, raised there
+            failed.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=main, name="taskorch-batch", daemon=True).start()
+    interrupted = False
+    try:
+        while not done.wait(poll):
+            pass
+    except KeyboardInterrupt:
+        interrupted = True
+        while not done.wait(poll):
+            batch.cancel()  # again each poll: the first may come before its task exists
+    if failed:
+        raise failed[0]
+    return interrupted
+
+
+__all__ = ["block", "items", "tasks"]

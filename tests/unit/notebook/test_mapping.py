@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import _thread
 from decimal import Decimal
 
 import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 
-from taskorch_nb import RunStatus
+from taskorch_nb import Orchestrator, RunStatus
 from taskorch_nb.batch import Batch
 from taskorch_nb.notebook.mapping import items, tasks
 
@@ -81,3 +82,26 @@ def test_bad_map_options_are_usage_errors(shell, line, message) -> None:
     shell.user_ns["topics"] = ["tides"]
     with pytest.raises(UsageError, match=message):
         shell.run_cell_magic("orchestrate", line, "Summarize {item}")
+
+
+def test_an_interrupt_cancels_the_running_runs_and_keeps_the_rest(shell, capsys) -> None:
+    orch = Orchestrator(store=":memory:", latency=30.0)  # real clock: each call hangs
+    shell.user_ns["orch"] = orch
+    shell.run_line_magic("config", "Orchestrate.orchestrator = 'orch'")
+    shell.user_ns["topics"] = [f"topic {i}" for i in range(6)]
+    started: list[str] = []
+
+    def interrupt_at_the_first_call(event) -> None:
+        if event.type == "llm.requested" and not started:
+            started.append(event.run_id)
+            _thread.interrupt_main()  # what "Interrupt kernel" does: SIGINT in the main thread
+
+    unsubscribe = orch.subscribe(interrupt_at_the_first_call)
+    batch = shell.run_cell("%%orchestrate --map topics --workflow single --archetype "
+                           "researcher --budget 5\nSummarize {item}\n").result
+    unsubscribe()
+    assert batch.status["CANCELLED"] == 6  # all six were in their first call
+    assert batch.cost.reserved == 0
+    assert batch.cost.spent == 0
+    assert f"interrupted: batch {batch.id}" in capsys.readouterr().err
+    orch.close()
