@@ -91,9 +91,14 @@ async def execute(host: Host, run: Any, *, extra: Decimal | None = None,
         await host.runner.execute(run)
     # Paused only because other runs held the money for their calls in flight: go on
     # once they settle (nothing paid is repeated), until the batch's money is really gone.
-    while run.status.value == "PAUSED" and run.guard.waits_for_money():
-        await host.clock.sleep(MONEY_POLL)
-        await host.runner.resume(run)
+    guard = run.guard
+    while run.status.value == "PAUSED" and guard.waits_for_money():
+        # Resume once the call would fit again (or the money is really gone), not blindly:
+        # each try that fails is a pause more in the run's events.
+        while guard.batch.remaining < guard.refused and guard.waits_for_money():
+            await host.clock.sleep(MONEY_POLL)
+        if guard.waits_for_money():
+            await host.runner.resume(run)
     return summarize(host, run)
 
 
