@@ -11,7 +11,14 @@ import asyncio
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from taskorch_nb.batch.worker import Host, RunSummary, create_run, execute
+from taskorch_nb.batch.worker import (
+    Host,
+    RunSummary,
+    create_run,
+    execute,
+    out_of_money,
+    park,
+)
 from taskorch_nb.core.budget import BudgetGuard, CostReport
 
 if TYPE_CHECKING:
@@ -28,6 +35,8 @@ class LocalEngine:
         self.ledger = BudgetGuard(budget, warn_below=warn_below)
         """The batch's budget: every run's guard reserves here too."""
         self._runs: list[Any] = []
+        self.spent_out = False
+        """The batch's money is gone: queued runs are parked PAUSED, not started."""
 
     def prepare(self, batch: Batch) -> None:
         """Create every run (PENDING): a bad task or option raises here, before any run."""
@@ -51,10 +60,14 @@ class LocalEngine:
         async def one(index: int) -> None:
             async with gate:
                 run = self._runs[index]
+                if self.spent_out:
+                    batch.summaries[index] = park(self.host, run)
+                    return
                 batch.summaries[index] = RunSummary(run.id, "RUNNING")
                 try:
                     batch.summaries[index] = await execute(self.host, run, extra=extra,
                                                            resumed=resumed)
+                    self.spent_out = self.spent_out or out_of_money(batch.summaries[index])
                 finally:
                     if batch.summaries[index].status == "RUNNING":  # cancelled mid-way
                         batch.summaries[index] = RunSummary(run.id, run.status.value,
@@ -71,6 +84,7 @@ class LocalEngine:
 
     def extend(self, batch: Batch, extra: Decimal) -> None:
         self.ledger.extend(extra)
+        self.spent_out = False
 
     def breakers(self, batch: Batch) -> dict[str, dict[str, Any]]:
         return {name: b.snapshot() for name, b in sorted(self.host.circuits.items())}

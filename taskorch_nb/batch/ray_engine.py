@@ -22,7 +22,16 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from taskorch_nb.batch.shared import SharedLedger
-from taskorch_nb.batch.worker import Host, RunSummary, forget, worker_of
+from taskorch_nb.batch.worker import (
+    NOT_STARTED,
+    Host,
+    RunSummary,
+    create_run,
+    forget,
+    out_of_money,
+    park,
+    worker_of,
+)
 from taskorch_nb.core.budget import CostReport
 from taskorch_nb.errors import ConfigurationError
 
@@ -82,6 +91,8 @@ class RayEngine:
         self.workers = workers
         self.budget = budget
         self.ledger: SharedLedger | None = None
+        self.spent_out = False
+        """The batch's money is gone: queued runs are parked PAUSED, not sent to workers."""
 
     def prepare(self, batch: Batch) -> None:
         """Check the options and every task's `{name}`s here (a run is made in a scratch
@@ -121,11 +132,15 @@ class RayEngine:
         async def one(slot: int, index: int, method: str, args: tuple[Any, ...]) -> None:
             async with gate:
                 previous = batch.summaries[index]
+                if self.spent_out:
+                    batch.summaries[index] = self._park(batch, method, args)
+                    return
                 batch.summaries[index] = RunSummary(previous.run_id if previous else "",
                                                     "RUNNING")
                 try:
                     batch.summaries[index] = await getattr(actors[slot % count],
                                                            method).remote(*args)
+                    self.spent_out = self.spent_out or out_of_money(batch.summaries[index])
                 except BaseException:
                     batch.summaries[index] = previous
                     raise
@@ -138,6 +153,18 @@ class RayEngine:
                     await handle.close.remote()
                 finally:
                     ray.kill(handle)
+
+    def _park(self, batch: Batch, method: str, args: tuple[Any, ...]) -> RunSummary:
+        """A queued run once the money is gone: made PAUSED in the store by the driver, so
+        `resume` finds it like the others; a paused one stays as it is."""
+        if method == "resume":
+            return RunSummary(args[0], "PAUSED", error=NOT_STARTED)
+        assert self.ledger is not None
+        task, options, run_budget, budget = args
+        run = create_run(self.host, self.ledger, task, options, run_budget, budget)
+        summary = park(self.host, run)
+        forget(self.host.runner, run.id)
+        return summary
 
     # -- what the driver shows -----------------------------------------------------------
 
@@ -159,6 +186,7 @@ class RayEngine:
     def extend(self, batch: Batch, extra: Decimal) -> None:
         assert self.ledger is not None
         self.ledger.extend(extra)
+        self.spent_out = False
 
     def breakers(self, batch: Batch) -> dict[str, dict[str, Any]]:
         return dict(sorted(self.host.store.load_circuits().items()))

@@ -45,6 +45,8 @@ class RunSummary:
 class RunnerLike(Protocol):
     def create(self, task: str, **options: Any) -> Any: ...
 
+    def save(self, run: Any) -> None: ...
+
     async def execute(self, run: Any, *, resumed: bool = False) -> Any: ...
 
     async def resume(self, run: Any, *, extra_budget: Any = None) -> Any: ...
@@ -102,6 +104,26 @@ async def execute(host: Host, run: Any, *, extra: Decimal | None = None,
     return summarize(host, run)
 
 
+#: Why a run that never started is PAUSED.
+NOT_STARTED = "batch budget exceeded before this run started; resume the batch with extra_budget="
+
+
+def park(host: Host, run: Any) -> RunSummary:
+    """PAUSE a run that has not started because the batch's money is gone: saved, no event,
+    no call; `batch.resume(extra_budget=...)` starts it like any paused run."""
+    run.status = type(run.status)("PAUSED")
+    run.error = NOT_STARTED
+    host.runner.save(run)
+    return RunSummary(run.id, "PAUSED", error=NOT_STARTED)
+
+
+def out_of_money(summary: RunSummary) -> bool:
+    """The run paused because the batch's budget is spent (not held by others: `execute`
+    waits those out), so runs still queued would only start to pause."""
+    return summary.status == "PAUSED" and (summary.error or "").startswith(
+        ("batch budget exceeded", "shared budget"))
+
+
 def summarize(host: Host, run: Any) -> RunSummary:
     return RunSummary(run_id=run.id, status=run.status.value, spent=run.guard.spent,
                       worker=getattr(run, "worker", None), error=run.error,
@@ -123,4 +145,4 @@ def worker_of(run: Any) -> Any:
 
 
 __all__ = ["STATUSES", "Host", "RunSummary", "adopt", "create_run", "execute", "forget",
-           "summarize", "worker_id", "worker_of"]
+           "out_of_money", "park", "summarize", "worker_id", "worker_of"]

@@ -64,7 +64,14 @@ async def test_the_batch_budget_pauses_the_rest_and_resume_finishes_them(orch) -
     assert batch.cost.limit - batch.cost.spent < worst  # stopped only when no call fits
     paused = [r for r in batch.runs if r.status is RunStatus.PAUSED]
     assert all(r.error.startswith("batch budget exceeded") for r in paused)
-    assert all(r.events[-1].type == "run.paused" for r in paused)
+    started = [r for r in paused if r.events]
+    assert all(r.events[-1].type == "run.paused" for r in started)
+    # Once a run found the money gone, the queued ones were not started only to pause.
+    parked = [r for r in paused if not r.events]
+    assert parked
+    assert len(parked) + len(started) + status["COMPLETED"] == 12
+    assert all("before this run started" in r.error for r in parked)
+    assert len(started) <= 3  # at most the runs in flight when the money ran out
 
     await batch.resume(extra_budget=2)
     assert batch.status["COMPLETED"] == 12
