@@ -241,3 +241,38 @@ def test_processes_and_threads_sharing_a_ledger_never_overspend(backend, tmp_pat
             assert state.calls == sum(r["settles"] for r in results)
 
         run()
+
+
+# -- a run on a shared budget: paused by it, resumed after it grows, paid once -----------
+
+def _same_money(ledger: Decimal, cost: Decimal, calls: int) -> bool:
+    """The ledger rounds each settlement up to a nano-dollar: at most one per call more."""
+    return 0 <= to_nano(ledger) - to_nano(cost) <= calls
+
+async def test_a_run_paused_by_the_shared_budget_resumes_on_it_and_pays_once(db) -> None:
+    from taskorch_nb import Orchestrator
+
+    first = Orchestrator(store=db)
+    team = first.store.ledger("team", "0.10")
+    run = first.runner.create("Add user authentication", workflow="full", budget=5)
+    run.guard.ledger = team  # how a batch gives its runs one budget
+    await first.runner.execute(run)
+    assert run.status.value == "PAUSED"
+    assert "shared budget 'team' exceeded" in run.error
+    paid = team.state()
+    assert (paid.reserved, paid.spent <= Decimal("0.10")) == (0, True)
+    assert _same_money(paid.spent, run.cost.spent, run.cost.calls)  # the ledger: the cost
+    first.close()
+
+    second = Orchestrator(store=db)  # another kernel picks the run up
+    again = second.get_run(run.id)
+    assert again.guard.ledger.name == "team"
+    again.guard.ledger.extend(5)
+    await again.resume()
+    assert again.status.value == "COMPLETED"
+    done = again.guard.ledger.state()
+    assert done.reserved == 0
+    # Every call the first process paid for was replayed, not paid again.
+    assert done.calls == again.cost.calls
+    assert _same_money(done.spent, again.cost.spent, done.calls)
+    second.close()
