@@ -194,6 +194,9 @@ def _open(path: str) -> sqlite3.Connection:
             db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
         migrate(db, "sqlite", wall=time.time())
+    except RuntimeError as exc:  # made by a newer taskorch_nb
+        db.close()
+        raise ConfigurationError(f"store {path}: {exc}") from None
     except sqlite3.DatabaseError as exc:
         db.close()
         what = ("is not a SQLite database" if "not a database" in str(exc)

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import socket
+import sys
+import threading
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+from taskorch_nb import CircuitBreaker, CircuitState, Orchestrator, RetryPolicy
+from taskorch_nb.core.pgstore import PgStore, shown_url
+from taskorch_nb.core.store import Store, open_store
+from taskorch_nb.errors import CircuitOpenError, ConfigurationError
+from taskorch_nb.testing import FlakyTool
+from tests.store_backends import POSTGRES, fresh_store
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- bad URLs: one clear line, never the password ----------------------------------------
+
+def test_a_server_that_is_not_there_is_a_configuration_error_without_the_password() -> None:
+    url = f"postgresql://taskorch:s3cret@127.0.0.1:{_free_port()}/db"
+    with pytest.raises(ConfigurationError, match=r"cannot connect \(.*refused") as caught:
+        Orchestrator(store=url)
+    message = str(caught.value)
+    assert message.startswith("store postgresql://taskorch:***@127.0.0.1:")
+    assert "s3cret" not in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("postgresql://u:pw@127.0.0.1:notaport/db", "cannot connect"),
+    ("mysql://u:pw@127.0.0.1/db", r"store mysql://\.\.\.: unknown kind of store"),
+])
+def test_a_malformed_or_foreign_url_is_a_configuration_error(url, message) -> None:
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        open_store(url)
+    assert "pw" not in str(caught.value)
+
+
+def test_without_the_driver_the_error_names_the_extra(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    with pytest.raises(ConfigurationError, match=r"pip install 'taskorch_nb\[postgres\]'"):
+        open_store("postgresql://u@127.0.0.1/db")
+
+
+def test_taskorch_store_names_the_store_when_none_is_given(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TASKORCH_STORE", str(tmp_path / "elsewhere.db"))
+    store = open_store()
+    assert (type(store), store.path) == (Store, str(tmp_path / "elsewhere.db"))
+    store.close()
+    monkeypatch.setenv("TASKORCH_STORE", f"postgres://u:pw@127.0.0.1:{_free_port()}/db")
+    with pytest.raises(ConfigurationError, match=r"postgres://u:\*\*\*@"):
+        Orchestrator()
+
+
+def test_shown_url_hides_only_the_password() -> None:
+    assert shown_url("postgresql://u:p@h:5/d?x=1") == "postgresql://u:***@h:5/d?x=1"
+    assert shown_url("postgresql://u@h/d") == "postgresql://u@h/d"
+
+
+# -- sharing between processes --------------------------------------------------------------
+
+@pytest.fixture
+def pg(tmp_path):
+    with fresh_store("postgres", tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def other_process():
+    """Another Python process (spawned: nothing shared but the database)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
+def _open_the_breaker(url: str) -> str:
+    """In the other process: an Orchestrator whose `search_api` keeps failing."""
+    orch = Orchestrator(store=url, retry=RetryPolicy(max_attempts=1),
+                        breaker=CircuitBreaker(failure_threshold=2, reset_timeout=600))
+    orch.tool(FlakyTool(always=503), name="search_api")
+    for _ in range(2):
+        with pytest.raises(Exception, match="503"):
+            asyncio.run(orch.call_tool("search_api"))
+    state = orch.circuits["search_api"].state.value
+    orch.close()
+    return state
+
+
+@pytest.mark.parametrize("backend", [POSTGRES])
+def test_a_breaker_opened_in_one_process_stops_calls_in_another(backend, pg,
+                                                                other_process) -> None:
+    here = Orchestrator(store=pg, retry=RetryPolicy(max_attempts=1))
+    tool = FlakyTool()
+    here.tool(tool, name="search_api")
+    assert asyncio.run(here.call_tool("search_api")) == "ok"
+    opened = threading.Event()
+    here.store.watch_circuits(lambda name, state, *_: state == "OPEN" and opened.set())
+
+    assert other_process.submit(_open_the_breaker, pg).result() == "OPEN"
+    assert opened.wait(30), "the OPEN transition never arrived"
+    assert here.circuits["search_api"].state is CircuitState.OPEN
+    with pytest.raises(CircuitOpenError):
+        asyncio.run(here.call_tool("search_api"))
+    assert len(tool.calls) == 1  # the open breaker kept the call from the tool
+    # A breaker this process had not made yet starts as the store says too.
+    late = Orchestrator(store=pg)
+    assert late.breaker("search_api").state is CircuitState.OPEN
+    late.close()
+    here.close()
+
+
+@pytest.mark.parametrize("backend", [POSTGRES])
+def test_a_breaker_closed_by_hand_elsewhere_closes_here(backend, pg) -> None:
+    first, second = Orchestrator(store=pg), Orchestrator(store=pg)
+    closed = threading.Event()
+    second.store.watch_circuits(lambda name, state, *_: state == "CLOSED" and closed.set())
+    for orch in (first, second):
+        orch.breaker("openai:gpt").restore("OPEN", 3, orch.clock.now())
+    first.breaker("openai:gpt").reset()  # circuit.closed, saved and announced
+    assert closed.wait(30)
+    assert second.circuits["openai:gpt"].state is CircuitState.CLOSED
+    first.close()
+    second.close()
+
+
+def _write_a_run_and_a_pattern(url: str) -> str:
+    orch = Orchestrator(store=url, retry=RetryPolicy(max_attempts=2, jitter=0.0,
+                                                     initial_wait=0.0))
+    orch.tool(FlakyTool(always=504), name="search_api", fallback="cached_search")
+    orch.tool(lambda **kw: "cached", name="cached_search")
+    assert asyncio.run(orch.call_tool("search_api")) == "cached"
+    run = asyncio.run(orch.run("Add user authentication", workflow="full", budget=5))
+    orch.close()
+    return run.id
+
+
+@pytest.mark.parametrize("backend", [POSTGRES])
+def test_runs_and_patterns_written_by_one_process_are_seen_by_another(
+        backend, pg, other_process) -> None:
+    watching = Orchestrator(store=pg)  # open before the other writes: runs are read live
+    run_id = other_process.submit(_write_a_run_and_a_pattern, pg).result()
+    frame = watching.history()
+    assert frame["run_id"].tolist() == [run_id]
+    assert frame["status"].tolist() == ["COMPLETED"]
+    run = watching.get_run(run_id)
+    assert run.cost.spent > 0
+    assert run.events[0].type == "run.started"
+    watching.close()
+    later = Orchestrator(store=pg)  # patterns are loaded when an Orchestrator starts
+    assert [p.name for p in later.immune.patterns()] == ["search_api_timeout"]
+    later.close()
+
+
+def test_pgstore_is_the_store_api() -> None:
+    assert issubclass(PgStore, Store)
