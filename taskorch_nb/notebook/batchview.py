@@ -116,6 +116,13 @@ class BatchView:
 
     # -- following a batch ---------------------------------------------------------------
 
+    def show(self) -> BatchView:
+        """Display the widget in the cell's output and follow the batch live."""
+        from taskorch_nb.notebook.display import show
+
+        show(self.widget)
+        return self.follow()
+
     def follow(self) -> BatchView:
         """Refresh on a daemon thread until the batch is done (then once more) or `stop()`."""
         if self._thread is None or not self._thread.is_alive():

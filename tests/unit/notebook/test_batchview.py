@@ -57,3 +57,14 @@ def test_a_paused_batch_shows_warning_and_an_open_breaker() -> None:
     assert "<b>2</b> PAUSED" in view._counts.value
     assert "OPEN" in view._breakers.value
     orch.close()
+
+
+def test_show_displays_the_widget_and_follows(orch, monkeypatch) -> None:
+    shown = []
+    monkeypatch.setattr("taskorch_nb.notebook.display.show", shown.append)
+    batch = orch.map(["Summarize a"], budget=1, **ONE)
+    view = BatchView(batch).show()
+    assert shown == [view.widget]
+    asyncio.run(batch.wait())
+    view.stop()
+    assert view._done.value == "1/1"
