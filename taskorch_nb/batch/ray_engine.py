@@ -61,6 +61,23 @@ def check_store(store: Any) -> None:
             "TASKORCH_STORE), or use engine='local'")
 
 
+def check_recipe(ray: Any, recipe: Any) -> None:
+    """Every setting the workers build their Orchestrator from must reach another process:
+    said now, in one line, rather than as a serialization trace from inside Ray."""
+    dumps = ray.cloudpickle.dumps
+    stuck = []
+    for name, value in sorted(getattr(recipe, "keywords", {}).items()):
+        try:
+            dumps(value)
+        except Exception as exc:  # any failure to serialize: named below
+            stuck.append(f"{name} ({type(value).__name__}: {exc})")
+    if stuck:
+        raise ConfigurationError(
+            "engine='ray' builds each worker's Orchestrator from this one's settings, but "
+            f"these cannot be sent to another process: {'; '.join(stuck)}. Give them by "
+            "name or as plain settings, or use engine='local'")
+
+
 def connect(ray: Any, workers: int | None) -> int:
     """Use the cluster `ray.init` connected to, or start a local one; the worker count."""
     if not ray.is_initialized():
@@ -85,7 +102,7 @@ class RayEngine:
                                     or workers < 1):
             raise ConfigurationError(f"workers must be a whole number >= 1, got {workers!r}")
         check_store(host.store)
-        import_ray()  # missing: said now, before any run
+        check_recipe(import_ray(), recipe)  # Ray missing, or a setting that cannot travel
         self.host = host
         self.recipe = recipe
         self.workers = workers
@@ -199,4 +216,4 @@ class RayEngine:
         return events
 
 
-__all__ = ["RayEngine", "check_store", "connect", "import_ray"]
+__all__ = ["RayEngine", "check_recipe", "check_store", "connect", "import_ray"]

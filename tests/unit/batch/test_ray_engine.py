@@ -5,6 +5,7 @@ The slow tests start a local Ray (num_cpus=2) once for the module and stop it af
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -14,7 +15,14 @@ from decimal import Decimal
 
 import pytest
 
-from taskorch_nb import ConfigurationError, FakeClock, Orchestrator, RetryPolicy, RunStatus
+from taskorch_nb import (
+    CircuitBreaker,
+    ConfigurationError,
+    FakeClock,
+    Orchestrator,
+    RetryPolicy,
+    RunStatus,
+)
 
 PG_ENV = "TASKORCH_TEST_PG_URL"
 ONE = {"workflow": "single", "archetype": "researcher"}
@@ -62,6 +70,18 @@ def test_a_ray_batch_on_sqlite_is_refused(tmp_path) -> None:
         with pytest.raises(ConfigurationError, match="engine='ray' needs a PostgreSQL store"):
             orch.map(["a task"], engine="ray")
         assert orch.history().empty
+
+
+def test_a_setting_that_cannot_reach_a_worker_is_named() -> None:
+    pytest.importorskip("ray")
+    from taskorch_nb.batch.ray_engine import check_recipe, import_ray
+
+    recipe = functools.partial(Orchestrator, breaker=CircuitBreaker(failure_threshold=2),
+                               retry=RetryPolicy(initial_wait=0.1))
+    with pytest.raises(ConfigurationError, match=r"cannot be sent to another process: "
+                       r"breaker \(CircuitBreaker: .*lock"):
+        check_recipe(import_ray(), recipe)
+    check_recipe(import_ray(), functools.partial(Orchestrator, retry=RetryPolicy()))
 
 
 def test_importing_the_package_and_a_local_batch_load_no_ray() -> None:
