@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from taskorch_nb.core.backends import open_store
 from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.schema import to_nano
-from taskorch_nb.core.store import open_store
 from taskorch_nb.errors import BudgetExceededError, ConfigurationError
 from tests.store_backends import BACKENDS, fresh_store
 
@@ -119,6 +119,33 @@ def test_a_settlement_nobody_saved_is_written_when_the_hold_ends(store) -> None:
     assert (ledger.state().spent, ledger.state().reserved) == (Decimal("0.10"), 0)
 
 
+def _reserve_and_die(url: str, amount: str) -> None:
+    """In a child process: reserve, then end without settling (a killed worker)."""
+    import os
+
+    store = open_store(url)
+    store.ledger("team").reserve(Decimal(amount))
+    os._exit(1)
+
+
+def test_what_a_killed_process_reserved_is_given_back(db, store) -> None:
+    ledger = store.ledger("team", "1.00")
+    mine = ledger.reserve(Decimal("0.10"))  # this process is alive: never reclaimed
+    child = multiprocessing.get_context("spawn").Process(target=_reserve_and_die,
+                                                          args=(db, "0.40"))
+    child.start()
+    child.join()
+    assert child.exitcode == 1
+    assert ledger.state().reserved == Decimal("0.50")
+    assert sorted(ledger.holders().values()) == [Decimal("0.10"), Decimal("0.40")]
+    assert ledger.reserve(Decimal("0.60")) is None  # the dead share still counts ...
+    assert ledger.reclaim_dead() == Decimal("0.40")  # ... until it is given back
+    assert ledger.state().reserved == Decimal("0.10")
+    assert list(ledger.holders().values()) == [Decimal("0.10")]
+    assert ledger.reserve(Decimal("0.60")) is not None
+    ledger.settle(mine, Decimal("0.10"))
+
+
 # -- the property: many processes x threads on one ledger --------------------------------
 
 PROCESSES = 3
@@ -221,6 +248,13 @@ def test_processes_and_threads_sharing_a_ledger_never_overspend(backend, tmp_pat
     with fresh_store(backend, tmp_path) as url:
         open_store(url).close()  # migrate once, before the workers race to
 
+        def ledger_holds(url: str, name: str) -> dict:
+            store = open_store(url)
+            try:
+                return store.ledger(name).holders()
+            finally:
+                store.close()
+
         @settings(max_examples=6, deadline=None, database=None,
                   suppress_health_check=[HealthCheck.function_scoped_fixture,
                                          HealthCheck.too_slow])
@@ -239,6 +273,7 @@ def test_processes_and_threads_sharing_a_ledger_never_overspend(backend, tmp_pat
             assert state.reserved == 0  # every reservation settled, released or cancelled
             assert to_nano(state.spent) == sum(r["settled"] for r in results) <= to_nano(CAP)
             assert state.calls == sum(r["settles"] for r in results)
+            assert ledger_holds(url, name) == {}  # and no process holds any part of it
 
         run()
 
@@ -276,3 +311,27 @@ async def test_a_run_paused_by_the_shared_budget_resumes_on_it_and_pays_once(db)
     assert done.calls == again.cost.calls
     assert _same_money(done.spent, again.cost.spent, done.calls)
     second.close()
+
+
+async def test_on_a_loop_the_settlement_and_its_checkpoint_are_never_seen_apart(db, store):
+    ledger = store.ledger("team", 1)
+    reader = open_store(db)
+    guard = BudgetGuard(1, ledger=ledger)
+    reservation = guard.reserve("0.40")
+
+    def seen() -> tuple[bool, bool]:
+        paid = reader.ledger("team").state().spent > 0
+        return reader.load_run("r1") is not None, paid
+
+    with store.holding() as held:
+        guard.commit(reservation, "0.30")
+        store.save_run("r1", task="t", workflow="full", status="RUNNING", wall=1.0,
+                       held=held)
+        first = seen()
+    after_block = seen()
+    await asyncio.sleep(0)  # the end of this loop tick, where writes may be grouped
+    assert first in {(False, False), (True, True)}
+    assert after_block in {(False, False), (True, True)}
+    assert seen() == (True, True)
+    assert ledger.state().reserved == 0
+    reader.close()
