@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Callable
 from decimal import Decimal
@@ -59,6 +60,16 @@ def check_store(store: Any) -> None:
             f"store is SQLite ({store.path}), which other processes and machines cannot share: "
             "Orchestrator(store='postgresql://user:password@host:5432/db') (or set "
             "TASKORCH_STORE), or use engine='local'")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_recipe(ray: Any, recipe: Any) -> None:
@@ -145,6 +156,7 @@ class RayEngine:
         actor = ray.remote(num_cpus=1)(BatchWorker).options(max_concurrency=per_worker)
         actors = [actor.remote(self.recipe, batch.id) for _ in range(count)]
         gate = asyncio.Semaphore(batch.max_concurrency)
+        workers: list[str] = []
 
         async def one(slot: int, index: int, method: str, args: tuple[Any, ...]) -> None:
             async with gate:
@@ -163,13 +175,36 @@ class RayEngine:
                     raise
 
         try:
+            workers += await asyncio.gather(*(handle.where.remote() for handle in actors))
             await asyncio.gather(*(one(n, i, m, a) for n, (i, m, a) in enumerate(work)))
-        finally:
+        except BaseException:
+            # Cancelled (or failed): stop the workers now, calls in flight included; their
+            # runs stay RUNNING in the store, INTERRUPTED once their process is gone.
             for handle in actors:
-                try:
-                    await handle.close.remote()
-                finally:
-                    ray.kill(handle)
+                ray.kill(handle)
+            await self._reclaim(workers)
+            raise
+        for handle in actors:
+            try:
+                await handle.close.remote()  # flush what each worker's store still holds
+            finally:
+                ray.kill(handle)
+
+    async def _reclaim(self, workers: list[str]) -> None:
+        """Give back what the stopped workers held (their calls in flight will never settle
+        it), once each is gone; a worker on another host is taken as gone once killed."""
+        assert self.ledger is not None
+        ledger = self.ledger.ledger
+        here = socket.gethostname()
+        for worker in workers:
+            host, _, pid = worker.rpartition(":")
+            for _ in range(100):  # ray.kill returns at once; the process ends soon after
+                if host != here or not _alive(int(pid)):
+                    break
+                await asyncio.sleep(0.05)
+        for holder in ledger.holders():
+            if holder.rpartition(":")[0] in workers:
+                ledger.reclaim(holder)
 
     def _park(self, batch: Batch, method: str, args: tuple[Any, ...]) -> RunSummary:
         """A queued run once the money is gone: made PAUSED in the store by the driver, so

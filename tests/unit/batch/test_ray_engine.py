@@ -5,6 +5,7 @@ The slow tests start a local Ray (num_cpus=2) once for the module and stop it af
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import subprocess
@@ -159,3 +160,21 @@ async def test_a_breaker_one_worker_opens_stops_the_others(_, pg_url) -> None:
         assert all("is OPEN" in r.error for r in runs[1:])
         assert batch.breakers()[orch.model_key()]["state"] == "OPEN"
         assert batch.cost.spent == 0
+
+
+@pytest.mark.usefixtures("ray_cluster")
+@pytest.mark.parametrize("_", [pytest.param(None, id="pg", marks=slow_pg)])
+async def test_a_cancelled_batch_gives_back_what_its_workers_held(_, pg_url) -> None:
+    async with Orchestrator(store=pg_url, latency=60.0) as orch:  # every call hangs
+        batch = orch.map([f"Summarize topic {i}" for i in range(6)], budget=5, engine="ray",
+                         workers=2, max_concurrency=4, **ONE)
+        ledger = orch.store.ledger(batch.id)
+        while ledger.state().reserved == 0:  # the workers' first calls are in flight
+            await asyncio.sleep(0.05)
+        batch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+        state = ledger.state()
+        assert state.reserved == 0  # the killed workers' reservations were given back
+        assert state.spent == 0
+        assert ledger.holders() == {}
