@@ -406,6 +406,12 @@ class OrchestrateMagics(Magics):
             raise UsageError("the cell is empty: write the task template below the magic")
         if args.output is not None and not args.output.isidentifier():
             raise UsageError(f"-o needs a variable name, got {args.output!r}")
+        if args.background:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                raise UsageError("--background needs a running event loop (a Jupyter kernel); "
+                                 "run the cell without it here") from None
         options = self._options(args)
         orch = self.orchestrator(args.provider, args.model)
         texts = tasks(cell, args.map, self.shell.user_ns)

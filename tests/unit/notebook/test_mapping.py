@@ -77,6 +77,7 @@ def test_the_magic_says_how_to_resume_a_paused_batch(shell, capsys) -> None:
     ("--map topics --engine spark", "unknown engine 'spark'"),
     ("--map topics --engine ray", "needs a PostgreSQL store"),
     ("--map missing", "no variable 'missing'"),
+    ("--map topics --background", "--background needs a running event loop"),
 ])
 def test_bad_map_options_are_usage_errors(shell, line, message) -> None:
     shell.user_ns["topics"] = ["tides"]
@@ -105,3 +106,14 @@ def test_an_interrupt_cancels_the_running_runs_and_keeps_the_rest(shell, capsys)
     assert batch.cost.spent == 0
     assert f"interrupted: batch {batch.id}" in capsys.readouterr().err
     orch.close()
+
+
+async def test_background_schedules_the_batch_on_the_running_loop(shell) -> None:
+    shell.user_ns["topics"] = ["tides", "rust"]
+    batch = shell.run_cell_magic("orchestrate", "--map topics --workflow single --archetype "
+                                 "researcher --budget 1 --background --no-dashboard",
+                                 "Summarize {item}")
+    assert isinstance(batch, Batch)
+    assert not batch.done  # returned at once
+    await batch
+    assert batch.status["COMPLETED"] == 2
