@@ -83,10 +83,17 @@ def test_a_breaker_opened_in_one_process_stops_calls_in_another(backend, pg,
     assert asyncio.run(here.call_tool("search_api")) == "ok"
     opened = threading.Event()
     here.store.watch_circuits(lambda name, state, *_: state == "OPEN" and opened.set())
+    said = []
+    here.subscribe(lambda e: e.type.startswith("circuit.") and said.append(e))
 
     assert other_process.submit(_open_the_breaker, pg).result() == "OPEN"
     assert opened.wait(30), "the OPEN transition never arrived"
     assert here.circuits["search_api"].state is CircuitState.OPEN
+    # Said here too, for the widgets and the log, but not saved again: no echo.
+    assert [(e.type, e.name, e.previous) for e in said] == [
+        ("circuit.opened", "search_api", "CLOSED")]
+    assert here.store.query("SELECT count(*) FROM events WHERE type = 'circuit.opened'") == [
+        (2,)]  # the other process's event and ours
     with pytest.raises(CircuitOpenError):
         asyncio.run(here.call_tool("search_api"))
     assert len(tool.calls) == 1  # the open breaker kept the call from the tool
