@@ -197,6 +197,8 @@ class Orchestrator:
             save=lambda p: self.store.save_pattern(p.to_record(), self.clock.wall()),
             patterns=[Pattern.from_record(r) for r in self.store.load_patterns()],
         )
+        # What another process on a shared store learns is known here at once.
+        self.store.watch_patterns(lambda r: self.immune.adopt(Pattern.from_record(r)))
         self._remember_capabilities()
         self.tools = Toolbox(clock=self.clock, emit=self.bus.emit, immune=self.immune,
                              breaker_for=self.breaker, retry=self.retry,

@@ -161,3 +161,33 @@ def test_a_dropped_connection_fails_one_statement_then_connects_again(backend, p
     assert store.load_run("r1")["status"] == "COMPLETED"
     assert store.query("SELECT pg_backend_pid()") != [(pid,)]
     store.close()
+
+
+@pytest.mark.parametrize("backend", [POSTGRES])
+async def test_a_pattern_learned_in_one_orchestrator_is_known_at_once_in_another(
+        backend, pg) -> None:
+    def make() -> tuple[Orchestrator, FlakyTool]:
+        orch = Orchestrator(store=pg, retry=RetryPolicy(max_attempts=2, jitter=0.0,
+                                                        initial_wait=0.0))
+        tool = FlakyTool(always=504)
+        orch.tool(tool, name="search_api", fallback="cached_search")
+        orch.tool(lambda **kw: "cached", name="cached_search")
+        return orch, tool
+
+    (learner, _), (other, its_tool) = make(), make()
+    heard = threading.Event()
+    other.store.watch_patterns(lambda record: heard.set())
+    assert await learner.call_tool("search_api") == "cached"  # learns search_api_timeout
+    assert heard.wait(30), "the pattern never arrived"
+    [pattern] = other.immune.patterns()
+    assert (pattern.name, pattern.fallback, pattern.known) == (
+        "search_api_timeout", "cached_search", True)
+    seen = []
+    other.subscribe(lambda e: seen.append(e.type))
+    # The other orchestrator never saw this failure, yet takes the cure at the first one.
+    assert await other.call_tool("search_api") == "cached"
+    assert len(its_tool.calls) == 1
+    assert "pattern.applied" in seen
+    assert "retry.scheduled" not in seen
+    learner.close()
+    other.close()
