@@ -83,10 +83,17 @@ def test_a_breaker_opened_in_one_process_stops_calls_in_another(backend, pg,
     assert asyncio.run(here.call_tool("search_api")) == "ok"
     opened = threading.Event()
     here.store.watch_circuits(lambda name, state, *_: state == "OPEN" and opened.set())
+    said = []
+    here.subscribe(lambda e: e.type.startswith("circuit.") and said.append(e))
 
     assert other_process.submit(_open_the_breaker, pg).result() == "OPEN"
     assert opened.wait(30), "the OPEN transition never arrived"
     assert here.circuits["search_api"].state is CircuitState.OPEN
+    # Said here too, for the widgets and the log, but not saved again: no echo.
+    assert [(e.type, e.name, e.previous) for e in said] == [
+        ("circuit.opened", "search_api", "CLOSED")]
+    assert here.store.query("SELECT count(*) FROM events WHERE type = 'circuit.opened'") == [
+        (2,)]  # the other process's event and ours
     with pytest.raises(CircuitOpenError):
         asyncio.run(here.call_tool("search_api"))
     assert len(tool.calls) == 1  # the open breaker kept the call from the tool
@@ -137,3 +144,50 @@ def test_runs_and_patterns_written_by_one_process_are_seen_by_another(
     later = Orchestrator(store=pg)  # patterns are loaded when an Orchestrator starts
     assert [p.name for p in later.immune.patterns()] == ["search_api_timeout"]
     later.close()
+
+
+@pytest.mark.parametrize("backend", [POSTGRES])
+def test_a_dropped_connection_fails_one_statement_then_connects_again(backend, pg) -> None:
+    import psycopg
+
+    store = open_store(pg)
+    store.save_run("r1", task="t", workflow=None, status="RUNNING", wall=1.0)
+    [(pid,)] = store.query("SELECT pg_backend_pid()")
+    with psycopg.connect(pg, autocommit=True) as admin:  # a server restart, as seen by us
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError):
+        store.save_run("r1", task="t", workflow=None, status="PAUSED", wall=2.0)
+    store.save_run("r1", task="t", workflow=None, status="COMPLETED", wall=3.0)
+    assert store.load_run("r1")["status"] == "COMPLETED"
+    assert store.query("SELECT pg_backend_pid()") != [(pid,)]
+    store.close()
+
+
+@pytest.mark.parametrize("backend", [POSTGRES])
+async def test_a_pattern_learned_in_one_orchestrator_is_known_at_once_in_another(
+        backend, pg) -> None:
+    def make() -> tuple[Orchestrator, FlakyTool]:
+        orch = Orchestrator(store=pg, retry=RetryPolicy(max_attempts=2, jitter=0.0,
+                                                        initial_wait=0.0))
+        tool = FlakyTool(always=504)
+        orch.tool(tool, name="search_api", fallback="cached_search")
+        orch.tool(lambda **kw: "cached", name="cached_search")
+        return orch, tool
+
+    (learner, _), (other, its_tool) = make(), make()
+    heard = threading.Event()
+    other.store.watch_patterns(lambda record: heard.set())
+    assert await learner.call_tool("search_api") == "cached"  # learns search_api_timeout
+    assert heard.wait(30), "the pattern never arrived"
+    [pattern] = other.immune.patterns()
+    assert (pattern.name, pattern.fallback, pattern.known) == (
+        "search_api_timeout", "cached_search", True)
+    seen = []
+    other.subscribe(lambda e: seen.append(e.type))
+    # The other orchestrator never saw this failure, yet takes the cure at the first one.
+    assert await other.call_tool("search_api") == "cached"
+    assert len(its_tool.calls) == 1
+    assert "pattern.applied" in seen
+    assert "retry.scheduled" not in seen
+    learner.close()
+    other.close()
