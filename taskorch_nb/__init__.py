@@ -15,6 +15,7 @@ import typing as _typing
 from taskorch_nb.agents.archetypes import Archetype as Archetype
 from taskorch_nb.agents.archetypes import register_archetype as register_archetype
 from taskorch_nb.agents.workflow import register_workflow as register_workflow
+from taskorch_nb.batch.batch import Batch as Batch
 from taskorch_nb.core.budget import BudgetGuard as BudgetGuard
 from taskorch_nb.core.budget import CostReport as CostReport
 from taskorch_nb.core.circuit import CircuitBreaker as CircuitBreaker
@@ -72,6 +73,7 @@ _LAZY = {
 
 __all__ = [
     "Archetype",
+    "Batch",
     "BudgetExceededError",
     "BudgetGuard",
     "CircuitBreaker",

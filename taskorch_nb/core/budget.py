@@ -21,12 +21,15 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from taskorch_nb.core.display import mimebundle
 from taskorch_nb.core.events import BudgetEvent
 from taskorch_nb.core.money import MAX_USD, format_usd, parse_usd
 from taskorch_nb.errors import BudgetExceededError, ConfigurationError
+
+if TYPE_CHECKING:
+    from taskorch_nb.core.ledger import Ledger
 
 BudgetStatus = Literal["ok", "warning", "exceeded"]
 
@@ -54,6 +57,8 @@ class Reservation:
     tool: str | None = None
     tokens: int = 0
     requests: int = 0
+    shared: int = 0
+    """Nano-dollars reserved in the guard's shared ledger, if it has one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +145,9 @@ class BudgetGuard:
     was refused or an overspend passed the limit; `extend` clears both when the
     new limit leaves room again. `max_tokens` / `max_requests` (None: no cap) bound the
     model tokens (input plus output) and model requests; a call that could pass one is
-    refused like one that could pass the money limit.
+    refused like one that could pass the money limit. With a `ledger` (a budget shared
+    through the store, `store.ledger(name, limit)`) every reservation must also fit
+    there: the guard's own limit caps this run, the ledger all who share it.
     """
 
     def __init__(
@@ -152,8 +159,10 @@ class BudgetGuard:
         max_tokens: int | None = None,
         max_requests: int | None = None,
         parent: BudgetGuard | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         parsed = parse_usd(limit, "budget")
+        self.ledger = ledger
         self.parent = parent
         """A guard every reservation is also held in, silently (nested budgets): a child
         never spends more than its parent has left, and the parent counts what it spent."""
@@ -274,6 +283,9 @@ class BudgetGuard:
                 emit(refused)
             raise BudgetExceededError(usage, requested=value, remaining=remaining,
                                       limit=report.limit, report=report)
+        shared = 0
+        if self.ledger is not None:
+            shared = self._reserve_shared(self.ledger, value, agent, model, tool)
         with self._lock:
             remaining = self._limit - self._spent - self._reserved
             if value > remaining:
@@ -286,7 +298,7 @@ class BudgetGuard:
                 self._tokens_reserved += tokens
                 self._requests_reserved += requests
                 reservation = Reservation(next(self._ids), value, agent, model, tool, tokens,
-                                          requests)
+                                          requests, shared)
                 self._open[reservation.id] = reservation
                 warn = not self._warned and remaining - value < self._threshold
                 if warn:
@@ -298,6 +310,8 @@ class BudgetGuard:
                     if warn:
                         events.append(replace(approved, type="budget.warning"))
         if report is not None:
+            if self.ledger is not None:
+                self.ledger.release(shared)
             if emit is not None:
                 emit(rejected)
             raise BudgetExceededError(
@@ -321,6 +335,8 @@ class BudgetGuard:
                 reservation.amount, agent=reservation.agent, model=reservation.model,
                 tool=reservation.tool, tokens=reservation.tokens, requests=reservation.requests)
         except BudgetExceededError as exc:
+            if self.ledger is not None:
+                self.ledger.release(reservation.shared)
             with self._lock:
                 self._take(reservation, "release")
                 self._reserved -= reservation.amount
@@ -357,6 +373,8 @@ class BudgetGuard:
                 _quiet.on = False
         with self._lock:
             self._take(reservation, "commit")
+            if self.ledger is not None:  # inside `Store.holding()`: joins the checkpoint
+                self.ledger.settle(reservation.shared, cost)
             self._reserved -= reservation.amount
             self._tokens_reserved -= reservation.tokens
             self._requests_reserved -= reservation.requests
@@ -394,6 +412,8 @@ class BudgetGuard:
                 _quiet.on = False
         with self._lock:
             self._take(reservation, "release")
+            if self.ledger is not None:
+                self.ledger.release(reservation.shared)
             self._reserved -= reservation.amount
             self._tokens_reserved -= reservation.tokens
             self._requests_reserved -= reservation.requests
@@ -447,6 +467,22 @@ class BudgetGuard:
                         f"{max(cap - used, 0):,} of {cap:,} left; resume with extra_tokens=")
         return None
 
+    def _reserve_shared(self, ledger: Ledger, value: Decimal, agent: str | None,
+                        model: str | None, tool: str | None) -> int:
+        """Reserve `value` in the shared ledger (no lock held: the database decides)."""
+        units = ledger.reserve(value)
+        if units is not None:
+            return units
+        with self._lock:
+            self._exceeded = True
+            report = self._report()
+            rejected = self._event("budget.rejected", value, None, agent, model, tool)
+        if self.on_event is not None:
+            self.on_event(rejected)
+        state = ledger.state()
+        raise BudgetExceededError(ledger.refusal(value), requested=value,
+                                  remaining=state.remaining, limit=state.limit, report=report)
+
     # -- persistence ---------------------------------------------------------------------
 
     def checkpoint(self) -> dict[str, Any]:
@@ -465,7 +501,7 @@ class BudgetGuard:
                 "by_agent": {k: str(v) for k, v in self._by_agent.items()},
                 "by_model": {k: str(v) for k, v in self._by_model.items()},
                 "by_tool": {k: str(v) for k, v in self._by_tool.items()},
-            }
+            } | ({} if self.ledger is None else {"ledger": self.ledger.name})
 
     @classmethod
     def restored(
@@ -474,10 +510,13 @@ class BudgetGuard:
         *,
         warn_below: float = 0.20,
         on_event: Callable[[BudgetEvent], Any] | None = None,
+        ledger: Ledger | None = None,
     ) -> BudgetGuard:
-        """A guard that continues from `checkpoint()` (a resumed run after a crash)."""
+        """A guard that continues from `checkpoint()` (a resumed run after a crash); give
+        it back its `ledger` (`store.ledger(state["ledger"])`) if the checkpoint names one."""
         guard = cls(state["limit"], warn_below=warn_below, on_event=on_event,
-                    max_tokens=state.get("max_tokens"), max_requests=state.get("max_requests"))
+                    max_tokens=state.get("max_tokens"), max_requests=state.get("max_requests"),
+                    ledger=ledger)
         guard._spent = Decimal(state["spent"])
         guard._tokens = int(state.get("tokens", 0))
         guard._requests = int(state.get("requests", 0))

@@ -23,38 +23,21 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskorch_nb.core.clock import Cancellable, Clock, RealClock
 from taskorch_nb.core.events import Event, event_from_record, field_names
+from taskorch_nb.core.schema import migrate
 from taskorch_nb.errors import ConfigurationError
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, task TEXT NOT NULL, workflow TEXT, status TEXT NOT NULL,
-    created REAL NOT NULL, updated REAL NOT NULL, pid INTEGER, data TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, seq INTEGER, type TEXT NOT NULL,
-    ts REAL, wall REAL, record TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_run ON events (run_id, id);
-CREATE TABLE IF NOT EXISTS patterns (
-    signature TEXT PRIMARY KEY, record TEXT NOT NULL, updated REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS capabilities (
-    key TEXT PRIMARY KEY, record TEXT NOT NULL, updated REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS circuits (
-    name TEXT PRIMARY KEY, state TEXT NOT NULL, failures INTEGER NOT NULL,
-    opened_wall REAL, updated REAL NOT NULL
-);
-"""
+if TYPE_CHECKING:
+    from taskorch_nb.core.ledger import Ledger
 
 #: Event types written at once, never batched: money, run status, breaker
 #: transitions, what the immune system learned. Everything else waits <= 100 ms.
@@ -134,11 +117,13 @@ def is_durable(event_type: str) -> bool:
 class Held:
     """Events that wait for the run checkpoint they become durable with (see `Store.holding`)."""
 
-    __slots__ = ("events", "open", "store")
+    __slots__ = ("events", "open", "ops", "store")
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.events: list[Event] = []
+        self.ops: list[tuple[str, tuple[Any, ...]]] = []
+        """Ledger settlements (SQL, parameters) that commit with the checkpoint."""
         self.open = True
 
     def take(self, event: Event) -> bool:
@@ -149,7 +134,7 @@ class Held:
         return False
 
     def __bool__(self) -> bool:
-        return bool(self.events)
+        return bool(self.events or self.ops)
 
 
 #: The hold of the paid call the current task (or thread it started) is making.
@@ -181,7 +166,10 @@ def _open(path: str) -> sqlite3.Connection:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
-        db.executescript(_SCHEMA)
+        migrate(db, "sqlite", wall=time.time())
+    except RuntimeError as exc:  # made by a newer taskorch_nb
+        db.close()
+        raise ConfigurationError(f"store {path}: {exc}") from None
     except sqlite3.DatabaseError as exc:
         db.close()
         what = ("is not a SQLite database" if "not a database" in str(exc)
@@ -193,7 +181,10 @@ def _open(path: str) -> sqlite3.Connection:
 class Store:
     """One SQLite database (WAL) shared by the notebook, the CLI and the MCP server.
 
-    A path that is a directory or a file that is not SQLite is a `ConfigurationError`."""
+    A path that is a directory or a file that is not SQLite is a `ConfigurationError`.
+    `PgStore` (core/pgstore.py) is the same API on PostgreSQL; `open_store` picks one."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, clock: Clock | None = None,
                  flush_interval: float = FLUSH_INTERVAL) -> None:
@@ -202,7 +193,7 @@ class Store:
         if path is None:
             path = default_path()
         self.path = str(path)
-        self._db = _open(self.path)
+        self._db: Any = self._connect(self.path)
         self._lock = threading.RLock()
         self.clock: Clock = clock or RealClock()
         self.flush_interval = float(flush_interval)
@@ -212,6 +203,9 @@ class Store:
         self._arm_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._closed = False
+
+    def _connect(self, path: str) -> Any:
+        return _open(path)
 
     # -- events ----------------------------------------------------------------
 
@@ -264,7 +258,7 @@ class Store:
         finally:
             _held.reset(token)
             held.open = False  # a task that outlives the block records normally
-            if held.events:
+            if held:
                 self._write_held(held)
 
     def _write_held(self, held: Held, run: tuple[Any, ...] | None = None) -> None:
@@ -273,22 +267,24 @@ class Store:
         with self._flush_lock:  # the pending batch first: the table keeps the order
             batch = self._take_pending()
             try:
-                self._write_events(batch + held.events, run=run)
+                self._write_events(batch + held.events, run=run, ops=held.ops)
             except BaseException:
                 self._pending.extendleft(reversed(batch))
                 raise
             held.events = []
+            held.ops = []
 
     def _take_pending(self) -> list[Event]:
         pending = self._pending
         return [pending.popleft() for _ in range(len(pending))]
 
-    def _write_events(self, events: Iterable[Event],
-                      run: tuple[Any, ...] | None = None) -> None:
-        """Insert `events` (and upsert the `run` row) in one transaction."""
+    def _write_events(self, events: Iterable[Event], run: tuple[Any, ...] | None = None,
+                      ops: list[tuple[str, tuple[Any, ...]]] | None = None) -> None:
+        """Insert `events` (and upsert the `run` row, and apply ledger `ops`) in one
+        transaction."""
         rows = [(e.run_id, e.seq, e.type, e.ts, e.wall, _encode_event(e)) for e in events]
         with self._lock:
-            if run is None and 0 < len(rows) <= _MULTI_ROW_LIMIT:
+            if run is None and not ops and 0 < len(rows) <= _MULTI_ROW_LIMIT:
                 # One statement is one transaction: a third of the calls of BEGIN/COMMIT.
                 self._db.execute(_insert_sql(len(rows)), [v for row in rows for v in row])
                 return
@@ -298,6 +294,8 @@ class Store:
                     self._db.executemany(_insert_sql(1), rows)
                 if run is not None:
                     self._db.execute(_UPSERT_RUN, run)
+                for sql, params in ops or ():
+                    self._db.execute(sql, params)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -326,6 +324,10 @@ class Store:
                 (record["signature"], dumps(record), wall),
             )
 
+    def watch_patterns(self, callback: Callable[[dict[str, Any]], Any]) -> None:
+        """Report the pattern records other processes save (`PgStore` does, by NOTIFY).
+        A SQLite store reports none: its patterns are read when an Orchestrator starts."""
+
     def load_patterns(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute("SELECT record FROM patterns ORDER BY signature").fetchall()
@@ -343,6 +345,10 @@ class Store:
                 "updated=excluded.updated",
                 (name, state, failures, opened_wall, wall),
             )
+
+    def watch_circuits(self, callback: Callable[[str, str, int, float | None], Any]) -> None:
+        """Report breaker transitions other processes save (`PgStore` does, by NOTIFY).
+        A SQLite store reports none: its breakers are read when an Orchestrator starts."""
 
     def load_circuits(self) -> dict[str, dict[str, Any]]:
         with self._lock:
@@ -370,6 +376,49 @@ class Store:
             rows = self._db.execute("SELECT key, record FROM capabilities").fetchall()
         return {key: json.loads(record) for key, record in rows}
 
+    # -- budget ledger ---------------------------------------------------------
+
+    def ledger(self, name: str, limit: Any = None) -> Ledger:
+        """The shared budget `name` in this store (made with `limit` USD if new); a
+        `BudgetGuard(..., ledger=...)` reserves and settles against it, as does every
+        other process that opens the same store and name."""
+        from taskorch_nb.core.ledger import Ledger
+
+        return Ledger(self, name, limit)
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """One statement in its own transaction (`?` placeholders); the rows it changed."""
+        with self._lock:
+            return self._db.execute(sql, params).rowcount
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Callable[[str, tuple[Any, ...]], int]]:
+        """`with store.transaction() as run: run(sql, params)`: statements that commit
+        together or not at all (each call returns the rows it changed)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+            try:
+                yield lambda sql, params: self._db.execute(sql, params).rowcount
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def execute_held(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """`statements` in one transaction, or inside `holding()` kept to commit with the
+        checkpoint (the shared ledger's money)."""
+        held = _held.get()
+        if held is not None and held.store is self and held.open:
+            held.ops.extend(statements)
+            return
+        with self.transaction() as run:
+            for sql, params in statements:
+                run(sql, params)
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(sql, params).fetchall()]
+
     # -- runs ------------------------------------------------------------------
 
     def save_run(self, run_id: str, *, task: str, workflow: str | None, status: str,
@@ -378,7 +427,7 @@ class Store:
         """Insert or update a run's row in its own transaction; with `held` (from
         `holding()`), its events and those pending before them join that transaction."""
         row = (run_id, task, workflow, status, wall, wall, os.getpid(), dumps(data or {}))
-        if held is None or not held.events:
+        if held is None or not held:
             with self._lock:
                 self._db.execute(_UPSERT_RUN, row)
             return

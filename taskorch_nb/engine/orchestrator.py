@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import math
 import os
@@ -10,7 +11,8 @@ import shutil
 import tempfile
 import warnings
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,7 +25,9 @@ from taskorch_nb.agents.retention import (
     prune,
     workspaces_root,
 )
+from taskorch_nb.batch import Batch
 from taskorch_nb.core.alerts import LoggingAlerts, WebhookAlerts
+from taskorch_nb.core.backends import open_store
 from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.circuit import CircuitBreaker
 from taskorch_nb.core.clock import Clock, RealClock
@@ -58,6 +62,10 @@ from taskorch_nb.sandbox import jail_status, sandbox_mode
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: True while a breaker transition another process saved is announced here: the store
+#: has it already, and saving it again would echo it back to every process.
+_adopting: ContextVar[bool] = ContextVar("taskorch_adopting", default=False)
+
 #: The budget of a run when neither the run nor the Orchestrator names one.
 DEFAULT_BUDGET = Decimal("5.00")
 
@@ -73,9 +81,11 @@ class Orchestrator:
     provider object; `budget` is the USD limit of a run that names none
     (`default_budget`); `session_budget` the USD limit of `session_guard`, which
     pays for the calls you make outside runs (default: `budget`); `store` a
-    SQLite path or ":memory:". A budget is an amount, a guard a `BudgetGuard`. Runs
-    without a workspace work in `workspaces/RUN_ID` next to the store; at start the
-    workspaces of finished runs beyond the `keep_workspaces` (50) newest are removed.
+    SQLite path, ":memory:" or a `postgresql://` URL shared by many processes
+    (default: TASKORCH_STORE, else `~/.taskorch/taskorch.db`). A budget is an
+    amount, a guard a `BudgetGuard`. Runs without a workspace work in
+    `workspaces/RUN_ID` next to the store (under TASKORCH_HOME for a URL); at start
+    the workspaces of finished runs beyond the `keep_workspaces` (50) newest are removed.
     `sandbox` is where QC runs generated code: "auto" (the jail, else a warning),
     "require" (the jail or `SandboxUnavailableError`), "off" (default: TASKORCH_SANDBOX).
 
@@ -116,6 +126,8 @@ class Orchestrator:
         timeout: float | None = None,
         deadline: float | None = None,
     ) -> None:
+        # What a batch's Ray workers build their own Orchestrator from (see `map`).
+        self._settings = {k: v for k, v in locals().items() if k not in ("self", "clock")}
         self.clock: Clock = clock or RealClock()
         self.bus = EventBus(self.clock)
         # Said once the store listens (None after): which provider "auto" chose, free models.
@@ -173,7 +185,7 @@ class Orchestrator:
         self.sandbox = sandbox_mode(sandbox)
         if self.sandbox == "require" and not (jail := jail_status()).ok:
             raise SandboxUnavailableError(jail.reason)
-        self.store = store if isinstance(store, Store) else Store(store, clock=self.clock)
+        self.store = open_store(store, clock=self.clock)
         self._owns_store = not isinstance(store, Store)
         self._scratch: Path | None = None  # an in-memory store's workspaces, removed on close
         self.bus.subscribe(self.store.record)
@@ -182,12 +194,15 @@ class Orchestrator:
         self._breaker_template = breaker or CircuitBreaker()
         self._saved_circuits = self.store.load_circuits()
         self.circuits: dict[str, CircuitBreaker] = {}
+        self.store.watch_circuits(self._adopt_circuit)
         self.immune = ImmuneSystem(
             clock=self.clock,
             emit=self.bus.emit,
             save=lambda p: self.store.save_pattern(p.to_record(), self.clock.wall()),
             patterns=[Pattern.from_record(r) for r in self.store.load_patterns()],
         )
+        # What another process on a shared store learns is known here at once.
+        self.store.watch_patterns(lambda r: self.immune.adopt(Pattern.from_record(r)))
         self._remember_capabilities()
         self.tools = Toolbox(clock=self.clock, emit=self.bus.emit, immune=self.immune,
                              breaker_for=self.breaker, retry=self.retry,
@@ -344,8 +359,32 @@ class Orchestrator:
         self.circuits[name] = made
         return made
 
+    def _adopt_circuit(self, name: str, state: str, failures: int,
+                       opened_wall: float | None) -> None:
+        """Another process on the store opened or closed breaker `name`: so do we. Its
+        HALF_OPEN is its own probing, not adopted (each process probes for itself)."""
+        saved = {"state": state, "failures": failures, "opened_wall": opened_wall}
+        breaker = self.circuits.get(name)
+        if breaker is None:
+            self._saved_circuits[name] = saved
+            return
+        if state == "HALF_OPEN":
+            return
+        opened_at = (None if opened_wall is None
+                     else self.clock.now() - (self.clock.wall() - opened_wall))
+        previous = breaker.restore(state, failures, opened_at)
+        if previous != state:  # said here too (widgets, the log), not saved again
+            token = _adopting.set(True)
+            try:
+                self.bus.emit(CircuitEvent(
+                    type="circuit.opened" if state == "OPEN" else "circuit.closed",
+                    name=name, state=state, previous=previous.value, failures=failures,
+                    reset_at=breaker.reset_at))
+            finally:
+                _adopting.reset(token)
+
     def _persist_circuit(self, event: Event) -> None:
-        if isinstance(event, CircuitEvent):
+        if isinstance(event, CircuitEvent) and not _adopting.get():
             breaker = self.circuits.get(event.name)
             opened_at = breaker.opened_at if breaker is not None else None
             opened_wall = None if opened_at is None else event.wall - (event.ts - opened_at)
@@ -590,6 +629,50 @@ class Orchestrator:
     def history(self, limit: int | None = None) -> Any:
         """Past runs from the store as a DataFrame (crashed ones show as INTERRUPTED)."""
         return self.runner.history(limit)
+
+    # -- batches ---------------------------------------------------------------
+
+    def map(self, tasks: Iterable[str], *, workflow: str = "full", archetype: str | None = None,
+            budget: float | str | Decimal | None = None,
+            run_budget: float | str | Decimal | None = None, engine: str = "local",
+            max_concurrency: int | None = None, workers: int | None = None,
+            max_rounds: int | None = None, **names: Any) -> Batch:
+        """Run every task through `workflow` as one `Batch` under one `budget` (USD for
+        the whole batch; `run_budget` caps each run). `await batch` waits; in a running
+        loop it starts at once. engine="local" runs `max_concurrency` runs at a time on
+        this loop; engine="ray" sends them to `workers` processes of the Ray cluster
+        (`ray.init(address=...)` first, or a local one is started), which needs a
+        PostgreSQL store. Out of budget, the runs left are PAUSED: `batch.resume(...)`."""
+        batch = self._batch(tasks, workflow=workflow, archetype=archetype, budget=budget,
+                            run_budget=run_budget, engine=engine,
+                            max_concurrency=max_concurrency, workers=workers,
+                            max_rounds=max_rounds, **names)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return batch  # started by `await batch` / `batch.wait()`
+        return batch.schedule()
+
+    def map_sync(self, tasks: Iterable[str], **options: Any) -> Batch:
+        """`map` for scripts and blocking notebook cells: returns the finished batch."""
+        return wait_for(self._batch(tasks, **options).wait())
+
+    def _batch(self, tasks: Iterable[str], *, budget: Any = None, run_budget: Any = None,
+               engine: str = "local", max_concurrency: int | None = None,
+               workers: int | None = None, workflow: str = "full",
+               archetype: str | None = None, max_rounds: int | None = None,
+               **names: Any) -> Batch:
+        from taskorch_nb.batch.start import new_batch
+
+        # A URL store's `path` hides its password; the workers need the URL itself.
+        store = getattr(self.store, "url", self.store.path)
+        settings = {**self._settings, "store": store, "langfuse": False}
+        return new_batch(self, tasks, budget=budget, run_budget=run_budget, engine=engine,
+                         max_concurrency=max_concurrency, workers=workers,
+                         default_budget=self.default_budget, warn_below=self.warn_below,
+                         recipe=functools.partial(type(self), **settings),
+                         options={"workflow": workflow, "archetype": archetype,
+                                  "max_rounds": max_rounds, "names": names})
 
     # -- workspaces ------------------------------------------------------------
 

@@ -251,7 +251,9 @@ class Runner:
         checkpoint = data.get("checkpoint") or {"outputs": {}, "journal": {}, "phases_done": []}
         budget_state = checkpoint.get("budget")
         emit = self.orch.bus.emit
-        guard = (BudgetGuard.restored(budget_state, warn_below=self.orch.warn_below, on_event=emit)
+        shared = budget_state.get("ledger") if budget_state else None
+        guard = (BudgetGuard.restored(budget_state, warn_below=self.orch.warn_below, on_event=emit,
+                                      ledger=shared and self.orch.store.ledger(shared))
                  if budget_state else
                  BudgetGuard(data.get("limit", self.orch.default_budget), on_event=emit))
         status = stored_status(row)

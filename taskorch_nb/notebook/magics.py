@@ -283,6 +283,10 @@ class OrchestrateMagics(Magics):
     @argument("-o", "--output", metavar="VAR", help="also bind the Run to VAR")
     @argument("--guard", action="store_true",
               help="run the cell's Python code under orch.guard(); its value is the report")
+    @argument("--map", metavar="VAR", help="run the cell's template once per element of VAR "
+              "(a list or Series: {item}) or VAR[COLUMN] of a DataFrame, as one batch; "
+              "--budget is the batch's")
+    @argument("--engine", metavar="NAME", help="with --map: local (default) or ray")
     @line_cell_magic
     def orchestrate(self, line: str, cell: str | None = None) -> Any:
         """Run the cell's text as a task for the agents, with a live dashboard.
@@ -305,6 +309,9 @@ class OrchestrateMagics(Magics):
         args = parse_argstring(self.orchestrate, line)
         if cell is None:
             return self._subcommand(args)
+        if args.guard and (args.map is not None or args.engine is not None):
+            raise UsageError("--guard runs the cell's code once; --map runs a task template per "
+                             "item: choose one")
         if args.guard:
             from taskorch_nb.notebook.guardcell import run_guarded
 
@@ -314,6 +321,8 @@ class OrchestrateMagics(Magics):
         if args.command is not None:
             raise UsageError(f"unexpected {args.command!r}: %%orchestrate takes options only; "
                              "the task is the cell's body")
+        if args.map is not None or args.engine is not None:
+            return self._map_cell(args, cell)
         return self._run_cell(args, cell)
 
     def _subcommand(self, args: Any) -> Any:
@@ -402,6 +411,57 @@ class OrchestrateMagics(Magics):
         finally:  # a second interrupt too: the dashboard lets go of the bus
             self._finish(orch, dashboard, unsubscribe, mode)
         return run
+
+    def _map_cell(self, args: Any, cell: str) -> Any:
+        """`--map VAR`: the cell's template over VAR as one batch, with one live view."""
+        import concurrent.futures
+
+        from taskorch_nb.notebook.batchview import BatchView
+        from taskorch_nb.notebook.mapping import block, tasks
+
+        if args.map is None:
+            raise UsageError("--engine goes with --map VAR (a batch); a single run is local")
+        if not cell.strip():
+            raise UsageError("the cell is empty: write the task template below the magic")
+        if args.output is not None and not args.output.isidentifier():
+            raise UsageError(f"-o needs a variable name, got {args.output!r}")
+        if args.background:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                raise UsageError("--background needs a running event loop (a Jupyter kernel); "
+                                 "run the cell without it here") from None
+        options = self._options(args)
+        orch = self.orchestrator(args.provider, args.model)
+        texts = tasks(cell, args.map, self.shell.user_ns)
+        # Made off this thread's loop: a blocking cell must not schedule it on the kernel's.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            try:
+                batch = pool.submit(orch.map, texts, engine=args.engine or "local",
+                                    **options).result()
+            except TaskorchError as exc:
+                raise UsageError(_one_line(exc)) from None
+        if args.output:
+            self.shell.user_ns[args.output] = batch
+        mode = "none" if args.no_dashboard else frontend(self.shell, self.settings.dashboard)
+        view = BatchView(batch)
+        if mode == "widget":
+            show(view.widget)
+            view.follow()
+        if args.background:
+            batch.schedule()
+            return batch
+        try:
+            if block(batch):
+                print(f"interrupted: batch {batch.id} {batch.status}", file=sys.stderr)
+        finally:
+            view.stop()
+            if mode == "text":
+                print(view.text())
+        if batch.status["PAUSED"]:
+            print(f"{batch.status['PAUSED']} run(s) PAUSED. Resume with: "
+                  "await batch.resume(extra_budget=1.0)", file=sys.stderr)
+        return batch
 
     # -- dashboards and execution ----------------------------------------------------
 

@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                   "federation.screening", "federation.merge", "federation")),
     ("sandbox", ("sandbox",)),
     ("agents", ("agents",)),
+    ("batch", ("batch",)),
     # guard/ sits beside engine/: the Orchestrator builds guards, guards never import it
     ("engine", ("engine", "guard")),
     ("front", ("notebook", "plots", "report", "cli", "mcp", "demo", "federation.hub",

@@ -8,14 +8,30 @@ from pathlib import Path
 import pytest
 
 from taskorch_nb import CircuitState, FakeClock, Orchestrator, RetryPolicy
+from taskorch_nb.core.backends import open_store
 from taskorch_nb.core.events import BudgetEvent, Notice, ToolEvent
 from taskorch_nb.core.store import Store
 from taskorch_nb.errors import ConfigurationError
 from taskorch_nb.testing import FlakyTool
+from tests.store_backends import BACKENDS, fresh_store
 
 
-async def test_patterns_events_and_circuits_survive_a_new_orchestrator(tmp_path) -> None:
-    db = tmp_path / "taskorch.db"
+@pytest.fixture(params=BACKENDS)
+def db(request, tmp_path):
+    """An empty store to open: a SQLite file, or a PostgreSQL schema (same tests)."""
+    with fresh_store(request.param, tmp_path) as target:
+        yield target
+
+
+def _integrity_error(target: str) -> type[Exception]:
+    if target.startswith("postgresql://"):
+        import psycopg
+
+        return psycopg.IntegrityError
+    return sqlite3.IntegrityError
+
+
+async def test_patterns_events_and_circuits_survive_a_new_orchestrator(db) -> None:
     clock = FakeClock()
     first = Orchestrator(store=db, clock=clock, retry=RetryPolicy(jitter=0.0))
     broken = FlakyTool(always=504)
@@ -40,10 +56,10 @@ async def test_patterns_events_and_circuits_survive_a_new_orchestrator(tmp_path)
     second.close()
 
 
-def test_routine_events_wait_one_flush_interval_and_durable_ones_not_at_all(tmp_path) -> None:
+def test_routine_events_wait_one_flush_interval_and_durable_ones_not_at_all(db) -> None:
     clock = FakeClock()
-    store = Store(tmp_path / "t.db", clock=clock)
-    reader = Store(tmp_path / "t.db", clock=clock)
+    store = open_store(db, clock=clock)
+    reader = open_store(db, clock=clock)
 
     def written() -> list[str]:
         return [getattr(e, "tool", None) or e.type for e in reader.events()]
@@ -78,10 +94,10 @@ def _settled(seq: int, amount: str = "0.01") -> BudgetEvent:
                        limit=Decimal(1), remaining=1 - money, seq=seq, run_id="r1")
 
 
-def test_held_money_is_written_with_the_run_row_in_one_transaction(tmp_path) -> None:
+def test_held_money_is_written_with_the_run_row_in_one_transaction(db) -> None:
     clock = FakeClock()
-    store = Store(tmp_path / "t.db", clock=clock)
-    reader = Store(tmp_path / "t.db", clock=clock)
+    store = open_store(db, clock=clock)
+    reader = open_store(db, clock=clock)
 
     def written() -> list[str]:
         return [getattr(e, "tool", None) or e.type for e in reader.events()]
@@ -104,14 +120,13 @@ def test_held_money_is_written_with_the_run_row_in_one_transaction(tmp_path) -> 
     store.close()
 
 
-def test_a_failed_checkpoint_write_keeps_the_money_and_writes_it_at_the_end(
-        tmp_path) -> None:
-    store = Store(tmp_path / "t.db", clock=FakeClock())
+def test_a_failed_checkpoint_write_keeps_the_money_and_writes_it_at_the_end(db) -> None:
+    store = open_store(db, clock=FakeClock())
     with store.holding() as held:
         store.record(_settled(1))
         # A run row without a task breaks its NOT NULL rule: the money is rolled back
         # with it, stays held, and is written alone when the hold ends.
-        with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+        with pytest.raises(_integrity_error(db), match=r"(?i)not[ -]null"):
             store.save_run("r1", task=None, workflow="full", status="RUNNING", wall=1.0,
                            held=held)
         assert [e.type for e in held.events] == ["budget.settled"]
@@ -121,9 +136,9 @@ def test_a_failed_checkpoint_write_keeps_the_money_and_writes_it_at_the_end(
     store.close()
 
 
-async def test_a_hold_holds_only_the_money_of_its_own_context(tmp_path) -> None:
-    store = Store(tmp_path / "t.db", clock=FakeClock())
-    reader = Store(tmp_path / "t.db", clock=FakeClock())
+async def test_a_hold_holds_only_the_money_of_its_own_context(db) -> None:
+    store = open_store(db, clock=FakeClock())
+    reader = open_store(db, clock=FakeClock())
     go = asyncio.Event()
 
     async def another_call() -> None:  # started outside the hold: its money is its own
@@ -155,8 +170,8 @@ def test_an_orchestrator_store_flushes_on_the_orchestrators_clock(tmp_path) -> N
     orch.close()
 
 
-def test_runs_table_roundtrip(tmp_path) -> None:
-    store = Store(tmp_path / "t.db")
+def test_runs_table_roundtrip(db) -> None:
+    store = open_store(db)
     store.save_run("r1", task="t", workflow="full", status="RUNNING", wall=1.0, data={"a": 1})
     store.save_run("r1", task="t", workflow="full", status="COMPLETED", wall=2.0)
     row = store.load_run("r1")
