@@ -76,6 +76,8 @@ def test_bad_cells_are_usage_errors(shell) -> None:
         shell.run_cell_magic("orchestrate", "--guard --budget -3", "x = 1")
     with pytest.raises(UsageError, match="--background"):
         shell.run_cell_magic("orchestrate", "--guard --background", "x = 1")
+    with pytest.raises(UsageError, match="choose one"):
+        shell.run_cell_magic("orchestrate", "--guard --map items", "x = 1")
 
 
 def test_an_error_in_the_cell_is_raised_after_the_guard_closed(shell) -> None:
