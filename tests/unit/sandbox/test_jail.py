@@ -382,6 +382,41 @@ async def test_a_cancelled_run_leaves_nothing(ws: Path, engine: str) -> None:
         _kill(marker)
 
 
+async def test_a_run_cancelled_while_it_starts_leaves_nothing(
+    ws: Path, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The code already runs while asyncio still wires the pipes (held here until the
+    # cancel): asyncio's own clean-up of a cancel there kills the first process alone
+    # and waits for the pipes the code still holds, forever.
+    marker = f"taskorch-starting-{uuid.uuid4().hex}"
+    code = [sys.executable, "-c",
+            "import pathlib, time; pathlib.Path('started').touch(); time.sleep(600)", marker]
+    loop, release = asyncio.get_running_loop(), asyncio.Event()
+    connect = loop.connect_read_pipe
+
+    async def held(*args: object, **kwargs: object) -> object:
+        await release.wait()
+        return await connect(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "connect_read_pipe", held)
+    task = asyncio.ensure_future(box(ws, engine).run(code))
+    try:
+        for _ in range(1500):  # the code has started (30 s at most)
+            if (ws / "started").exists():
+                break
+            await asyncio.sleep(0.02)
+        assert (ws / "started").exists()
+        task.cancel()
+        release.set()
+        done, _ = await asyncio.wait([task], timeout=60)  # a hang fails, it does not block
+        assert done, "the cancelled run never ended"
+        assert task.cancelled()
+        assert wait_until_gone(marker)
+    finally:
+        release.set()
+        _kill(marker)
+
+
 async def test_exit_codes_and_signals_are_the_codes(ws: Path, engine: str) -> None:
     sandbox = box(ws, engine)
     exited = await sandbox.run([sys.executable, "-c", "import sys; sys.exit(3)"])
