@@ -29,8 +29,7 @@ from taskorch_nb.agents.testrunner import check_runner
 from taskorch_nb.agents.workspace import Workspace
 from taskorch_nb.core.store import Store
 from taskorch_nb.errors import ConfigurationError, SandboxError, SandboxUnavailableError
-from taskorch_nb.sandbox import ESCAPES, Sandbox, SandboxWarning, jail, jail_status
-from taskorch_nb.sandbox.bubblewrap import probe_jail
+from taskorch_nb.sandbox import ESCAPES, Sandbox, SandboxWarning, jail
 from taskorch_nb.sandbox.limits import pids_cgroup_base
 from tests.unit.procs import processes_with, wait_until_gone, wait_until_running
 
@@ -449,18 +448,6 @@ def test_without_a_jail_auto_warns_once_naming_the_gaps(ws: Path, no_jail: None)
         warnings.simplefilter("error")
         Sandbox(ws, timeout=5, memory_mb=64)  # once per process: no second warning
         Sandbox(ws, timeout=5, memory_mb=64, mode="off")
-
-
-def test_a_bwrap_that_fails_gives_way_to_the_next(ws: Path) -> None:
-    if sys.platform != "linux":
-        pytest.skip("bubblewrap is Linux only")
-    working = jail_status().bwrap
-    assert working is not None
-    probe = probe_jail(("/bin/false", working))
-    assert (probe.ok, probe.bwrap) == (True, working)
-    refused = probe_jail(("/bin/false",))
-    assert not refused.ok
-    assert refused.reason == "/bin/false failed: exit 1"
 
 
 def test_require_refuses_without_a_jail(ws: Path, no_jail: None,
