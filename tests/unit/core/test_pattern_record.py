@@ -4,9 +4,7 @@ system takes it back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -24,10 +22,9 @@ from taskorch_nb.core.pattern_record import (
 )
 from taskorch_nb.core.retry import classify
 from taskorch_nb.federation import FederationClient
-from taskorch_nb.federation.hub import create_app
 from taskorch_nb.federation.schema import PushBody, ServedPattern
 from taskorch_nb.testing import FakeClock, http_error
-from tests.hub_helpers import BACKENDS, RunningHub, fresh_db, record
+from tests.hub_helpers import RunningHub, record
 
 
 def test_the_roles_cover_every_field_once() -> None:
@@ -58,14 +55,6 @@ def test_record_values_cut_descriptive_texts_and_never_the_strategy() -> None:
     with pytest.raises(ValidationError, match="corrective_prompt"):
         PatternRecord.model_validate(values)  # so the hub refuses it, with a reason
     PatternRecord.model_validate({**values, "corrective_prompt": None})
-
-
-@pytest.fixture(params=BACKENDS)
-def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningHub]:
-    with fresh_db(request.param, tmp_path) as db, RunningHub(
-        create_app(db, rate_limit=None)
-    ) as running:
-        yield running
 
 
 def client(hub: RunningHub, project: str, immune: ImmuneSystem) -> FederationClient:

@@ -1,7 +1,4 @@
-"""AnthropicProvider on the wire: what it sends to /v1/messages and how it reads the answer.
-
-The exchanges run in-process through httpx.MockTransport; the real socket is tested once,
-for both providers, in test_base.py (a client timeout on loopback)."""
+"""AnthropicProvider on the wire: what it sends to /v1/messages and how it reads the answer."""
 
 from __future__ import annotations
 
@@ -25,11 +22,6 @@ from tests.unit.llm_servers import (
 @pytest.fixture
 def script() -> Script:
     return Script(anthropic_body())
-
-
-@pytest.fixture
-def server(script: Script) -> MockServer:
-    return MockServer(script)
 
 
 @pytest.fixture

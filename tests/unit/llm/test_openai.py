@@ -1,7 +1,4 @@
-"""OpenAIProvider on the wire: what it sends to /chat/completions and how it reads the answer.
-
-The exchanges run in-process through httpx.MockTransport; the real socket is tested once,
-for both providers, in test_base.py (a client timeout on loopback)."""
+"""OpenAIProvider on the wire: what it sends to /chat/completions and how it reads the answer."""
 
 from __future__ import annotations
 
@@ -36,11 +33,6 @@ from tests.unit.llm_servers import (
 @pytest.fixture
 def script() -> Script:
     return Script(openai_body())
-
-
-@pytest.fixture
-def server(script: Script) -> MockServer:
-    return MockServer(script)
 
 
 @pytest.fixture
