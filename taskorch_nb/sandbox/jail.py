@@ -260,11 +260,21 @@ class Sandbox:
         }  # fmt: skip
 
     async def _spawn(self, spawn: _Spawn, cwd: str, cgroup: PidsCgroup | None) -> _Ran:
-        proc = await asyncio.create_subprocess_exec(
+        starting = asyncio.ensure_future(asyncio.create_subprocess_exec(
             *spawn.argv, cwd=cwd, env=spawn.env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             start_new_session=True, pass_fds=[*spawn.child_fds, *spawn.shared_fds],
-        )  # no preexec_fn: the cgroup is joined from inside, so Python may vfork
+        ))  # no preexec_fn: the cgroup is joined from inside, so Python may vfork
+        try:
+            proc = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # Cancelled while asyncio still wires the pipes: its own clean-up would kill
+            # the direct child alone, then wait forever for the pipes the code (its child,
+            # in a group of its own) still holds. Let the start finish; end the whole tree.
+            proc = await _finished(starting)
+            spawn.close_child_fds()
+            await self._end(proc, spawn, cgroup)
+            raise
         spawn.close_child_fds()  # our copies of the child's ends would keep the pipes open
         out, err = bytearray(), bytearray()
         drains = [asyncio.ensure_future(self._drain(proc.stdout, out)),
@@ -301,7 +311,10 @@ class Sandbox:
                 os.killpg(proc.pid, signal.SIGKILL)
         if cgroup is not None:
             cgroup.kill()
-        await proc.wait()
+        # proc.wait() also waits for the pipes to close: a process that escaped the kill
+        # (the fallback without a cgroup) would hold them forever. Bounded, like the drains.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), _GRACE)
 
     async def _drain(self, stream: asyncio.StreamReader | None, into: bytearray) -> None:
         """Read a pipe to its end, keeping the tail so chatty code cannot eat our memory."""
@@ -361,6 +374,17 @@ def _jail_exit(code: int, started: bool, stderr: bytearray, timed_out: bool) -> 
     if code > 128 and (code - 128) in signal.valid_signals():
         return -(code - 128)
     return code
+
+
+async def _finished(starting: asyncio.Future[asyncio.subprocess.Process]
+                    ) -> asyncio.subprocess.Process:
+    """The started process, even through further cancels (the caller re-raises one)."""
+    while True:
+        try:
+            return await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            if starting.cancelled():
+                raise
 
 
 def _passed(fd: int) -> tuple[int, ...]:

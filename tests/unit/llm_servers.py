@@ -1,9 +1,16 @@
-"""Real loopback HTTP servers that speak the OpenAI and Anthropic APIs, for provider tests.
+"""Scripted servers that speak the OpenAI and Anthropic APIs, for provider tests.
 
-Each server runs `http.server.ThreadingHTTPServer` on 127.0.0.1 (port 0) in a
-thread and answers every request with whatever its `handler` returns, so a
-test scripts the wire (a 429 with Retry-After, a broken body, a slow answer)
-and then reads back exactly what the provider sent (`server.requests`).
+A test scripts the wire (a 429 with Retry-After, a broken body, a refused
+connection) with a `handler` that turns each request into an `Answer`, then
+reads back exactly what the provider sent (`server.requests`). Two servers run
+the same script:
+
+- `MockServer`: in-process, through `httpx.MockTransport` (no socket, no
+  thread); give the provider `base_url=server.url, transport=server.transport`.
+  What the provider tests use.
+- `LoopbackServer`: a real `http.server.ThreadingHTTPServer` on 127.0.0.1
+  (port 0) in a thread, for what only a socket shows (a client timeout, the
+  real transport); `transport` is None.
 """
 
 from __future__ import annotations
@@ -13,7 +20,10 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass
@@ -50,28 +60,85 @@ class Answer:
 Handler = Callable[[Recorded], Answer]
 
 
-class LoopbackServer:
-    """A scripted HTTP server on 127.0.0.1; use as a context manager."""
+class Scripted:
+    """What both servers share: the handlers, and every request they received."""
+
+    url: str
+    transport: httpx.AsyncBaseTransport | None
 
     def __init__(self, handler: Handler, get: Handler | None = None) -> None:
         self.handler = handler
         self.get = get
         self.requests: list[Recorded] = []
         self.gets: list[Recorded] = []
+
+    def answer(self, recorded: Recorded) -> Answer:
+        """A POST to `handler`; a GET (a model list) to `get`, else 404; kept apart."""
+        if recorded.method == "GET":
+            self.gets.append(recorded)
+            return self.get(recorded) if self.get else Answer(404, {"error": "none"})
+        self.requests.append(recorded)
+        return self.handler(recorded)
+
+    @property
+    def last(self) -> Recorded:
+        return self.requests[-1]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Nothing to stop (the loopback server stops its thread)."""
+
+
+class MockServer(Scripted):
+    """The script answered in-process by `httpx.MockTransport`. A handler may raise an
+    httpx error (`httpx.ConnectError`, `httpx.ReadTimeout`) to fail the exchange."""
+
+    url = "http://llm.test"
+
+    def __init__(self, handler: Handler, get: Handler | None = None) -> None:
+        import httpx
+
+        super().__init__(handler, get)
+        self.transport = httpx.MockTransport(self._handle)
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        import httpx
+
+        recorded = Recorded(method=request.method, path=request.url.raw_path.decode("ascii"),
+                            headers=dict(request.headers), body=request.read())
+        answer = self.answer(recorded)
+        if answer.delay:
+            raise ValueError("a delayed answer needs a real socket: use LoopbackServer")
+        headers = {"content-type": "application/json", **answer.headers}
+        return httpx.Response(answer.status, headers=headers, content=answer.payload())
+
+
+class LoopbackServer(Scripted):
+    """The script served over HTTP on 127.0.0.1; use as a context manager."""
+
+    transport = None
+
+    def __init__(self, handler: Handler, get: Handler | None = None) -> None:
+        super().__init__(handler, get)
         self.stopping = threading.Event()
         server = self
 
         class _Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                recorded = Recorded(
-                    method="POST",
-                    path=self.path,
-                    headers={k.lower(): v for k, v in self.headers.items()},
-                    body=self.rfile.read(length),
-                )
-                server.requests.append(recorded)
-                answer = server.handler(recorded)
+                self._reply(server.answer(self._recorded("POST", self.rfile.read(length))))
+
+            def do_GET(self) -> None:
+                self._reply(server.answer(self._recorded("GET", b"")))
+
+            def _recorded(self, method: str, body: bytes) -> Recorded:
+                return Recorded(method=method, path=self.path,
+                                headers={k.lower(): v for k, v in self.headers.items()},
+                                body=body)
+
+            def _reply(self, answer: Answer) -> None:
                 if answer.delay and server.stopping.wait(answer.delay):
                     return  # shutting down: the client gave up long ago
                 payload = answer.payload()
@@ -87,20 +154,6 @@ class LoopbackServer:
                     # A client that timed out has closed its end; that is the test's point.
                     return
 
-            def do_GET(self) -> None:
-                """A model list (`get` handler) or 404; kept apart from the POSTs."""
-                recorded = Recorded(method="GET", path=self.path,
-                                    headers={k.lower(): v for k, v in self.headers.items()},
-                                    body=b"")
-                server.gets.append(recorded)
-                answer = server.get(recorded) if server.get else Answer(404, {"error": "none"})
-                payload = answer.payload()
-                self.send_response(answer.status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
             def log_message(self, format: str, *args: Any) -> None:
                 """Keep test output clean."""
 
@@ -112,7 +165,7 @@ class LoopbackServer:
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
 
-    def __enter__(self) -> LoopbackServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -121,10 +174,6 @@ class LoopbackServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
-
-    @property
-    def last(self) -> Recorded:
-        return self.requests[-1]
 
 
 def serve(handler: Handler | Answer) -> Iterator[LoopbackServer]:

@@ -7,17 +7,19 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from taskorch_nb.agents.audit import security_audit, severity_of
 from taskorch_nb.agents.qc import QCVerdict, run_qc
 from taskorch_nb.agents.workspace import Workspace
 from taskorch_nb.core.alerts import Alert, alert_for
 from taskorch_nb.core.events import RunEvent
 from taskorch_nb.notebook.text import describe_event
 from tests.unit.procs import wait_until_gone
+
+MakeWs = Callable[[dict[str, str]], Workspace]
 
 CALC = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
 CALC_TESTS = (
@@ -27,15 +29,8 @@ CALC_TESTS = (
 )
 
 
-def make_ws(tmp_path: Path, files: dict[str, str]) -> Workspace:
-    ws = Workspace(tmp_path / "ws")
-    for path, text in files.items():
-        ws.write(path, text)
-    return ws
-
-
-async def test_passing_module_and_tests_are_approved(tmp_path: Path) -> None:
-    ws = make_ws(tmp_path, {"calc.py": CALC, "tests/test_calc.py": CALC_TESTS})
+async def test_passing_module_and_tests_are_approved(make_ws: MakeWs) -> None:
+    ws = make_ws({"calc.py": CALC, "tests/test_calc.py": CALC_TESTS})
     verdict = await run_qc(ws, timeout=30)
     assert verdict.approved, verdict.summary
     assert (verdict.tests_passed, verdict.tests_failed, verdict.tests_errors) == (2, 0, 0)
@@ -60,12 +55,12 @@ async def test_passing_module_and_tests_are_approved(tmp_path: Path) -> None:
     assert not (ws.root / "__pycache__").exists()
 
 
-async def test_failing_tests_are_named_by_node_id(tmp_path: Path) -> None:
+async def test_failing_tests_are_named_by_node_id(make_ws: MakeWs) -> None:
     broken = CALC.replace("return a - b", "return b - a")
     tests = CALC_TESTS + (
         "\n\nclass TestMore:\n    def test_sub_again(self):\n        assert sub(9, 1) == 8\n"
     )
-    ws = make_ws(tmp_path, {"calc.py": broken, "tests/test_calc.py": tests})
+    ws = make_ws({"calc.py": broken, "tests/test_calc.py": tests})
     verdict = await run_qc(ws, timeout=30)
     assert not verdict.approved
     assert (verdict.tests_passed, verdict.tests_failed, verdict.tests_total) == (1, 2, 3)
@@ -78,8 +73,8 @@ async def test_failing_tests_are_named_by_node_id(tmp_path: Path) -> None:
     assert (verdict.exit_code, verdict.outcome) == (1, "failed")
 
 
-async def test_collection_errors_count_as_errors(tmp_path: Path) -> None:
-    ws = make_ws(tmp_path, {"tests/test_x.py": "from missing_module import thing\n"})
+async def test_collection_errors_count_as_errors(make_ws: MakeWs) -> None:
+    ws = make_ws({"tests/test_x.py": "from missing_module import thing\n"})
     verdict = await run_qc(ws, timeout=30)
     assert not verdict.approved
     assert verdict.tests_errors == 1
@@ -88,8 +83,8 @@ async def test_collection_errors_count_as_errors(tmp_path: Path) -> None:
     assert (verdict.exit_code, verdict.outcome) == (2, "failed")
 
 
-async def test_no_tests_is_not_approved(tmp_path: Path) -> None:
-    verdict = await run_qc(make_ws(tmp_path, {"calc.py": CALC}), timeout=30)
+async def test_no_tests_is_not_approved(make_ws: MakeWs) -> None:
+    verdict = await run_qc(make_ws({"calc.py": CALC}), timeout=30)
     assert not verdict.approved
     assert verdict.tests_total == 0
     assert verdict.exit_code == 5
@@ -114,9 +109,9 @@ RUNNER_FAILURES = {
 
 
 @pytest.mark.parametrize("meaning", sorted(RUNNER_FAILURES))
-async def test_a_runner_failure_is_not_no_tests_collected(tmp_path: Path, meaning: str) -> None:
+async def test_a_runner_failure_is_not_no_tests_collected(make_ws: MakeWs, meaning: str) -> None:
     conftest, code, reason = RUNNER_FAILURES[meaning]
-    ws = make_ws(tmp_path, {"calc.py": CALC, "tests/test_calc.py": CALC_TESTS,
+    ws = make_ws({"calc.py": CALC, "tests/test_calc.py": CALC_TESTS,
                             "conftest.py": conftest})
     verdict = await run_qc(ws, timeout=30)
     assert not verdict.approved
@@ -136,20 +131,20 @@ async def test_a_runner_failure_is_not_no_tests_collected(tmp_path: Path, meanin
     assert alert_for(event) == Alert("danger", expected)
 
 
-async def test_the_printed_line_says_no_tests_collected(tmp_path: Path) -> None:
-    verdict = await run_qc(make_ws(tmp_path, {"calc.py": CALC}), timeout=30)
+async def test_the_printed_line_says_no_tests_collected(make_ws: MakeWs) -> None:
+    verdict = await run_qc(make_ws({"calc.py": CALC}), timeout=30)
     event = RunEvent(type="qc.failed", detail=verdict.model_dump())
     assert describe_event(event) == "qc.failed: no tests collected (pytest exit 5)"
 
 
-async def test_security_findings_block_approval(tmp_path: Path) -> None:
+async def test_security_findings_block_approval(make_ws: MakeWs) -> None:
     risky = (
         "import subprocess\n\n\n"
         "def calc(expr):\n    return eval(expr)\n\n\n"
         "def run(cmd):\n    return subprocess.run(cmd, shell=True, check=False)\n"
     )
     tests = "from risky import calc\n\n\ndef test_calc():\n    assert calc('1 + 1') == 2\n"
-    ws = make_ws(tmp_path, {"risky.py": risky, "tests/test_risky.py": tests})
+    ws = make_ws({"risky.py": risky, "tests/test_risky.py": tests})
     verdict = await run_qc(ws, timeout=30)
     assert verdict.tests_passed == 1
     assert not verdict.approved
@@ -164,7 +159,7 @@ async def test_security_findings_block_approval(tmp_path: Path) -> None:
 
 
 async def test_workspace_tests_cannot_read_the_parents_secrets(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_ws: MakeWs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TASKORCH_SECRET_PROBE", "s3cr3t")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
@@ -179,7 +174,7 @@ async def test_workspace_tests_cannot_read_the_parents_secrets(
         "    leaked = [v for v in os.environ.values() if 's3cr3t' in v or 'sk-' in v]\n"
         "    assert leaked == []\n"
     )
-    verdict = await run_qc(make_ws(tmp_path, {"tests/test_env.py": probe}), timeout=30)
+    verdict = await run_qc(make_ws({"tests/test_env.py": probe}), timeout=30)
     assert verdict.approved, verdict.output_tail
     assert verdict.tests_passed == 1
 
@@ -210,13 +205,13 @@ async def test_our_pytest_config_does_not_leak_into_the_workspace(tmp_path: Path
     assert verdict.tests_passed == 2
 
 
-async def test_async_tests_in_the_workspace_run(tmp_path: Path) -> None:
+async def test_async_tests_in_the_workspace_run(make_ws: MakeWs) -> None:
     test = "import asyncio\n\n\nasync def test_sleep():\n    await asyncio.sleep(0)\n"
-    verdict = await run_qc(make_ws(tmp_path, {"tests/test_async.py": test}), timeout=30)
+    verdict = await run_qc(make_ws({"tests/test_async.py": test}), timeout=30)
     assert verdict.approved, verdict.output_tail
 
 
-async def test_a_hanging_test_times_out_and_its_process_group_dies(tmp_path: Path) -> None:
+async def test_a_hanging_test_times_out_and_its_process_group_dies(make_ws: MakeWs) -> None:
     # Pids inside the jail are its own namespace's: the grandchild is found by a marker.
     marker = f"taskorch-qc-hang-{uuid.uuid4().hex}"
     hang = (
@@ -227,7 +222,7 @@ async def test_a_hanging_test_times_out_and_its_process_group_dies(tmp_path: Pat
         "    pathlib.Path('child.pid').write_text(str(child.pid))\n"
         "    while True:\n        time.sleep(0.05)\n"
     )
-    ws = make_ws(tmp_path, {"tests/test_hang.py": hang})
+    ws = make_ws({"tests/test_hang.py": hang})
     qc = asyncio.create_task(run_qc(ws, timeout=3))
     # A round trip through a thread needs the loop: it comes back while QC still waits.
     await asyncio.to_thread(lambda: None)
@@ -242,7 +237,7 @@ async def test_a_hanging_test_times_out_and_its_process_group_dies(tmp_path: Pat
     assert wait_until_gone(marker), "the grandchild survived the timeout"
 
 
-async def test_a_report_swapped_for_a_link_is_not_followed(tmp_path: Path) -> None:
+async def test_a_report_swapped_for_a_link_is_not_followed(make_ws: MakeWs) -> None:
     # The jailed run can write the report's directory; a link to /dev/zero would make
     # the host read forever, a link to a host file would show its contents.
     swap = (
@@ -254,23 +249,23 @@ async def test_a_report_swapped_for_a_link_is_not_followed(tmp_path: Path) -> No
         "    os.symlink('/dev/zero', junit)\n\n\n"
         "def test_swap():\n    atexit.register(swap)\n"
     )
-    verdict = await run_qc(make_ws(tmp_path, {"tests/test_swap.py": swap}), timeout=30)
+    verdict = await run_qc(make_ws({"tests/test_swap.py": swap}), timeout=30)
     assert not verdict.approved
     assert verdict.error is not None
     assert verdict.error == "unreadable junit report: Too many levels of symbolic links"
 
 
-async def test_a_memory_hog_fails_its_test_not_the_parent(tmp_path: Path) -> None:
+async def test_a_memory_hog_fails_its_test_not_the_parent(make_ws: MakeWs) -> None:
     hog = "def test_hog():\n    data = bytearray(1024 ** 3)\n    assert len(data) > 0\n"
-    verdict = await run_qc(make_ws(tmp_path, {"tests/test_hog.py": hog}), memory_mb=256)
+    verdict = await run_qc(make_ws({"tests/test_hog.py": hog}), memory_mb=256)
     assert not verdict.approved
     assert verdict.failures == ["tests/test_hog.py::test_hog"]
     assert "MemoryError" in verdict.output_tail
 
 
-async def test_cpu_limit_kills_a_busy_loop(tmp_path: Path) -> None:
+async def test_cpu_limit_kills_a_busy_loop(make_ws: MakeWs) -> None:
     busy = "def test_spin():\n    while True:\n        pass\n"
-    verdict = await run_qc(make_ws(tmp_path, {"tests/test_spin.py": busy}), cpu_seconds=1)
+    verdict = await run_qc(make_ws({"tests/test_spin.py": busy}), cpu_seconds=1)
     assert not verdict.approved
     assert not verdict.timed_out
     assert verdict.error is not None
@@ -278,11 +273,11 @@ async def test_cpu_limit_kills_a_busy_loop(tmp_path: Path) -> None:
     assert verdict.outcome == "killed"
 
 
-async def test_slow_tests_fail_the_performance_check(tmp_path: Path) -> None:
+async def test_slow_tests_fail_the_performance_check(make_ws: MakeWs) -> None:
     slow = (
         "import time\n\n\ndef test_slow():\n    time.sleep(0.3)\n\n\ndef test_fast():\n    pass\n"
     )
-    ws = make_ws(tmp_path, {"tests/test_perf.py": slow})
+    ws = make_ws({"tests/test_perf.py": slow})
     verdict = await run_qc(ws, timeout=30, slow_test_seconds=0.1)
     assert verdict.tests_passed == 2
     assert not verdict.perf_ok
@@ -297,73 +292,10 @@ async def test_bad_limits_are_refused(tmp_path: Path) -> None:
         await run_qc(Workspace(tmp_path), timeout=0)
 
 
-SAMPLE = """\
-import hashlib
-import pickle
-import random
-import subprocess as sp
-import tempfile
-from marshal import loads as mloads
-
-import requests
-import yaml
-
-PASSWORD = "hunter2"
-
-
-def handler(data, cmd, url, token="abc123"):
-    exec(data)
-    sp.call(cmd, shell=True)
-    pickle.loads(data)
-    mloads(data)
-    yaml.load(data)
-    yaml.load(data, Loader=yaml.SafeLoader)
-    hashlib.md5(data)
-    hashlib.sha256(data)
-    random.choice("abc")
-    tempfile.mktemp()
-    requests.get(url, verify=False)
-    requests.get(url, timeout=5)
-    try:
-        pass
-    except Exception:
-        pass
-    assert data
-    return "0.0.0.0"
-"""
-
-
-async def test_ast_fallback_covers_the_main_rules(tmp_path: Path) -> None:
-    ws = make_ws(tmp_path, {"app.py": SAMPLE, "tests/test_app.py": "assert True\n"})
-    findings, engine = await security_audit(ws.root, engine="ast")
-    assert engine == "ast"
-    got = {(f.rule, f.line) for f in findings}
-    expected = {
-        ("S105", 11), ("S107", 14), ("S102", 15), ("S602", 16), ("S301", 17), ("S302", 18),
-        ("S506", 19), ("S324", 21), ("S311", 23), ("S306", 24), ("S501", 25), ("S113", 25),
-        ("S110", 29), ("S101", 31), ("S104", 32),
-    }  # fmt: skip
-    assert got == expected
-    assert all(f.path == "app.py" for f in findings)
-    # ruff finds at least the same high-severity issues on the same code.
-    ruff_findings, ruff_engine = await security_audit(ws.root, engine="ruff")
-    assert ruff_engine == "ruff"
-    high = {(f.rule, f.line) for f in findings if f.severity == "high"}
-    assert high <= {(f.rule, f.line) for f in ruff_findings}
-
-
-async def test_ast_fallback_reports_unparsable_code(tmp_path: Path) -> None:
-    ws = make_ws(tmp_path, {"broken.py": "def f(:\n"})
-    findings, _ = await security_audit(ws.root, engine="ast")
-    assert [(f.rule, f.severity, f.path) for f in findings] == [
-        ("syntax-error", "low", "broken.py")
-    ]
-
-
-def test_severity_mapping() -> None:
-    assert severity_of("S307") == "high"
-    assert severity_of("S602") == "high"
-    assert severity_of("S324") == "medium"
-    assert severity_of("S608") == "medium"
-    assert severity_of("S101") == "low"
-    assert severity_of("S403") == "low"
+async def test_qc_refuses_code_hidden_in_tests(make_ws: MakeWs) -> None:
+    sneaky = ("import base64\n\n\ndef test_looks_harmless():\n"
+              "    exec(base64.b64decode('cHJpbnQoJ2hpJyk='))\n    assert True\n")
+    verdict = await run_qc(make_ws({"tests/test_sneaky.py": sneaky}), timeout=60)
+    assert verdict.tests_passed == 1
+    assert not verdict.approved
+    assert "1 blocking finding(s) (S102 tests/test_sneaky.py:5)" in verdict.summary

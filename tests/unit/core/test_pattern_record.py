@@ -4,9 +4,7 @@ system takes it back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -24,11 +22,9 @@ from taskorch_nb.core.pattern_record import (
 )
 from taskorch_nb.core.retry import classify
 from taskorch_nb.federation import FederationClient
-from taskorch_nb.federation.hub import create_app
-from taskorch_nb.federation.hubstore import HubStore, _sql_type
 from taskorch_nb.federation.schema import PushBody, ServedPattern
 from taskorch_nb.testing import FakeClock, http_error
-from tests.hub_helpers import BACKENDS, RunningHub, fresh_db, record
+from tests.hub_helpers import RunningHub, record
 
 
 def test_the_roles_cover_every_field_once() -> None:
@@ -59,45 +55,6 @@ def test_record_values_cut_descriptive_texts_and_never_the_strategy() -> None:
     with pytest.raises(ValidationError, match="corrective_prompt"):
         PatternRecord.model_validate(values)  # so the hub refuses it, with a reason
     PatternRecord.model_validate({**values, "corrective_prompt": None})
-
-
-def test_hub_columns_come_from_the_record_schema() -> None:
-    store = HubStore(":memory:")
-    try:
-        columns = store.t.contributions.c
-        assert set(columns.keys()) == {*RECORD_FIELDS, "project", "skey", "prompt_sha",
-                                       "updated_at"}
-        schema = PatternRecord.model_json_schema()["properties"]
-        for name in RECORD_FIELDS:
-            accepts_null = any(o.get("type") == "null" for o in schema[name].get("anyOf", []))
-            assert columns[name].nullable is accepts_null, name
-        assert [c.name for c in store.t.contributions.primary_key] == [
-            "signature", "project", "skey"]
-        kinds = {name: (type(columns[name].type).__name__,
-                        getattr(columns[name].type, "length", None)) for name in RECORD_FIELDS}
-        assert kinds == {
-            "signature": ("String", 64), "name": ("String", 120), "tool": ("String", 100),
-            "category": ("String", 40), "status": ("Integer", None),
-            "message": ("String", 500), "fallback": ("String", 100),
-            "corrective_prompt": ("String", 2000), "occurrences": ("BigInteger", None),
-            "applied": ("BigInteger", None), "recovered": ("BigInteger", None),
-            "first_seen": ("Double", None), "last_seen": ("Double", None),
-        }
-    finally:
-        store.close()
-
-
-def test_a_field_type_without_a_column_type_is_refused() -> None:
-    with pytest.raises(TypeError, match="'flag' of JSON type 'boolean'"):
-        _sql_type("flag", {"type": "boolean"})
-
-
-@pytest.fixture(params=BACKENDS)
-def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningHub]:
-    with fresh_db(request.param, tmp_path) as db, RunningHub(
-        create_app(db, rate_limit=None)
-    ) as running:
-        yield running
 
 
 def client(hub: RunningHub, project: str, immune: ImmuneSystem) -> FederationClient:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,6 @@ from taskorch_nb.testing import FakeClock
 from tests.hub_helpers import BACKENDS, MemorySource, RunningHub, fresh_db, record, signature
 
 PROJECTS = ("alpha", "beta", "gamma")
-
-
-@pytest.fixture(params=BACKENDS)
-def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningHub]:
-    with fresh_db(request.param, tmp_path) as db, RunningHub(
-        create_app(db, rate_limit=None)
-    ) as running:
-        yield running
 
 
 def client_for(hub: RunningHub, project: str, **kw: Any) -> FederationClient:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -13,7 +13,7 @@ from taskorch_nb.testing import FakeClock
 from tests.unit.llm_servers import (
     SEARCH_TOOLS,
     Answer,
-    LoopbackServer,
+    MockServer,
     Script,
     anthropic_body,
 )
@@ -25,20 +25,15 @@ def script() -> Script:
 
 
 @pytest.fixture
-def server(script: Script) -> Iterator[LoopbackServer]:
-    with LoopbackServer(script) as running:
-        yield running
-
-
-@pytest.fixture
-async def provider(server: LoopbackServer) -> AsyncIterator[AnthropicProvider]:
-    p = AnthropicProvider(api_key="sk-ant-test", base_url=server.url, clock=FakeClock())
+async def provider(server: MockServer) -> AsyncIterator[AnthropicProvider]:
+    p = AnthropicProvider(api_key="sk-ant-test", base_url=server.url,
+                          transport=server.transport, clock=FakeClock())
     yield p
     await p.aclose()
 
 
 async def test_system_moves_out_and_headers_are_set(
-    provider: AnthropicProvider, server: LoopbackServer
+    provider: AnthropicProvider, server: MockServer
 ) -> None:
     messages = [
         {"role": "system", "content": "Be brief."},
@@ -75,7 +70,7 @@ async def test_cache_tokens_are_added_into_input(
 
 
 async def test_tool_use_and_tool_results(
-    provider: AnthropicProvider, server: LoopbackServer, script: Script
+    provider: AnthropicProvider, server: MockServer, script: Script
 ) -> None:
     script.answer = Answer(body=anthropic_body(
         [{"type": "text", "text": "Let me look."},
@@ -115,7 +110,7 @@ async def test_tool_use_and_tool_results(
 
 
 async def test_json_output_is_asked_in_the_system_prompt_and_unfenced(
-    provider: AnthropicProvider, server: LoopbackServer, script: Script
+    provider: AnthropicProvider, server: MockServer, script: Script
 ) -> None:
     script.answer = Answer(body=anthropic_body(
         [{"type": "text", "text": '```json\n{"answer": "42"}\n```'}]
@@ -153,11 +148,11 @@ async def test_an_error_typed_body_with_200_is_a_response_error(
 
 
 async def test_environment_supplies_key_and_base_url(
-    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+    server: MockServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-env")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-    provider = AnthropicProvider()
+    provider = AnthropicProvider(transport=server.transport)
     try:
         await provider.complete([{"role": "user", "content": "x"}], model="c", max_tokens=5)
     finally:

@@ -1,6 +1,8 @@
 """The provider seam: token estimates and how HTTP failures map to typed errors.
 
-The failure tests run against both HTTP providers on real loopback servers.
+The failure tests run against both HTTP providers, in-process through
+httpx.MockTransport; one test per provider (the client timeout) runs on a real
+loopback server, where only a socket can be slow.
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ from taskorch_nb.llm import (
 from taskorch_nb.llm.base import HTTPProvider, unfence
 from taskorch_nb.llm.simulated import count_input_tokens
 from taskorch_nb.testing import FakeClock
-from tests.unit.llm_servers import Answer, LoopbackServer, anthropic_body, closed_port, openai_body
+from tests.unit.llm_servers import (
+    Answer,
+    LoopbackServer,
+    MockServer,
+    Recorded,
+    Scripted,
+    anthropic_body,
+    openai_body,
+)
 
 USER = [{"role": "user", "content": "Say hello"}]
 
@@ -87,13 +97,14 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def make(kind: str) -> Iterator[Callable[..., HTTPProvider]]:
-    """Build the provider under test against a base URL."""
+    """Build the provider under test against a scripted server."""
     made: list[HTTPProvider] = []
 
-    def build(base_url: str, **kw: object) -> HTTPProvider:
+    def build(server: Scripted, **kw: object) -> HTTPProvider:
         cls = OpenAIProvider if kind == "openai" else AnthropicProvider
         kw.setdefault("clock", FakeClock())
-        provider = cls(api_key="sk-test", base_url=base_url, **kw)  # type: ignore[arg-type]
+        provider = cls(api_key="sk-test", base_url=server.url,  # type: ignore[arg-type]
+                       transport=server.transport, **kw)
         made.append(provider)
         return provider
 
@@ -110,7 +121,7 @@ async def call(provider: HTTPProvider, model: str = "m-1") -> object:
 
 
 def test_http_providers_satisfy_the_protocol(make: Callable[..., HTTPProvider]) -> None:
-    assert isinstance(make("http://127.0.0.1:9"), Provider)
+    assert isinstance(make(MockServer(lambda _r: Answer())), Provider)
 
 
 async def test_success_measures_latency_on_the_injected_clock(
@@ -121,8 +132,8 @@ async def test_success_measures_latency_on_the_injected_clock(
             self.advance(0.25)
             return super().now()
 
-    with LoopbackServer(lambda _r: Answer(body=OK_BODY[kind])) as server:
-        completion = await call(make(server.url, clock=TickClock()))
+    with MockServer(lambda _r: Answer(body=OK_BODY[kind])) as server:
+        completion = await call(make(server, clock=TickClock()))
     assert completion.text == "Hello!"
     assert completion.provider == kind
     assert completion.latency == 0.25
@@ -133,8 +144,8 @@ async def test_429_is_a_rate_limit_with_retry_after(
 ) -> None:
     body = {"error": {"type": "rate_limit_error", "message": "slow down"}}
     answer = Answer(status=429, body=body, headers={"retry-after": "7"})
-    with LoopbackServer(lambda _r: answer) as server, pytest.raises(RateLimitError) as info:
-        await call(make(server.url), model="m-429")
+    with MockServer(lambda _r: answer) as server, pytest.raises(RateLimitError) as info:
+        await call(make(server), model="m-429")
     err = info.value
     assert (err.status, err.retry_after, err.provider, err.model) == (429, 7.0, kind, "m-429")
     assert "slow down" in str(err)
@@ -144,8 +155,8 @@ async def test_429_with_an_http_date(kind: str, make: Callable[..., HTTPProvider
     clock = FakeClock()
     date = formatdate(clock.wall() + 12, usegmt=True)
     answer = Answer(status=429, body={}, headers={"retry-after": date})
-    with LoopbackServer(lambda _r: answer) as server, pytest.raises(RateLimitError) as info:
-        await call(make(server.url, clock=clock))
+    with MockServer(lambda _r: answer) as server, pytest.raises(RateLimitError) as info:
+        await call(make(server, clock=clock))
     assert info.value.retry_after == 12.0
 
 
@@ -154,9 +165,9 @@ async def test_server_errors_carry_status_and_a_bounded_body(
     kind: str, make: Callable[..., HTTPProvider], status: int
 ) -> None:
     body = {"error": {"message": "upstream broke"}, "padding": "z" * 2000}
-    with LoopbackServer(lambda _r: Answer(status=status, body=body)) as server, \
+    with MockServer(lambda _r: Answer(status=status, body=body)) as server, \
             pytest.raises(ProviderError) as info:
-        await call(make(server.url))
+        await call(make(server))
     err = info.value
     assert type(err) is ProviderError
     assert (err.status, err.provider, err.model) == (status, kind, "m-1")
@@ -167,9 +178,9 @@ async def test_server_errors_carry_status_and_a_bounded_body(
 
 async def test_401_is_a_plain_provider_error(kind: str, make: Callable[..., HTTPProvider]) -> None:
     body = {"error": {"message": "invalid x-api-key"}}
-    with LoopbackServer(lambda _r: Answer(status=401, body=body)) as server, \
+    with MockServer(lambda _r: Answer(status=401, body=body)) as server, \
             pytest.raises(ProviderError) as info:
-        await call(make(server.url))
+        await call(make(server))
     assert type(info.value) is ProviderError
     assert info.value.status == 401
 
@@ -182,17 +193,18 @@ async def test_401_is_a_plain_provider_error(kind: str, make: Callable[..., HTTP
 async def test_unusable_answers_are_response_errors(
     make: Callable[..., HTTPProvider], body: bytes
 ) -> None:
-    with LoopbackServer(lambda _r: Answer(body=body)) as server, \
+    with MockServer(lambda _r: Answer(body=body)) as server, \
             pytest.raises(ProviderResponseError) as info:
-        await call(make(server.url))
+        await call(make(server))
     assert info.value.status == 200
     assert info.value.model == "m-1"
 
 
 async def test_slow_server_times_out(kind: str, make: Callable[..., HTTPProvider]) -> None:
     answer = Answer(body=OK_BODY[kind], delay=30.0)
+    # The one real socket per provider: only a real transport enforces the timeout.
     with LoopbackServer(lambda _r: answer) as server, pytest.raises(ProviderTimeoutError) as info:
-        await call(make(server.url, timeout=0.2))
+        await call(make(server, timeout=0.2))
     assert isinstance(info.value, TimeoutError)
     assert isinstance(info.value.__cause__, httpx.TimeoutException)
     assert (info.value.provider, info.value.model) == (kind, "m-1")
@@ -201,8 +213,11 @@ async def test_slow_server_times_out(kind: str, make: Callable[..., HTTPProvider
 async def test_refused_connection_keeps_the_httpx_cause(
     kind: str, make: Callable[..., HTTPProvider]
 ) -> None:
+    def refuse(_request: Recorded) -> Answer:
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
     with pytest.raises(ProviderError) as info:
-        await call(make(f"http://127.0.0.1:{closed_port()}"))
+        await call(make(MockServer(refuse)))
     assert type(info.value) is ProviderError
     assert info.value.status is None
     assert isinstance(info.value.__cause__, httpx.ConnectError)
@@ -211,8 +226,8 @@ async def test_refused_connection_keeps_the_httpx_cause(
 
 def test_a_provider_survives_a_new_event_loop(kind: str, make: Callable[..., HTTPProvider]) -> None:
     """Notebooks call `asyncio.run` again and again; each loop gets its own client."""
-    with LoopbackServer(lambda _r: Answer(body=OK_BODY[kind])) as server:
-        provider = make(server.url)
+    with MockServer(lambda _r: Answer(body=OK_BODY[kind])) as server:
+        provider = make(server)
         first = asyncio.run(provider.complete(USER, model="m", max_tokens=4))
         second = asyncio.run(call(provider))
     assert first.text == second.text == "Hello!"

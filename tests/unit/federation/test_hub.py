@@ -1,4 +1,5 @@
-"""The hub meets hostile input: tokens, ownership, validation, size, quarantine, rate limit.
+"""The hub over HTTP meets hostile input: tokens, ownership, validation, size, quarantine,
+rate limit.
 
 Each test talks HTTP to a real uvicorn server on 127.0.0.1, over SQLite and,
 when TASKORCH_TEST_PG_URL is set, PostgreSQL.
