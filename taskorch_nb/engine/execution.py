@@ -121,6 +121,7 @@ class RunContext:
         self._calls = 0
         self._write_scope: str | None = None
         self._prompts: list[str] = []
+        self._unsynced = False
 
     # -- checkpoint ------------------------------------------------------------------
 
@@ -129,6 +130,14 @@ class RunContext:
         money `held` back while the call it paid for was journaled."""
         self.run.checkpoint["budget"] = self.run.guard.checkpoint()
         self._save_run(self.run, held=held)
+        self._unsynced = True
+
+    async def _synced(self) -> None:
+        """Wait for the commit of the last save (one per loop tick for all runs): a paid
+        call goes on only once its settlement and checkpoint are durable."""
+        if self._unsynced:
+            self._unsynced = False
+            await self.orch.store.durable(self.run.id)
 
     @contextlib.contextmanager
     def _paid(self, *, always_save: bool) -> Iterator[None]:
@@ -253,6 +262,7 @@ class RunContext:
                 guard=self.run.guard,
             )
             self._journal()[key] = _completion_record(completion)
+        await self._synced()
         return completion
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
@@ -273,6 +283,7 @@ class RunContext:
                                                 prompts=self._prompts)
             journal[key] = result if isinstance(result, str | int | float | list | dict) else (
                 str(result))
+        await self._synced()
         return result
 
     def tool_schemas(self, names: tuple[str, ...]) -> list[dict]:

@@ -142,6 +142,7 @@ class Runner:
     async def execute(self, run: Run, *, resumed: bool = False) -> Run:
         """Run the workflow; a budget rejection pauses, an error fails, a cancel cancels."""
         await self._execute(run, resumed=resumed)
+        await self.orch.store.durable(run.id)  # the run's end is committed before it returns
         exporter = self.orch.langfuse
         if exporter is not None:
             # Only asked, never awaited: a dead Langfuse costs a run nothing; the one
