@@ -211,6 +211,7 @@ class RunContext:
         if saved is not None:
             return QCVerdict.model_validate(saved)
         self._emit("agent.started", agent="qc", detail={"step": key})
+        self.workspace.ensure()
         with scope(agent="qc"):
             verdict = await run_qc(self.workspace, timeout=self.orch.qc_timeout,
                                    sandbox=self.orch.sandbox)

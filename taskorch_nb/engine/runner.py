@@ -86,6 +86,8 @@ class Runner:
         self.orch = orch
         self._runs: dict[str, Run] = {}
         self._workspaces: dict[str, Workspace] = {}
+        self._home_given: Path | None = None
+        self._home_resolved = Path()
         orch.subscribe(self._route)
 
     def _route(self, event: Event) -> None:
@@ -119,12 +121,20 @@ class Runner:
                             warn_below=self.orch.warn_below, on_event=self.orch.bus.emit,
                             max_tokens=max_tokens, max_requests=max_requests)
         run_id = f"run-{uuid.uuid4().hex[:12]}"
-        ws = Workspace(self.orch.workspace_home / run_id if workspace is None else workspace)
+        ws = (Workspace.later(self._home() / run_id) if workspace is None
+              else Workspace(workspace))
         run = Run(self, run_id=run_id, task=text, workflow=workflow, archetype=archetype,
                   max_rounds=rounds, guard=guard, workspace=ws.root, tools=tools)
         self._runs[run.id] = run
         self._workspaces[run.id] = ws
         return run
+
+    def _home(self) -> Path:
+        """Where runs without a workspace work, resolved once (it holds no run yet)."""
+        home = self.orch.workspace_home
+        if self._home_given != home:
+            self._home_given, self._home_resolved = home, home.resolve()
+        return self._home_resolved
 
     def workspace(self, run: Run) -> Workspace:
         ws = self._workspaces.get(run.id)
@@ -171,6 +181,7 @@ class Runner:
                 except (BudgetExceededError, ProviderUnavailableError) as exc:
                     # Money, or a provider that is down: nothing is wrong with the run, which
                     # keeps its finished phases and paid calls for `resume()`.
+                    self.workspace(run).ensure()  # a resumable run keeps its folder
                     self._finish(run, RunStatus.PAUSED, "run.paused", error=str(exc))
                     return
                 except asyncio.CancelledError:
