@@ -14,7 +14,7 @@ prompts of the strategies taken for its tool calls come straight back to it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import replace
 from decimal import Decimal
@@ -139,21 +139,6 @@ class RunContext:
             self._unsynced = False
             await self.orch.store.durable(self.run.id)
 
-    @contextlib.contextmanager
-    def _paid(self, *, always_save: bool) -> Iterator[None]:
-        """Around one paid call: its settlements wait for the checkpoint that journals it
-        (set the journal entry inside the block). A call that fails after paying is
-        saved too, so the guard's state never lags the ledger."""
-        with self.orch.store.holding() as held:
-            try:
-                yield
-            except BaseException:
-                if held:
-                    self._save(held)
-                raise
-            if held or always_save:
-                self._save(held)
-
     def _journal(self) -> dict[str, Any]:
         return self.run.checkpoint["journal"]
 
@@ -256,13 +241,21 @@ class RunContext:
         saved = self._journal().get(key)
         if saved is not None:
             return _completion_from(saved)
-        with self._paid(always_save=True):
-            completion = await self.orch.complete(
-                messages, model=archetype.model, max_tokens=archetype.max_tokens, tools=tools,
-                response_format=response_format, temperature=archetype.temperature,
-                guard=self.run.guard,
-            )
+        # Its settlement waits (held) for the checkpoint that journals the call; a call
+        # that fails after paying is saved too, so the guard never lags the ledger.
+        with self.orch.store.holding() as held:
+            try:
+                completion = await self.orch.complete(
+                    messages, model=archetype.model, max_tokens=archetype.max_tokens,
+                    tools=tools, response_format=response_format,
+                    temperature=archetype.temperature, guard=self.run.guard,
+                )
+            except BaseException:
+                if held:
+                    self._save(held)
+                raise
             self._journal()[key] = _completion_record(completion)
+            self._save(held)
         await self._synced()
         return completion
 
@@ -279,11 +272,18 @@ class RunContext:
         # travel beside them.
         # A metered tool's settlements are saved with its journal entry; a free one is
         # journaled with the next save (replaying it again costs nothing).
-        with self._paid(always_save=False):
-            result = await self.orch.tools.call(name, arguments, guard=self.run.guard,
-                                                prompts=self._prompts)
+        with self.orch.store.holding() as held:
+            try:
+                result = await self.orch.tools.call(name, arguments, guard=self.run.guard,
+                                                    prompts=self._prompts)
+            except BaseException:
+                if held:
+                    self._save(held)
+                raise
             journal[key] = result if isinstance(result, str | int | float | list | dict) else (
                 str(result))
+            if held:
+                self._save(held)
         await self._synced()
         return result
 

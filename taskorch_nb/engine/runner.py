@@ -86,8 +86,9 @@ class Runner:
         self.orch = orch
         self._runs: dict[str, Run] = {}
         self._workspaces: dict[str, Workspace] = {}
-        self._home_given: Path | None = None
-        self._home_resolved = Path()
+        self._home_resolved: Path | None = None
+        # Per run, the part of its stored row that never changes (see `save`).
+        self._fixed: dict[str, dict[str, Any]] = {}
         orch.subscribe(self._route)
 
     def _route(self, event: Event) -> None:
@@ -130,10 +131,9 @@ class Runner:
         return run
 
     def _home(self) -> Path:
-        """Where runs without a workspace work, resolved once (it holds no run yet)."""
-        home = self.orch.workspace_home
-        if self._home_given != home:
-            self._home_given, self._home_resolved = home, home.resolve()
+        """Where runs without a workspace work, resolved once (the store does not move)."""
+        if self._home_resolved is None:
+            self._home_resolved = self.orch.workspace_home.resolve()
         return self._home_resolved
 
     def workspace(self, run: Run) -> Workspace:
@@ -281,13 +281,17 @@ class Runner:
 
     def save(self, run: Run, *, held: Held | None = None) -> None:
         """The run's row and checkpoint; `held` settlements join its transaction."""
+        fixed = self._fixed.get(run.id)
+        if fixed is None:
+            fixed = self._fixed[run.id] = {
+                "archetype": run.archetype, "max_rounds": run.max_rounds,
+                "provider": self.orch.provider.name, "model": self.orch.model,
+                "tools": list(run.tools), "workspace": str(run.workspace)}
+        guard = run.guard
         self.orch.store.save_run(
             run.id, task=run.task, workflow=run.workflow, status=run.status.value,
             wall=self.orch.clock.wall(),
-            data={"archetype": run.archetype, "max_rounds": run.max_rounds,
-                  "provider": self.orch.provider.name, "model": self.orch.model,
-                  "tools": list(run.tools), "workspace": str(run.workspace),
-                  "limit": str(run.guard.limit), "spent": str(run.guard.spent),
+            data={**fixed, "limit": str(guard.limit), "spent": str(guard.spent),
                   "output": run.output, "error": run.error, "checkpoint": run.checkpoint},
             held=held,
         )
