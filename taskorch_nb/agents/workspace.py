@@ -61,6 +61,11 @@ class Workspace:
         ws._made = False
         return ws
 
+    @property
+    def made(self) -> bool:
+        """Whether the directory exists (a `later` one before its first write does not)."""
+        return self._made
+
     def ensure(self) -> Path:
         """Make the directory now if it was deferred (a symlink there is refused)."""
         if not self._made:

@@ -14,6 +14,7 @@ prompts of the strategies taken for its tool calls come straight back to it.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import replace
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from taskorch_nb.agents.qc import QCVerdict
+    from taskorch_nb.core.clock import Clock
     from taskorch_nb.core.store import Held, Store
     from taskorch_nb.engine.run import Run
 
@@ -88,6 +90,8 @@ def _completion_from(record: dict[str, Any]) -> Completion:
 
 #: The workspace of the run the current task works for (file tools read it).
 current_workspace: ContextVar[Workspace | None] = ContextVar("taskorch_workspace", default=None)
+#: The clock of that run: file tools do their I/O in a worker thread on it.
+current_clock: ContextVar[Clock | None] = ContextVar("taskorch_run_clock", default=None)
 
 
 class _CurrentWorkspace:
@@ -101,8 +105,25 @@ class _CurrentWorkspace:
 
 
 def workspace_tools() -> dict[str, Any]:
-    """`list_files`, `read_file`, `write_file`, `search_files` on the current run's workspace."""
-    return Workspace.tool_functions(_CurrentWorkspace())  # type: ignore[arg-type]
+    """`list_files`, `read_file`, `write_file`, `search_files` on the current run's workspace.
+
+    Async: a workspace nothing was written to yet has no folder, so reading it needs no
+    disk and is answered on the loop; otherwise the I/O goes to a worker thread of the
+    run's clock. (Most runs only look: a thread hop each cost more than the rest of
+    the call.)"""
+    return {name: _off_loop(name, fn) for name, fn in
+            Workspace.tool_functions(_CurrentWorkspace()).items()}  # type: ignore[arg-type]
+
+
+def _off_loop(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    async def tool(*args: Any, **kwargs: Any) -> Any:
+        workspace, clock = current_workspace.get(), current_clock.get()
+        if clock is None or (name != "write_file" and workspace is not None
+                             and not workspace.made):
+            return fn(*args, **kwargs)
+        return await clock.to_thread(fn, *args, **kwargs)
+
+    return functools.update_wrapper(tool, fn)  # its name, parameters and docstring
 
 
 class RunContext:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +15,12 @@ from taskorch_nb.agents.workflow import get_workflow
 from taskorch_nb.agents.workspace import Workspace
 from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.events import Event, Notice, PatternEvent, RunEvent, scope
-from taskorch_nb.engine.execution import RunContext, Services, current_workspace
+from taskorch_nb.engine.execution import (
+    RunContext,
+    Services,
+    current_clock,
+    current_workspace,
+)
 from taskorch_nb.engine.run import Run, RunStatus
 from taskorch_nb.errors import (
     BudgetExceededError,
@@ -121,7 +125,7 @@ class Runner:
         guard = BudgetGuard(self.orch.default_budget if budget is None else budget,
                             warn_below=self.orch.warn_below, on_event=self.orch.bus.emit,
                             max_tokens=max_tokens, max_requests=max_requests)
-        run_id = f"run-{uuid.uuid4().hex[:12]}"
+        run_id = f"run-{os.urandom(6).hex()}"  # uuid4 builds an object: 7 us a run
         ws = (Workspace.later(self._home() / run_id) if workspace is None
               else Workspace(workspace))
         run = Run(self, run_id=run_id, task=text, workflow=workflow, archetype=archetype,
@@ -166,6 +170,7 @@ class Runner:
         run.status = RunStatus.RUNNING
         self.save(run)
         token = current_workspace.set(self.workspace(run))
+        clock_token = current_clock.set(orch.clock)
         ctx = RunContext(orch, run, workspace=self.workspace(run), save=self.save)
         try:
             with scope(run_id=run.id):
@@ -199,6 +204,7 @@ class Runner:
                 else:
                     self._finish(run, RunStatus.FAILED, "run.failed", error=result.output)
         finally:
+            current_clock.reset(clock_token)
             current_workspace.reset(token)
 
     async def _learn(self, run: Run) -> None:
