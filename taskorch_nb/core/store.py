@@ -25,14 +25,13 @@ Without a running loop nothing changes: each durable write is its own transactio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import os
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
@@ -146,8 +145,15 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_exception(error)
 
 
+_DURABLE_SEEN: dict[str, bool] = {}  # by event type (a few dozen): one lookup per event
+
+
 def is_durable(event_type: str) -> bool:
-    return event_type in _DURABLE_TYPES or event_type.startswith(_DURABLE_PREFIXES)
+    durable = _DURABLE_SEEN.get(event_type)
+    if durable is None:
+        durable = _DURABLE_SEEN[event_type] = (event_type in _DURABLE_TYPES
+                                               or event_type.startswith(_DURABLE_PREFIXES))
+    return durable
 
 
 class _RunWrite:
@@ -176,12 +182,23 @@ def _split(items: Sequence[Event | _RunWrite]) -> tuple[list[Event], list[tuple[
 class Held:
     """Events that wait for the run checkpoint they become durable with (see `Store.holding`)."""
 
-    __slots__ = ("events", "open", "store")
+    __slots__ = ("_token", "events", "open", "store")
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.events: list[Event] = []
         self.open = True
+
+    # A class, not a generator context manager: this wraps every paid call.
+    def __enter__(self) -> Held:
+        self._token = _held.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _held.reset(self._token)
+        self.open = False  # a task that outlives the block records normally
+        if self.events:
+            self.store._write_held(self)
 
     def take(self, event: Event) -> bool:
         """Hold `event` if it is settled money or comes after some (the table keeps order)."""
@@ -377,21 +394,12 @@ class Store:
             if not self._closed:
                 self._flush_locked()
 
-    @contextlib.contextmanager
-    def holding(self) -> Iterator[Held]:
-        """Hold the money a paid call settles (and the events after it) in this context,
-        until `save_run(..., held=...)` writes it with the checkpoint that records the
-        call. Held events nobody saved are written at once when the block ends: money
-        is never dropped."""
-        held = Held(self)
-        token = _held.set(held)
-        try:
-            yield held
-        finally:
-            _held.reset(token)
-            held.open = False  # a task that outlives the block records normally
-            if held.events:
-                self._write_held(held)
+    def holding(self) -> Held:
+        """`with store.holding() as held:` holds the money a paid call settles (and the
+        events after it) in this context, until `save_run(..., held=...)` writes it with
+        the checkpoint that records the call. Held events nobody saved are written at
+        once when the block ends: money is never dropped."""
+        return Held(self)
 
     def _write_held(self, held: Held, run: tuple[Any, ...] | None = None) -> None:
         """The pending batch, then `held`, (and `run`) in one transaction; on failure
