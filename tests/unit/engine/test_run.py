@@ -237,3 +237,15 @@ def test_stored_status_is_interrupted_only_for_a_dead_process() -> None:
         assert stored_status({"status": status, "pid": os.getpid()}) is RunStatus(status)
     for status in ("PAUSED", "COMPLETED", "FAILED", "CANCELLED"):
         assert stored_status({"status": status, "pid": gone.pid}) is RunStatus(status)
+
+
+async def test_a_run_that_writes_nothing_makes_no_workspace_folder(tmp_path) -> None:
+    orch = Orchestrator(store=tmp_path / "t.db", clock=FakeClock())
+    looked = await orch.run("Summarise the repo", workflow="single", archetype="researcher")
+    assert looked.status is RunStatus.COMPLETED, looked.error
+    assert looked.metrics()["tool_calls"] == 1  # it listed its (empty) workspace
+    assert not looked.workspace.exists()
+    built = await orch.run("Add user authentication", workflow="single", archetype="builder")
+    assert built.status is RunStatus.COMPLETED, built.error
+    assert (built.workspace / "auth.py").is_file()
+    orch.close()
