@@ -276,3 +276,27 @@ async def test_a_run_paused_by_the_shared_budget_resumes_on_it_and_pays_once(db)
     assert done.calls == again.cost.calls
     assert _same_money(done.spent, again.cost.spent, done.calls)
     second.close()
+
+
+async def test_on_a_loop_the_settlement_and_its_checkpoint_are_never_seen_apart(db, store):
+    ledger = store.ledger("team", 1)
+    reader = open_store(db)
+    guard = BudgetGuard(1, ledger=ledger)
+    reservation = guard.reserve("0.40")
+
+    def seen() -> tuple[bool, bool]:
+        paid = reader.ledger("team").state().spent > 0
+        return reader.load_run("r1") is not None, paid
+
+    with store.holding() as held:
+        guard.commit(reservation, "0.30")
+        store.save_run("r1", task="t", workflow="full", status="RUNNING", wall=1.0,
+                       held=held)
+        first = seen()
+    after_block = seen()
+    await asyncio.sleep(0)  # the end of this loop tick, where writes may be grouped
+    assert first in {(False, False), (True, True)}
+    assert after_block in {(False, False), (True, True)}
+    assert seen() == (True, True)
+    assert ledger.state().reserved == 0
+    reader.close()
