@@ -23,8 +23,8 @@ import uuid
 from concurrent.futures import ProcessPoolExecutor
 from decimal import Decimal
 
+from taskorch_nb.core.backends import open_store
 from taskorch_nb.core.budget import BudgetGuard
-from taskorch_nb.core.store import open_store
 
 AMOUNT = Decimal("0.0012")
 ACTUAL = Decimal("0.0010")

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from taskorch_nb.core.clock import Clock
 from taskorch_nb.core.money import format_usd, parse_usd
 from taskorch_nb.core.schema import from_nano, to_nano
 from taskorch_nb.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from taskorch_nb.core.store import Store
 
 _RESERVE = ("UPDATE budgets SET reserved = reserved + ?, updated = ? "
             "WHERE name = ? AND spent + reserved + ? <= cap")
@@ -33,6 +31,19 @@ _SETTLE = ("UPDATE budgets SET reserved = reserved - ?, spent = spent + ?, calls
 _RELEASE = "UPDATE budgets SET reserved = reserved - ?, updated = ? WHERE name = ?"
 _EXTEND = "UPDATE budgets SET cap = cap + ?, updated = ? WHERE name = ?"
 _READ = "SELECT cap, spent, reserved, calls FROM budgets WHERE name = ?"
+
+
+class LedgerStore(Protocol):
+    """What a ledger needs of its store (`Store` and `PgStore` are one)."""
+
+    path: str
+    clock: Clock
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int: ...
+
+    def execute_held(self, sql: str, params: tuple[Any, ...]) -> None: ...
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +64,7 @@ class Ledger:
     """The shared budget `name` of `store`: made with `limit` USD when new, else as stored
     (a `limit` that differs from the stored one is ignored: `extend` raises it)."""
 
-    def __init__(self, store: Store, name: str, limit: Any = None) -> None:
+    def __init__(self, store: LedgerStore, name: str, limit: Any = None) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError("a shared budget needs a name, e.g. store.ledger('team', 50)")
         self.store = store
@@ -113,4 +124,4 @@ class Ledger:
         return f"Ledger({self.name!r}, store={self.store.path!r})"
 
 
-__all__ = ["Ledger", "LedgerState"]
+__all__ = ["Ledger", "LedgerState", "LedgerStore"]

@@ -76,33 +76,6 @@ def _insert_sql(rows: int) -> str:
     return f"INSERT INTO events (run_id, seq, type, ts, wall, record) VALUES {values}"
 
 
-#: A store named by URL rather than path (`open_store`); the driver is an extra.
-URL_SCHEMES = ("postgresql://", "postgres://")
-
-STORE_ENV = "TASKORCH_STORE"
-
-
-def open_store(target: Store | str | os.PathLike[str] | None = None, *,
-               clock: Clock | None = None) -> Store:
-    """The store `target` names: a `Store` as is, a `postgresql://` URL (PostgreSQL,
-    shared by every process that opens it), a SQLite path or ":memory:". None reads
-    TASKORCH_STORE, then falls back to `default_path()`."""
-    if isinstance(target, Store):
-        return target
-    if target is None:
-        target = os.environ.get(STORE_ENV) or None
-    if isinstance(target, str) and target.strip().lower().startswith(URL_SCHEMES):
-        from taskorch_nb.core.pgstore import PgStore
-
-        return PgStore(target.strip(), clock=clock)
-    if isinstance(target, str) and "://" in target:
-        scheme = target.split("://", 1)[0]
-        raise ConfigurationError(
-            f"store {scheme}://...: unknown kind of store; give a SQLite path, \":memory:\" "
-            "or a postgresql://user:password@host:port/database URL")
-    return Store(target, clock=clock)
-
-
 def default_path() -> Path:
     """`$TASKORCH_HOME/taskorch.db`, `~/.taskorch/taskorch.db` by default."""
     home = os.environ.get("TASKORCH_HOME") or os.path.join(os.path.expanduser("~"), ".taskorch")

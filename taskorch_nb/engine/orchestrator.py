@@ -24,6 +24,7 @@ from taskorch_nb.agents.retention import (
     workspaces_root,
 )
 from taskorch_nb.core.alerts import LoggingAlerts, WebhookAlerts
+from taskorch_nb.core.backends import open_store
 from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.circuit import CircuitBreaker
 from taskorch_nb.core.clock import Clock, RealClock
@@ -40,7 +41,7 @@ from taskorch_nb.core.immune import ImmuneSystem, Pattern
 from taskorch_nb.core.money import parse_usd
 from taskorch_nb.core.pricing import FREE, ModelPrice, PriceTable
 from taskorch_nb.core.retry import RetryPolicy, classify
-from taskorch_nb.core.store import Store, open_store
+from taskorch_nb.core.store import Store
 from taskorch_nb.core.tools import DEFAULT_TOOL_TIMEOUT, Toolbox
 from taskorch_nb.engine.execution import workspace_tools
 from taskorch_nb.engine.run import Run

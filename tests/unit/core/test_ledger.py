@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from taskorch_nb.core.backends import open_store
 from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.schema import to_nano
-from taskorch_nb.core.store import open_store
 from taskorch_nb.errors import BudgetExceededError, ConfigurationError
 from tests.store_backends import BACKENDS, fresh_store
 

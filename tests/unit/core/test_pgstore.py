@@ -10,8 +10,8 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from taskorch_nb import CircuitBreaker, CircuitState, Orchestrator, RetryPolicy
-from taskorch_nb.core.pgstore import PgStore, shown_url
-from taskorch_nb.core.store import Store, open_store
+from taskorch_nb.core.backends import open_store
+from taskorch_nb.core.pgstore import shown_url
 from taskorch_nb.errors import CircuitOpenError, ConfigurationError
 from taskorch_nb.testing import FlakyTool
 from tests.store_backends import POSTGRES, fresh_store
@@ -35,30 +35,10 @@ def test_a_server_that_is_not_there_is_a_configuration_error_without_the_passwor
     assert "\n" not in message
 
 
-@pytest.mark.parametrize(("url", "message"), [
-    ("postgresql://u:pw@127.0.0.1:notaport/db", "cannot connect"),
-    ("mysql://u:pw@127.0.0.1/db", r"store mysql://\.\.\.: unknown kind of store"),
-])
-def test_a_malformed_or_foreign_url_is_a_configuration_error(url, message) -> None:
-    with pytest.raises(ConfigurationError, match=message) as caught:
-        open_store(url)
-    assert "pw" not in str(caught.value)
-
-
 def test_without_the_driver_the_error_names_the_extra(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
     with pytest.raises(ConfigurationError, match=r"pip install 'taskorch_nb\[postgres\]'"):
         open_store("postgresql://u@127.0.0.1/db")
-
-
-def test_taskorch_store_names_the_store_when_none_is_given(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("TASKORCH_STORE", str(tmp_path / "elsewhere.db"))
-    store = open_store()
-    assert (type(store), store.path) == (Store, str(tmp_path / "elsewhere.db"))
-    store.close()
-    monkeypatch.setenv("TASKORCH_STORE", f"postgres://u:pw@127.0.0.1:{_free_port()}/db")
-    with pytest.raises(ConfigurationError, match=r"postgres://u:\*\*\*@"):
-        Orchestrator()
 
 
 def test_shown_url_hides_only_the_password() -> None:
@@ -157,7 +137,3 @@ def test_runs_and_patterns_written_by_one_process_are_seen_by_another(
     later = Orchestrator(store=pg)  # patterns are loaded when an Orchestrator starts
     assert [p.name for p in later.immune.patterns()] == ["search_api_timeout"]
     later.close()
-
-
-def test_pgstore_is_the_store_api() -> None:
-    assert issubclass(PgStore, Store)

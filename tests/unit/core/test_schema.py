@@ -6,8 +6,8 @@ import threading
 import pytest
 
 from taskorch_nb import Orchestrator
+from taskorch_nb.core.backends import open_store
 from taskorch_nb.core.schema import VERSION, from_nano, render, to_nano
-from taskorch_nb.core.store import open_store
 from taskorch_nb.errors import ConfigurationError
 from tests.store_backends import BACKENDS, POSTGRES, fresh_store
 

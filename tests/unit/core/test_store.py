@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from taskorch_nb import CircuitState, FakeClock, Orchestrator, RetryPolicy
+from taskorch_nb.core.backends import open_store
 from taskorch_nb.core.events import BudgetEvent, Notice, ToolEvent
-from taskorch_nb.core.store import Store, open_store
+from taskorch_nb.core.store import Store
 from taskorch_nb.errors import ConfigurationError
 from taskorch_nb.testing import FlakyTool
 from tests.store_backends import BACKENDS, fresh_store
