@@ -38,10 +38,15 @@ def _pairs(target: str | None, name: str, ops: int, threads: int) -> float:
     guards = [BudgetGuard(10**6, ledger=ledger) for _ in range(threads)]
     start = threading.Barrier(threads + 1)
 
+    errors: list[BaseException] = []
+
     def work(guard: BudgetGuard) -> None:
         start.wait()
-        for _ in range(ops // threads):
-            guard.commit(guard.reserve(AMOUNT), ACTUAL)
+        try:
+            for _ in range(ops // threads):
+                guard.commit(guard.reserve(AMOUNT), ACTUAL)
+        except BaseException as exc:  # a figure from failed pairs would be a lie
+            errors.append(exc)
 
     pool = [threading.Thread(target=work, args=(g,)) for g in guards]
     for t in pool:
@@ -53,6 +58,8 @@ def _pairs(target: str | None, name: str, ops: int, threads: int) -> float:
     elapsed = time.perf_counter() - t0
     if store:
         store.close()
+    if errors:
+        raise errors[0]
     return elapsed
 
 

@@ -7,6 +7,8 @@ no lock is held across a model call. Settle moves the reservation to `spent`,
 release gives it back; both are plain updates. Inside `Store.holding()` a
 settlement waits for the run's checkpoint and commits in its transaction, so a
 resumed run never pays a journaled call twice into the shared total either.
+Each process's share of `reserved` is also kept in `budget_holds`, so what a
+killed worker had reserved can be given back (`reclaim_dead`, `reclaim`).
 
 A `BudgetGuard(limit, ledger=store.ledger("team", 50))` keeps its own (per-run)
 limit and report and also reserves against the shared one. Amounts are whole
@@ -15,6 +17,11 @@ nano-dollars in the table (`schema.NANO`), rounded up.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -26,11 +33,48 @@ from taskorch_nb.errors import ConfigurationError
 
 _RESERVE = ("UPDATE budgets SET reserved = reserved + ?, updated = ? "
             "WHERE name = ? AND spent + reserved + ? <= cap")
+_HOLD = ("INSERT INTO budget_holds (budget, holder, units, seen) VALUES (?, ?, ?, ?) "
+         "ON CONFLICT (budget, holder) DO UPDATE SET units = budget_holds.units + "
+         "excluded.units, seen = excluded.seen")
 _SETTLE = ("UPDATE budgets SET reserved = reserved - ?, spent = spent + ?, calls = calls + 1, "
            "updated = ? WHERE name = ?")
 _RELEASE = "UPDATE budgets SET reserved = reserved - ?, updated = ? WHERE name = ?"
+_UNHOLD = ("UPDATE budget_holds SET units = units - ?, seen = ? "
+           "WHERE budget = ? AND holder = ?")
 _EXTEND = "UPDATE budgets SET cap = cap + ?, updated = ? WHERE name = ?"
 _READ = "SELECT cap, spent, reserved, calls FROM budgets WHERE name = ?"
+_HOLDERS = "SELECT holder, units FROM budget_holds WHERE budget = ? ORDER BY holder"
+
+# PostgreSQL runs both updates of a step as one statement (a data-modifying WITH): one
+# round trip, as many as the bare ledger update needs. SQLite has no such WITH: there
+# the two statements share a transaction, which costs no round trip.
+_PG_RESERVE = (f"WITH b AS ({_RESERVE} RETURNING name) INSERT INTO budget_holds "
+               "(budget, holder, units, seen) SELECT name, ?, ?, ? FROM b "
+               "ON CONFLICT (budget, holder) DO UPDATE SET units = budget_holds.units + "
+               "excluded.units, seen = excluded.seen")
+_PG_SETTLE = f"WITH h AS ({_UNHOLD}) {_SETTLE}"
+_PG_RELEASE = f"WITH h AS ({_UNHOLD}) {_RELEASE}"
+
+_holder: tuple[int, str] | None = None
+
+
+def holder() -> str:
+    """This process on the ledger: `host:pid:nonce` (a new one after a fork)."""
+    global _holder
+    pid = os.getpid()
+    if _holder is None or _holder[0] != pid:
+        _holder = (pid, f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}")
+    return _holder[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
 
 
 class LedgerStore(Protocol):
@@ -38,10 +82,13 @@ class LedgerStore(Protocol):
 
     path: str
     clock: Clock
+    dialect: str
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int: ...
 
-    def execute_held(self, sql: str, params: tuple[Any, ...]) -> None: ...
+    def transaction(self) -> AbstractContextManager[Callable[[str, tuple[Any, ...]], int]]: ...
+
+    def execute_held(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None: ...
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
 
@@ -69,6 +116,7 @@ class Ledger:
             raise ConfigurationError("a shared budget needs a name, e.g. store.ledger('team', 50)")
         self.store = store
         self.name = name
+        self._pg = store.dialect == "postgresql"
         if limit is not None:
             cap = to_nano(parse_usd(limit, f"shared budget {name!r}"))
             store.execute(
@@ -93,20 +141,69 @@ class Ledger:
 
     def reserve(self, amount: Decimal) -> int | None:
         """Set `amount` aside if it fits under the cap: the nano-dollars reserved (hand
-        them to `settle` or `release`), or None when it does not fit."""
+        them to `settle` or `release`), or None when it does not fit. The reservation
+        is recorded as this process's, so `reclaim_dead` can give it back if it dies."""
         units = to_nano(amount)
-        changed = self.store.execute(_RESERVE, (units, self.store.clock.wall(), self.name, units))
-        return units if changed else None
+        wall = self.store.clock.wall()
+        if self._pg:
+            done = self.store.execute(_PG_RESERVE, (units, wall, self.name, units,
+                                                    holder(), units, wall))
+            return units if done else None
+        with self.store.transaction() as run:
+            if not run(_RESERVE, (units, wall, self.name, units)):
+                return None
+            run(_HOLD, (self.name, holder(), units, wall))
+        return units
 
     def settle(self, units: int, actual: Decimal) -> None:
         """Charge `actual` for a reservation of `units`; inside `Store.holding()` this
         commits with the checkpoint that journals the call."""
-        self.store.execute_held(_SETTLE, (units, to_nano(actual), self.store.clock.wall(),
-                                          self.name))
+        wall = self.store.clock.wall()
+        unhold = (units, wall, self.name, holder())
+        settle = (units, to_nano(actual), wall, self.name)
+        self.store.execute_held([(_PG_SETTLE, unhold + settle)] if self._pg else
+                                [(_SETTLE, settle), (_UNHOLD, unhold)])
 
     def release(self, units: int) -> None:
         """The call cost nothing: give its reservation back."""
-        self.store.execute(_RELEASE, (units, self.store.clock.wall(), self.name))
+        wall = self.store.clock.wall()
+        unhold = (units, wall, self.name, holder())
+        if self._pg:
+            self.store.execute(_PG_RELEASE, (*unhold, units, wall, self.name))
+            return
+        with self.store.transaction() as run:
+            run(_RELEASE, (units, wall, self.name))
+            run(_UNHOLD, unhold)
+
+    def holders(self) -> dict[str, Decimal]:
+        """What each process (`host:pid:nonce`) holds of `reserved` now."""
+        return {who: from_nano(units) for who, units in self.store.query(_HOLDERS, (self.name,))
+                if units}
+
+    def reclaim(self, who: str) -> Decimal:
+        """Give back what process `who` reserved and never settled (it is gone: a killed
+        worker). Returns the USD given back. Never for a live process: its calls would
+        then settle money the ledger no longer holds for them."""
+        wall = self.store.clock.wall()
+        with self.store.transaction() as run:
+            rows = self.store.query("SELECT units FROM budget_holds WHERE budget = ? AND "
+                                    "holder = ?", (self.name, who))
+            units = rows[0][0] if rows else 0
+            if units:
+                run(_RELEASE, (units, wall, self.name))
+            run("DELETE FROM budget_holds WHERE budget = ? AND holder = ?", (self.name, who))
+        return from_nano(units)
+
+    def reclaim_dead(self) -> Decimal:
+        """`reclaim` every holder of this host whose process has ended (other hosts'
+        workers: `reclaim(holder)` once you know they are gone). Returns the USD freed."""
+        host = socket.gethostname()
+        freed = Decimal(0)
+        for who in self.holders():
+            name, _, rest = who.rpartition(":")[0].rpartition(":")
+            if name == host and rest.isdigit() and not _alive(int(rest)):
+                freed += self.reclaim(who)
+        return freed
 
     def extend(self, extra: Any) -> None:
         """Raise the shared cap by `extra` USD (to resume what it paused)."""

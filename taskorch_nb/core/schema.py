@@ -54,6 +54,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "calls INTEGER NOT NULL DEFAULT 0, updated {real} NOT NULL, "
         "CHECK (reserved >= 0))",
     ),
+    # 3: who holds what of `reserved` (host:pid:nonce), so that a dead process's share
+    # can be given back (`Ledger.reclaim_dead`).
+    (
+        "CREATE TABLE IF NOT EXISTS budget_holds (budget TEXT NOT NULL, holder TEXT NOT NULL, "
+        "units {big} NOT NULL, seen {real} NOT NULL, PRIMARY KEY (budget, holder))",
+    ),
 )
 
 VERSION = len(MIGRATIONS)

@@ -535,13 +535,29 @@ class Store:
         with self._lock:
             return self._db.execute(sql, params).rowcount
 
-    def execute_held(self, sql: str, params: tuple[Any, ...]) -> None:
-        """`execute`, or inside `holding()` kept to commit with the checkpoint (money)."""
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Callable[[str, tuple[Any, ...]], int]]:
+        """`with store.transaction() as run: run(sql, params)`: statements that commit
+        together or not at all (each call returns the rows it changed)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+            try:
+                yield lambda sql, params: self._db.execute(sql, params).rowcount
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def execute_held(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """`statements` in one transaction, or inside `holding()` kept to commit with the
+        checkpoint (the shared ledger's money)."""
         held = _held.get()
         if held is not None and held.store is self and held.open:
-            held.ops.append((sql, params))
-        else:
-            self.execute(sql, params)
+            held.ops.extend(statements)
+            return
+        with self.transaction() as run:
+            for sql, params in statements:
+                run(sql, params)
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

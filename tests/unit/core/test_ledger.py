@@ -119,6 +119,33 @@ def test_a_settlement_nobody_saved_is_written_when_the_hold_ends(store) -> None:
     assert (ledger.state().spent, ledger.state().reserved) == (Decimal("0.10"), 0)
 
 
+def _reserve_and_die(url: str, amount: str) -> None:
+    """In a child process: reserve, then end without settling (a killed worker)."""
+    import os
+
+    store = open_store(url)
+    store.ledger("team").reserve(Decimal(amount))
+    os._exit(1)
+
+
+def test_what_a_killed_process_reserved_is_given_back(db, store) -> None:
+    ledger = store.ledger("team", "1.00")
+    mine = ledger.reserve(Decimal("0.10"))  # this process is alive: never reclaimed
+    child = multiprocessing.get_context("spawn").Process(target=_reserve_and_die,
+                                                          args=(db, "0.40"))
+    child.start()
+    child.join()
+    assert child.exitcode == 1
+    assert ledger.state().reserved == Decimal("0.50")
+    assert sorted(ledger.holders().values()) == [Decimal("0.10"), Decimal("0.40")]
+    assert ledger.reserve(Decimal("0.60")) is None  # the dead share still counts ...
+    assert ledger.reclaim_dead() == Decimal("0.40")  # ... until it is given back
+    assert ledger.state().reserved == Decimal("0.10")
+    assert list(ledger.holders().values()) == [Decimal("0.10")]
+    assert ledger.reserve(Decimal("0.60")) is not None
+    ledger.settle(mine, Decimal("0.10"))
+
+
 # -- the property: many processes x threads on one ledger --------------------------------
 
 PROCESSES = 3
@@ -221,6 +248,13 @@ def test_processes_and_threads_sharing_a_ledger_never_overspend(backend, tmp_pat
     with fresh_store(backend, tmp_path) as url:
         open_store(url).close()  # migrate once, before the workers race to
 
+        def ledger_holds(url: str, name: str) -> dict:
+            store = open_store(url)
+            try:
+                return store.ledger(name).holders()
+            finally:
+                store.close()
+
         @settings(max_examples=6, deadline=None, database=None,
                   suppress_health_check=[HealthCheck.function_scoped_fixture,
                                          HealthCheck.too_slow])
@@ -239,6 +273,7 @@ def test_processes_and_threads_sharing_a_ledger_never_overspend(backend, tmp_pat
             assert state.reserved == 0  # every reservation settled, released or cancelled
             assert to_nano(state.spent) == sum(r["settled"] for r in results) <= to_nano(CAP)
             assert state.calls == sum(r["settles"] for r in results)
+            assert ledger_holds(url, name) == {}  # and no process holds any part of it
 
         run()
 
