@@ -13,6 +13,7 @@ another process is creating right now).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -36,14 +37,16 @@ RUN_ID = re.compile(r"^run-[0-9a-f]{12}$")
 
 def workspaces_root(store_path: str | os.PathLike[str]) -> Path | None:
     """`<folder of the store>/workspaces`; None for an in-memory store; for a database
-    server's URL, the local `$TASKORCH_HOME/workspaces`."""
+    server's URL, a folder of its own under the local `$TASKORCH_HOME/workspaces`, so
+    neither store prunes the other's runs (which it does not know) as orphans."""
     text = os.fspath(store_path)
     if text == ":memory:":
         return None
     if "://" in text:
         from taskorch_nb.core.store import default_path
 
-        return default_path().parent / "workspaces"
+        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+        return default_path().parent / "workspaces" / f"db-{digest}"
     return Path(text).expanduser().absolute().parent / "workspaces"
 
 

@@ -68,18 +68,37 @@ def _driver() -> Any:
 
 
 class _Connection:
-    """A psycopg connection (autocommit) that takes sqlite3's calls and `?` placeholders."""
+    """A psycopg connection (autocommit) that takes sqlite3's calls and `?` placeholders.
 
-    __slots__ = ("raw",)
+    A connection the server dropped (a restart, an idle timeout) fails the statement
+    that found it broken; the next statement outside a transaction connects again, so
+    a long-lived kernel survives a database restart without being rebuilt."""
 
-    def __init__(self, raw: Any) -> None:
+    __slots__ = ("_in_transaction", "raw", "url")
+
+    def __init__(self, raw: Any, url: str) -> None:
         self.raw = raw
+        self.url = url
+        self._in_transaction = False
+
+    def _ready(self, sql: str) -> Any:
+        if self.raw.broken and not self._in_transaction:
+            self.raw.close()
+            self.raw = connect(self.url)
+        if sql == "BEGIN":
+            self._in_transaction = True
+        elif sql in ("COMMIT", "ROLLBACK"):
+            self._in_transaction = False
+            if self.raw.broken:  # nothing to end: the server already did
+                return None
+        return self.raw
 
     def execute(self, sql: str, params: Any = None) -> Any:
-        return self.raw.execute(_pg_sql(sql), params)
+        raw = self._ready(sql)
+        return None if raw is None else raw.execute(_pg_sql(sql), params)
 
     def executemany(self, sql: str, rows: Any) -> None:
-        with self.raw.cursor() as cursor:
+        with self._ready(sql).cursor() as cursor:
             cursor.executemany(_pg_sql(sql), rows)
 
     def close(self) -> None:
@@ -112,7 +131,7 @@ class PgStore(Store):
         self.path = shown_url(url)
 
     def _connect(self, path: str) -> Any:
-        db = _Connection(connect(path))
+        db = _Connection(connect(path), path)
         try:
             migrate(db, "postgresql", wall=time.time())
         except RuntimeError as exc:

@@ -13,6 +13,7 @@ from taskorch_nb.agents.retention import (
     DEFAULT_KEEP,
     KEEP_ENV,
     ORPHAN_GRACE,
+    candidates,
     default_keep,
     prune,
     workspaces_root,
@@ -108,3 +109,17 @@ def test_keep_comes_from_the_environment_and_is_checked(monkeypatch) -> None:
     with Orchestrator(store=":memory:") as orch:
         assert orch.keep_workspaces == 3
     assert workspaces_root(":memory:") is None
+
+
+def test_a_database_servers_runs_work_apart_from_the_local_stores(tmp_path,
+                                                                  monkeypatch) -> None:
+    monkeypatch.setenv("TASKORCH_HOME", str(tmp_path))
+    local = workspaces_root(tmp_path / "taskorch.db")
+    shared = workspaces_root("postgresql://u:***@db:5432/team")
+    assert local == tmp_path / "workspaces"
+    assert shared.parent == local
+    assert shared.name.startswith("db-")
+    assert workspaces_root("postgresql://u:***@db:5432/other") != shared
+    # Neither prunes the other: the local store never counts the server's folder as a run.
+    (shared / "run-0123456789ab").mkdir(parents=True)
+    assert candidates(local) == []

@@ -137,3 +137,20 @@ def test_runs_and_patterns_written_by_one_process_are_seen_by_another(
     later = Orchestrator(store=pg)  # patterns are loaded when an Orchestrator starts
     assert [p.name for p in later.immune.patterns()] == ["search_api_timeout"]
     later.close()
+
+
+@pytest.mark.parametrize("backend", [POSTGRES])
+def test_a_dropped_connection_fails_one_statement_then_connects_again(backend, pg) -> None:
+    import psycopg
+
+    store = open_store(pg)
+    store.save_run("r1", task="t", workflow=None, status="RUNNING", wall=1.0)
+    [(pid,)] = store.query("SELECT pg_backend_pid()")
+    with psycopg.connect(pg, autocommit=True) as admin:  # a server restart, as seen by us
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError):
+        store.save_run("r1", task="t", workflow=None, status="PAUSED", wall=2.0)
+    store.save_run("r1", task="t", workflow=None, status="COMPLETED", wall=3.0)
+    assert store.load_run("r1")["status"] == "COMPLETED"
+    assert store.query("SELECT pg_backend_pid()") != [(pid,)]
+    store.close()
