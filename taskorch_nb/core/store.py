@@ -276,7 +276,9 @@ class Store:
         # Group commit: loops with a commit scheduled, the paid calls waiting for one,
         # and the runs whose row a flush could not write (their waiters get the error).
         self._ticking: set[asyncio.AbstractEventLoop] = set()
-        self._waiters: list[tuple[str, asyncio.Future[None]]] = []
+        # (one list per loop: only that loop's thread touches it)
+        self._waiters: dict[asyncio.AbstractEventLoop,
+                            list[tuple[str, asyncio.Future[None]]]] = {}
         self._failed: dict[str, BaseException] = {}
 
     def _connect(self, path: str) -> Any:
@@ -317,8 +319,7 @@ class Store:
                 self._flush_locked()
             except Exception as exc:  # its events wait for the next flush; waiters hear it
                 error = exc
-            waiters = [w for w in self._waiters if w[1].get_loop() is loop]
-            self._waiters = [w for w in self._waiters if w[1].get_loop() is not loop]
+            waiters = self._waiters.pop(loop, [])
             failed, self._failed = self._failed, {}
         for run_id, future in waiters:
             _settle(future, failed.pop(run_id, None) or error)
@@ -333,7 +334,7 @@ class Store:
         loop = asyncio.get_running_loop()
         if loop in self._ticking:
             future = loop.create_future()
-            self._waiters.append((run_id, future))
+            self._waiters.setdefault(loop, []).append((run_id, future))
             await future
         elif run_id in self._failed:
             raise self._failed.pop(run_id)
@@ -412,8 +413,8 @@ class Store:
         both stay where they were, so nothing is lost."""
         with self._flush_lock:  # the pending batch first: the table keeps the order
             batch = self._take_pending()
+            events, runs, ops = _split(batch)
             try:
-                events, runs, ops = _split(batch)
                 self._write_events(events + held.events,
                                    runs=runs if run is None else [*runs, run],
                                    ops=ops + held.ops)

@@ -233,14 +233,15 @@ class RunContext:
         """Budget, circuits, relevant patterns: each an event, before the run and before
         every agent step. An exhausted budget pauses the run here."""
         guard = self.run.guard
+        remaining = guard.remaining
         self._emit("safety.checked", agent=agent, detail={
-            "check": "budget", "remaining": str(guard.remaining), "limit": str(guard.limit),
-            "status": guard.status, "ok": guard.remaining > 0,
+            "check": "budget", "remaining": str(remaining), "limit": str(guard.limit),
+            "status": guard.status, "ok": remaining > 0,
         })
-        if guard.remaining <= 0:
+        if remaining <= 0:
             raise BudgetExceededError(
-                f"budget exceeded: {format_usd(guard.remaining)} of {format_usd(guard.limit)} "
-                "left", requested=Decimal("0"), remaining=guard.remaining, limit=guard.limit,
+                f"budget exceeded: {format_usd(remaining)} of {format_usd(guard.limit)} "
+                "left", requested=Decimal("0"), remaining=remaining, limit=guard.limit,
                 report=guard.report())
         names = [n for n in tools if n in self.orch.tools]
         names.append(self.orch.model_key(model))

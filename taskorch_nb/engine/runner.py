@@ -186,8 +186,8 @@ class Runner:
                 except (BudgetExceededError, ProviderUnavailableError) as exc:
                     # Money, or a provider that is down: nothing is wrong with the run, which
                     # keeps its finished phases and paid calls for `resume()`.
-                    self.workspace(run).ensure()  # a resumable run keeps its folder
                     self._finish(run, RunStatus.PAUSED, "run.paused", error=str(exc))
+                    self.workspace(run).ensure()  # a resumable run keeps its folder
                     return
                 except asyncio.CancelledError:
                     self._finish(run, RunStatus.CANCELLED, "run.cancelled", error="cancelled")

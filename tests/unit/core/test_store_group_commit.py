@@ -130,3 +130,16 @@ def test_durable_outside_a_tick_returns_or_raises_what_kept_the_row_out(tmp_path
     asyncio.run(store.durable("r1"))  # nothing waits: sync saves commit at once
     assert (store.load_run("r1") is None) == (task is None)
     store.close()
+
+
+async def test_money_written_at_the_end_of_a_hold_takes_the_waiting_rows_along(
+        tmp_path) -> None:
+    store = Counted(tmp_path / "t.db", clock=FakeClock())
+    store.save_run("r1", task="t", workflow="single", status="RUNNING", wall=1.0)  # waits
+    with store.holding():
+        store.record(_settled("r2"))  # nobody saves it: written when the hold ends
+    assert store.commits == [(["budget.settled"], ["r1"])]
+    assert store.load_run("r1")["status"] == "RUNNING"
+    await asyncio.sleep(0)  # the tick's commit finds nothing left
+    assert len(store.commits) == 1
+    store.close()
