@@ -11,6 +11,7 @@ import pytest
 
 from taskorch_nb import CircuitBreaker, CircuitState, Orchestrator, RetryPolicy
 from taskorch_nb.core.backends import open_store
+from taskorch_nb.core.immune import Pattern
 from taskorch_nb.core.pgstore import shown_url
 from taskorch_nb.errors import CircuitOpenError, ConfigurationError
 from taskorch_nb.testing import FlakyTool
@@ -176,7 +177,9 @@ async def test_a_pattern_learned_in_one_orchestrator_is_known_at_once_in_another
 
     (learner, _), (other, its_tool) = make(), make()
     heard = threading.Event()
-    other.store.watch_patterns(lambda record: heard.set())
+    # Learned, then saved again when the fallback cured it: wait for the cure.
+    other.store.watch_patterns(
+        lambda record: Pattern.from_record(record).known and heard.set())
     assert await learner.call_tool("search_api") == "cached"  # learns search_api_timeout
     assert heard.wait(30), "the pattern never arrived"
     [pattern] = other.immune.patterns()
