@@ -196,9 +196,15 @@ def _suggested_extra(run: Run) -> str:
 
 
 def _existing_store(path: str | None) -> Any:
-    """The store at `path` (default `$TASKORCH_HOME/taskorch.db`); reading commands never
-    create one: a missing `path` is an error, a missing default store is None (no runs yet)."""
+    """The store at `path` (default `$TASKORCH_STORE`, else `$TASKORCH_HOME/taskorch.db`);
+    reading commands never create one: a missing `path` is an error, a missing default
+    store is None (no runs yet). A `postgresql://` URL is the shared store on that server."""
+    from taskorch_nb.core.backends import STORE_ENV, open_store
     from taskorch_nb.core.store import Store, default_path
+
+    path = path or os.environ.get(STORE_ENV) or None
+    if path and "://" in path:
+        return open_store(path)
 
     target = Path(path) if path else default_path()
     if str(target) != ":memory:" and not target.exists():
@@ -319,7 +325,8 @@ def _mcp(args: argparse.Namespace) -> int:
 
 def _store_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="PATH",
-                        help="SQLite file of the runs (default $TASKORCH_HOME/taskorch.db)")
+                        help="SQLite file of the runs, or a postgresql:// URL shared by many "
+                        "processes (default $TASKORCH_STORE, else $TASKORCH_HOME/taskorch.db)")
 
 
 def _run_options(parser: argparse.ArgumentParser, *, provider_default: str | None) -> None:

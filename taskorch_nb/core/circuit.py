@@ -227,14 +227,17 @@ class CircuitBreaker:
             self._outcomes.clear()
         self._emit(events)
 
-    def restore(self, state: str, failures: int, opened_at: float | None) -> None:
-        """Take a persisted state back (a new Orchestrator on the same store)."""
+    def restore(self, state: str, failures: int, opened_at: float | None) -> CircuitState:
+        """Take a persisted state back (a new Orchestrator on the same store, or another
+        process's transition); returns the state it replaced."""
         with self._lock:
+            previous = self._state
             self._state = CircuitState(state)
             self._failures = failures
             self._opened_at = opened_at or 0.0
             if self._state is CircuitState.HALF_OPEN:
                 self._state = CircuitState.OPEN
+        return previous
 
     # -- internals (called with the lock held) -------------------------------
 

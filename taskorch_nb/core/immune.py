@@ -212,6 +212,19 @@ class ImmuneSystem:
 
         return patterns_df(p.to_record() for p in self.patterns())
 
+    def adopt(self, pattern: Pattern) -> bool:
+        """Take a pattern another process saved to the shared store: new here, or this
+        one's fields brought up to the stored record (the store's last write is the
+        truth). Nothing is saved again. Returns whether it was new."""
+        with self._lock:
+            known = self._patterns.get(pattern.signature)
+            if known is None:
+                self._patterns[pattern.signature] = pattern
+                return True
+            for name in Pattern.__dataclass_fields__:
+                setattr(known, name, getattr(pattern, name))
+            return False
+
     # -- learning ------------------------------------------------------------
 
     def analyze(self, tool: str, failure: Failure, *, fallback: str | None) -> Pattern:

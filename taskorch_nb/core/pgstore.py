@@ -5,8 +5,9 @@ the same statements (an adapter turns sqlite3's `?` into psycopg's `%s`), the
 same batching and `holding()` transactions. What PostgreSQL adds is sharing:
 the budget ledger's conditional updates hold across processes, and a breaker
 transition is announced with NOTIFY in the transaction that saves it, so every
-other process listening on the store adopts it within milliseconds; after a
-lost connection the listener reconnects and reloads every breaker.
+other process listening on the store adopts it within milliseconds; so is a
+learned failure pattern. After a lost connection the listener reconnects and
+reloads every breaker and pattern.
 
 psycopg, not SQLAlchemy: the store's SQL is a handful of statements both
 dialects share, the SQLite store stays on the standard library (its hot path is
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import threading
 import time
 import uuid
@@ -30,7 +32,10 @@ from taskorch_nb.core.schema import migrate
 from taskorch_nb.core.store import Store
 from taskorch_nb.errors import ConfigurationError
 
+log = logging.getLogger(__name__)
+
 CHANNEL = "taskorch_circuits"
+PATTERNS = "taskorch_patterns"
 
 #: How long the listener waits for a notification before it checks it should stop.
 LISTEN_POLL = 0.5
@@ -125,6 +130,7 @@ class PgStore(Store):
         self.url = url
         self._origin = uuid.uuid4().hex  # our own NOTIFYs come back: skip them
         self._watchers: list[CircuitCallback] = []
+        self._pattern_watchers: list[Callable[[dict[str, Any]], Any]] = []
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
         super().__init__(url, clock=clock, **options)
@@ -156,11 +162,34 @@ class PgStore(Store):
                 raise
             self._db.execute("COMMIT")
 
+    def save_pattern(self, record: dict[str, Any], wall: float) -> None:
+        """Save the pattern and NOTIFY the other processes, in one transaction."""
+        payload = json.dumps({"signature": record["signature"], "origin": self._origin})
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                super().save_pattern(record, wall)
+                self._db.execute("SELECT pg_notify(?, ?)", (PATTERNS, payload))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def watch_circuits(self, callback: CircuitCallback) -> None:
         """Call `callback` (on a listener thread) for every breaker transition another
         process saves from now on, and once for every stored breaker whenever the
         listener (re)connects, so nothing said while it was away is missed."""
         self._watchers.append(callback)
+        self._start_listening()
+
+    def watch_patterns(self, callback: Callable[[dict[str, Any]], Any]) -> None:
+        """Call `callback(record)` (on the listener thread) for every pattern another
+        process saves from now on, and for every stored one when the listener
+        (re)connects."""
+        self._pattern_watchers.append(callback)
+        self._start_listening()
+
+    def _start_listening(self) -> None:
         if self._listener is None:
             self._listener = threading.Thread(target=self._listen, name="taskorch-pg-listen",
                                               daemon=True)
@@ -172,20 +201,39 @@ class PgStore(Store):
             try:
                 with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {PATTERNS}")
                     for name, row in self.load_circuits().items():
                         self._tell(name, row["state"], row["failures"], row["opened_wall"])
+                    if self._pattern_watchers:
+                        for record in self.load_patterns():
+                            self._tell_pattern(record)
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=LISTEN_POLL):
-                            self._heard(note.payload)
+                            try:
+                                self._heard(note.channel, note.payload)
+                            except Exception:  # one bad message must not deafen us
+                                log.exception("taskorch: could not adopt %s %s",
+                                              note.channel, note.payload)
             except psycopg.Error:
                 # The server went away: wait a little, reconnect and reload (above).
                 self._stop.wait(1.0)
 
-    def _heard(self, payload: str) -> None:
+    def _heard(self, channel: str, payload: str) -> None:
         message = json.loads(payload)
-        if message.get("origin") != self._origin:
-            self._tell(message["name"], message["state"], int(message["failures"]),
-                       message.get("opened_wall"))
+        if message.get("origin") == self._origin:
+            return
+        if channel == PATTERNS:
+            rows = self.query("SELECT record FROM patterns WHERE signature = ?",
+                              (message["signature"],))
+            if rows:
+                self._tell_pattern(json.loads(rows[0][0]))
+            return
+        self._tell(message["name"], message["state"], int(message["failures"]),
+                   message.get("opened_wall"))
+
+    def _tell_pattern(self, record: dict[str, Any]) -> None:
+        for callback in list(self._pattern_watchers):
+            callback(record)
 
     def _tell(self, name: str, state: str, failures: int, opened_wall: float | None) -> None:
         for callback in list(self._watchers):
@@ -202,4 +250,4 @@ class PgStore(Store):
         return f"PgStore({self.path!r})"
 
 
-__all__ = ["CHANNEL", "PgStore", "connect", "shown_url"]
+__all__ = ["CHANNEL", "PATTERNS", "PgStore", "connect", "shown_url"]

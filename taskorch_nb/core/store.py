@@ -474,6 +474,10 @@ class Store:
                 (record["signature"], dumps(record), wall),
             )
 
+    def watch_patterns(self, callback: Callable[[dict[str, Any]], Any]) -> None:
+        """Report the pattern records other processes save (`PgStore` does, by NOTIFY).
+        A SQLite store reports none: its patterns are read when an Orchestrator starts."""
+
     def load_patterns(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute("SELECT record FROM patterns ORDER BY signature").fetchall()

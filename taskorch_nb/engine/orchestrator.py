@@ -11,6 +11,7 @@ import tempfile
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,6 +59,10 @@ from taskorch_nb.llm.base import Completion, Provider, estimate_input_tokens
 from taskorch_nb.sandbox import jail_status, sandbox_mode
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: True while a breaker transition another process saved is announced here: the store
+#: has it already, and saving it again would echo it back to every process.
+_adopting: ContextVar[bool] = ContextVar("taskorch_adopting", default=False)
 
 #: The budget of a run when neither the run nor the Orchestrator names one.
 DEFAULT_BUDGET = Decimal("5.00")
@@ -192,6 +197,8 @@ class Orchestrator:
             save=lambda p: self.store.save_pattern(p.to_record(), self.clock.wall()),
             patterns=[Pattern.from_record(r) for r in self.store.load_patterns()],
         )
+        # What another process on a shared store learns is known here at once.
+        self.store.watch_patterns(lambda r: self.immune.adopt(Pattern.from_record(r)))
         self._remember_capabilities()
         self.tools = Toolbox(clock=self.clock, emit=self.bus.emit, immune=self.immune,
                              breaker_for=self.breaker, retry=self.retry,
@@ -356,13 +363,24 @@ class Orchestrator:
         breaker = self.circuits.get(name)
         if breaker is None:
             self._saved_circuits[name] = saved
-        elif state != "HALF_OPEN":
-            opened_at = (None if opened_wall is None
-                         else self.clock.now() - (self.clock.wall() - opened_wall))
-            breaker.restore(state, failures, opened_at)
+            return
+        if state == "HALF_OPEN":
+            return
+        opened_at = (None if opened_wall is None
+                     else self.clock.now() - (self.clock.wall() - opened_wall))
+        previous = breaker.restore(state, failures, opened_at)
+        if previous != state:  # said here too (widgets, the log), not saved again
+            token = _adopting.set(True)
+            try:
+                self.bus.emit(CircuitEvent(
+                    type="circuit.opened" if state == "OPEN" else "circuit.closed",
+                    name=name, state=state, previous=previous.value, failures=failures,
+                    reset_at=breaker.reset_at))
+            finally:
+                _adopting.reset(token)
 
     def _persist_circuit(self, event: Event) -> None:
-        if isinstance(event, CircuitEvent):
+        if isinstance(event, CircuitEvent) and not _adopting.get():
             breaker = self.circuits.get(event.name)
             opened_at = breaker.opened_at if breaker is not None else None
             opened_wall = None if opened_at is None else event.wall - (event.ts - opened_at)

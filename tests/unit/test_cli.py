@@ -15,6 +15,7 @@ import pytest
 
 from taskorch_nb import FakeClock, Orchestrator, RunStatus
 from taskorch_nb.cli import main, provider_notice
+from tests.store_backends import POSTGRES, fresh_store
 
 MODEL_VARIABLES = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "TASKORCH_PROVIDER",
                    "TASKORCH_KEEP_WORKSPACES")
@@ -145,6 +146,10 @@ BAD_INPUT = [
     (["hub", "--db", PG_DOWN, "token", "alpha"],
      "cannot open the hub database postgresql://u:***@127.0.0.1:1/db: connection failed"),
     (["hub", "--db", PG_DOWN, "--port", "0"], "Connection refused"),
+    (["history", "--store", PG_DOWN],
+     "store postgresql://u:***@127.0.0.1:1/db: cannot connect (connection failed"),
+    (["run", "Add a cache", "--store", PG_DOWN],
+     "store postgresql://u:***@127.0.0.1:1/db: cannot connect (connection failed"),
     (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
     ([], "the following arguments are required: COMMAND"),
 ]
@@ -396,3 +401,13 @@ def test_demo_runs_the_chosen_flows(tmp_path, home) -> None:
     done = cli("demo", "--flows", "1,7", "--report", str(tmp_path / "r.html"), home=home)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 of 2 flows did what the seed diagrams say" in done.stdout
+
+
+@pytest.mark.parametrize("backend", [POSTGRES])
+def test_run_and_history_on_a_postgresql_store(backend, capsys, tmp_path, home) -> None:
+    with fresh_store(backend, tmp_path) as url:
+        assert call(capsys, "run", "Add a cache", "--workflow", "single", "-q",
+                    "--store", url)[0] == 0
+        code, out, _ = call(capsys, "history", "--store", url)
+    assert code == 0
+    assert [line.split()[1] for line in out.splitlines()[1:]] == ["COMPLETED"]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from taskorch_nb import FakeClock
-from taskorch_nb.core.immune import ImmuneSystem, failure_signature, mask_message
+from taskorch_nb.core.immune import ImmuneSystem, Pattern, failure_signature, mask_message
 from taskorch_nb.core.retry import Failure, classify
 from taskorch_nb.testing import http_error
 
@@ -55,3 +55,18 @@ def test_federated_pattern_follows_the_local_trust_flags() -> None:
     assert immune.merge_federated([{**base, "apply_fallback": False}]) == 0
     assert not pattern.known
     assert immune.export() == []  # federated counts are never pushed back as ours
+
+
+def test_adopt_takes_another_processs_pattern_new_or_in_place() -> None:
+    saved: list[Pattern] = []
+    immune = ImmuneSystem(clock=FakeClock(), save=saved.append)
+    remote = Pattern(signature="s1", name="search_api_timeout", tool="search_api",
+                     category="timeout", fallback="cached_search", occurrences=3)
+    assert immune.adopt(remote) is True
+    assert immune.get("s1").fallback == "cached_search"
+    held = immune.get("s1")  # a reference someone holds keeps pointing at the live one
+    newer = Pattern(signature="s1", name="search_api_timeout", tool="search_api",
+                    category="timeout", fallback="mirror_search", occurrences=5)
+    assert immune.adopt(newer) is False
+    assert (held.fallback, held.occurrences, len(immune)) == ("mirror_search", 5, 1)
+    assert saved == []  # adopted, not saved again

@@ -11,6 +11,7 @@ import pytest
 
 from taskorch_nb import CircuitBreaker, CircuitState, Orchestrator, RetryPolicy
 from taskorch_nb.core.backends import open_store
+from taskorch_nb.core.immune import Pattern
 from taskorch_nb.core.pgstore import shown_url
 from taskorch_nb.errors import CircuitOpenError, ConfigurationError
 from taskorch_nb.testing import FlakyTool
@@ -83,10 +84,17 @@ def test_a_breaker_opened_in_one_process_stops_calls_in_another(backend, pg,
     assert asyncio.run(here.call_tool("search_api")) == "ok"
     opened = threading.Event()
     here.store.watch_circuits(lambda name, state, *_: state == "OPEN" and opened.set())
+    said = []
+    here.subscribe(lambda e: e.type.startswith("circuit.") and said.append(e))
 
     assert other_process.submit(_open_the_breaker, pg).result() == "OPEN"
     assert opened.wait(30), "the OPEN transition never arrived"
     assert here.circuits["search_api"].state is CircuitState.OPEN
+    # Said here too, for the widgets and the log, but not saved again: no echo.
+    assert [(e.type, e.name, e.previous) for e in said] == [
+        ("circuit.opened", "search_api", "CLOSED")]
+    assert here.store.query("SELECT count(*) FROM events WHERE type = 'circuit.opened'") == [
+        (2,)]  # the other process's event and ours
     with pytest.raises(CircuitOpenError):
         asyncio.run(here.call_tool("search_api"))
     assert len(tool.calls) == 1  # the open breaker kept the call from the tool
@@ -154,3 +162,58 @@ def test_a_dropped_connection_fails_one_statement_then_connects_again(backend, p
     assert store.load_run("r1")["status"] == "COMPLETED"
     assert store.query("SELECT pg_backend_pid()") != [(pid,)]
     store.close()
+
+
+@pytest.mark.parametrize("backend", [POSTGRES])
+async def test_a_pattern_learned_in_one_orchestrator_is_known_at_once_in_another(
+        backend, pg) -> None:
+    def make() -> tuple[Orchestrator, FlakyTool]:
+        orch = Orchestrator(store=pg, retry=RetryPolicy(max_attempts=2, jitter=0.0,
+                                                        initial_wait=0.0))
+        tool = FlakyTool(always=504)
+        orch.tool(tool, name="search_api", fallback="cached_search")
+        orch.tool(lambda **kw: "cached", name="cached_search")
+        return orch, tool
+
+    (learner, _), (other, its_tool) = make(), make()
+    heard = threading.Event()
+    # Learned, then saved again when the fallback cured it: wait for the cure.
+    other.store.watch_patterns(
+        lambda record: Pattern.from_record(record).known and heard.set())
+    assert await learner.call_tool("search_api") == "cached"  # learns search_api_timeout
+    assert heard.wait(30), "the pattern never arrived"
+    [pattern] = other.immune.patterns()
+    assert (pattern.name, pattern.fallback, pattern.known) == (
+        "search_api_timeout", "cached_search", True)
+    seen = []
+    other.subscribe(lambda e: seen.append(e.type))
+    # The other orchestrator never saw this failure, yet takes the cure at the first one.
+    assert await other.call_tool("search_api") == "cached"
+    assert len(its_tool.calls) == 1
+    assert "pattern.applied" in seen
+    assert "retry.scheduled" not in seen
+    learner.close()
+    other.close()
+
+
+@pytest.mark.parametrize("backend", [POSTGRES])
+def test_a_message_that_cannot_be_adopted_is_logged_and_the_next_one_heard(
+        backend, pg, caplog) -> None:
+    import psycopg
+
+    store = open_store(pg)
+    store.save_circuit("ready", "CLOSED", 0, None, 1.0)
+    listening, heard = threading.Event(), threading.Event()
+
+    def tell(name: str, *_: object) -> None:
+        {"ready": listening, "good": heard}[name].set()
+
+    store.watch_circuits(tell)
+    assert listening.wait(30)  # stored breakers are read once LISTEN is on
+    with psycopg.connect(pg, autocommit=True) as other:
+        other.execute("SELECT pg_notify('taskorch_circuits', 'not json')")
+        other.execute("SELECT pg_notify('taskorch_circuits', %s)", (
+            '{"name": "good", "state": "OPEN", "failures": 3, "opened_wall": 1.0}',))
+    assert heard.wait(30)
+    store.close()
+    assert "could not adopt taskorch_circuits not json" in caplog.text
