@@ -13,7 +13,7 @@ if [ -z "${TASKORCH_TEST_PG_URL:-}" ]; then
     export TASKORCH_TEST_PG_URL
     trap '"$TASKORCH_PG_STOP" || true' EXIT
   else
-    echo "test.sh: PostgreSQL could not be started; the hub runs its tests on SQLite only" >&2
+    echo "test.sh: PostgreSQL could not be started; its store and hub tests are skipped" >&2
   fi
 fi
 .venv/bin/ruff check .

@@ -41,12 +41,41 @@ class Workspace:
 
     `Workspace()` makes a fresh temporary directory; `Workspace(path)` uses
     (and creates) `path`; a path that cannot be a directory is a `ConfigurationError`.
+    `Workspace.later(path)` creates it on the first write (`ensure`): most runs write
+    nothing, and a directory each is the largest cost of starting one.
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         if root is None:
             root = tempfile.mkdtemp(prefix="taskorch-")
-        path = Path(root).expanduser()
+        self.root: Path = self._make(Path(root).expanduser())
+        """The workspace directory, absolute and with symlinks resolved."""
+        self._made = True
+
+    @classmethod
+    def later(cls, root: Path) -> Workspace:
+        """A workspace at `root` (absolute, its parent's symlinks resolved) whose directory
+        is made when first needed."""
+        ws = cls.__new__(cls)
+        ws.root = root
+        ws._made = False
+        return ws
+
+    @property
+    def made(self) -> bool:
+        """Whether the directory exists (a `later` one before its first write does not)."""
+        return self._made
+
+    def ensure(self) -> Path:
+        """Make the directory now if it was deferred (a symlink there is refused)."""
+        if not self._made:
+            if self._make(self.root) != self.root:
+                raise SandboxError(str(self.root), "the workspace directory is a symlink")
+            self._made = True
+        return self.root
+
+    @staticmethod
+    def _make(path: Path) -> Path:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
@@ -57,8 +86,7 @@ class Workspace:
         except OSError as exc:
             raise ConfigurationError(f"workspace {path}: cannot create it ({exc.strerror})"
                                      ) from None
-        self.root: Path = path.resolve(strict=True)
-        """The workspace directory, absolute and with symlinks resolved."""
+        return path.resolve(strict=True)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
@@ -124,6 +152,8 @@ class Workspace:
         followed and file symlinks pointing outside the workspace are left out.
         """
         start = self.resolve(path)
+        if start == self.root and not self._made:
+            return []
         if start.is_file():
             return [self.relative(start)]
         if not start.is_dir():
@@ -164,6 +194,7 @@ class Workspace:
         target = self.resolve(path)
         if target == self.root:
             raise SandboxError(path, "cannot write to the workspace root itself")
+        self.ensure()
         target.parent.mkdir(parents=True, exist_ok=True)
         # The parents were created just now; resolve again so a symlink raced in is caught.
         target = self.resolve(path)

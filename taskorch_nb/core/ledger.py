@@ -215,7 +215,8 @@ class Ledger:
         state = self.state()
         return (f"shared budget {self.name!r} exceeded: call needs up to {format_usd(amount)}, "
                 f"{format_usd(max(state.remaining, Decimal(0)))} of "
-                f"{format_usd(state.limit)} left")
+                f"{format_usd(state.limit)} left; raise it with "
+                f"store.ledger({self.name!r}).extend(...) before resuming")
 
     def __repr__(self) -> str:
         return f"Ledger({self.name!r}, store={self.store.path!r})"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import threading
 import time
 import uuid
@@ -30,6 +31,8 @@ from taskorch_nb.core.clock import Clock
 from taskorch_nb.core.schema import migrate
 from taskorch_nb.core.store import Store
 from taskorch_nb.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
 
 CHANNEL = "taskorch_circuits"
 PATTERNS = "taskorch_patterns"
@@ -206,7 +209,11 @@ class PgStore(Store):
                             self._tell_pattern(record)
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=LISTEN_POLL):
-                            self._heard(note.channel, note.payload)
+                            try:
+                                self._heard(note.channel, note.payload)
+                            except Exception:  # one bad message must not deafen us
+                                log.exception("taskorch: could not adopt %s %s",
+                                              note.channel, note.payload)
             except psycopg.Error:
                 # The server went away: wait a little, reconnect and reload (above).
                 self._stop.wait(1.0)

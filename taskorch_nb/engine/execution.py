@@ -14,7 +14,8 @@ prompts of the strategies taken for its tool calls come straight back to it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+import functools
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import replace
 from decimal import Decimal
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from taskorch_nb.agents.qc import QCVerdict
+    from taskorch_nb.core.clock import Clock
     from taskorch_nb.core.store import Held, Store
     from taskorch_nb.engine.run import Run
 
@@ -88,6 +90,8 @@ def _completion_from(record: dict[str, Any]) -> Completion:
 
 #: The workspace of the run the current task works for (file tools read it).
 current_workspace: ContextVar[Workspace | None] = ContextVar("taskorch_workspace", default=None)
+#: The clock of that run: file tools do their I/O in a worker thread on it.
+current_clock: ContextVar[Clock | None] = ContextVar("taskorch_run_clock", default=None)
 
 
 class _CurrentWorkspace:
@@ -101,8 +105,25 @@ class _CurrentWorkspace:
 
 
 def workspace_tools() -> dict[str, Any]:
-    """`list_files`, `read_file`, `write_file`, `search_files` on the current run's workspace."""
-    return Workspace.tool_functions(_CurrentWorkspace())  # type: ignore[arg-type]
+    """`list_files`, `read_file`, `write_file`, `search_files` on the current run's workspace.
+
+    Async: a workspace nothing was written to yet has no folder, so reading it needs no
+    disk and is answered on the loop; otherwise the I/O goes to a worker thread of the
+    run's clock. (Most runs only look: a thread hop each cost more than the rest of
+    the call.)"""
+    return {name: _off_loop(name, fn) for name, fn in
+            Workspace.tool_functions(_CurrentWorkspace()).items()}  # type: ignore[arg-type]
+
+
+def _off_loop(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    async def tool(*args: Any, **kwargs: Any) -> Any:
+        workspace, clock = current_workspace.get(), current_clock.get()
+        if clock is None or (name != "write_file" and workspace is not None
+                             and not workspace.made):
+            return fn(*args, **kwargs)
+        return await clock.to_thread(fn, *args, **kwargs)
+
+    return functools.update_wrapper(tool, fn)  # its name, parameters and docstring
 
 
 class RunContext:
@@ -121,6 +142,7 @@ class RunContext:
         self._calls = 0
         self._write_scope: str | None = None
         self._prompts: list[str] = []
+        self._unsynced = False
 
     # -- checkpoint ------------------------------------------------------------------
 
@@ -129,21 +151,14 @@ class RunContext:
         money `held` back while the call it paid for was journaled."""
         self.run.checkpoint["budget"] = self.run.guard.checkpoint()
         self._save_run(self.run, held=held)
+        self._unsynced = True
 
-    @contextlib.contextmanager
-    def _paid(self, *, always_save: bool) -> Iterator[None]:
-        """Around one paid call: its settlements wait for the checkpoint that journals it
-        (set the journal entry inside the block). A call that fails after paying is
-        saved too, so the guard's state never lags the ledger."""
-        with self.orch.store.holding() as held:
-            try:
-                yield
-            except BaseException:
-                if held:
-                    self._save(held)
-                raise
-            if held or always_save:
-                self._save(held)
+    async def _synced(self) -> None:
+        """Wait for the commit of the last save (one per loop tick for all runs): a paid
+        call goes on only once its settlement and checkpoint are durable."""
+        if self._unsynced:
+            self._unsynced = False
+            await self.orch.store.durable(self.run.id)
 
     def _journal(self) -> dict[str, Any]:
         return self.run.checkpoint["journal"]
@@ -202,6 +217,7 @@ class RunContext:
         if saved is not None:
             return QCVerdict.model_validate(saved)
         self._emit("agent.started", agent="qc", detail={"step": key})
+        self.workspace.ensure()
         with scope(agent="qc"):
             verdict = await run_qc(self.workspace, timeout=self.orch.qc_timeout,
                                    sandbox=self.orch.sandbox)
@@ -217,14 +233,15 @@ class RunContext:
         """Budget, circuits, relevant patterns: each an event, before the run and before
         every agent step. An exhausted budget pauses the run here."""
         guard = self.run.guard
+        remaining = guard.remaining
         self._emit("safety.checked", agent=agent, detail={
-            "check": "budget", "remaining": str(guard.remaining), "limit": str(guard.limit),
-            "status": guard.status, "ok": guard.remaining > 0,
+            "check": "budget", "remaining": str(remaining), "limit": str(guard.limit),
+            "status": guard.status, "ok": remaining > 0,
         })
-        if guard.remaining <= 0:
+        if remaining <= 0:
             raise BudgetExceededError(
-                f"budget exceeded: {format_usd(guard.remaining)} of {format_usd(guard.limit)} "
-                "left", requested=Decimal("0"), remaining=guard.remaining, limit=guard.limit,
+                f"budget exceeded: {format_usd(remaining)} of {format_usd(guard.limit)} "
+                "left", requested=Decimal("0"), remaining=remaining, limit=guard.limit,
                 report=guard.report())
         names = [n for n in tools if n in self.orch.tools]
         names.append(self.orch.model_key(model))
@@ -246,13 +263,22 @@ class RunContext:
         saved = self._journal().get(key)
         if saved is not None:
             return _completion_from(saved)
-        with self._paid(always_save=True):
-            completion = await self.orch.complete(
-                messages, model=archetype.model, max_tokens=archetype.max_tokens, tools=tools,
-                response_format=response_format, temperature=archetype.temperature,
-                guard=self.run.guard,
-            )
+        # Its settlement waits (held) for the checkpoint that journals the call; a call
+        # that fails after paying is saved too, so the guard never lags the ledger.
+        with self.orch.store.holding() as held:
+            try:
+                completion = await self.orch.complete(
+                    messages, model=archetype.model, max_tokens=archetype.max_tokens,
+                    tools=tools, response_format=response_format,
+                    temperature=archetype.temperature, guard=self.run.guard,
+                )
+            except BaseException:
+                if held:
+                    self._save(held)
+                raise
             self._journal()[key] = _completion_record(completion)
+            self._save(held)
+        await self._synced()
         return completion
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
@@ -268,11 +294,19 @@ class RunContext:
         # travel beside them.
         # A metered tool's settlements are saved with its journal entry; a free one is
         # journaled with the next save (replaying it again costs nothing).
-        with self._paid(always_save=False):
-            result = await self.orch.tools.call(name, arguments, guard=self.run.guard,
-                                                prompts=self._prompts)
+        with self.orch.store.holding() as held:
+            try:
+                result = await self.orch.tools.call(name, arguments, guard=self.run.guard,
+                                                    prompts=self._prompts)
+            except BaseException:
+                if held:
+                    self._save(held)
+                raise
             journal[key] = result if isinstance(result, str | int | float | list | dict) else (
                 str(result))
+            if held:
+                self._save(held)
+        await self._synced()
         return result
 
     def tool_schemas(self, names: tuple[str, ...]) -> list[dict]:

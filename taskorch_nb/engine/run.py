@@ -118,16 +118,22 @@ class Run:
 
     def metrics(self) -> dict[str, Any]:
         """Counts a person or an MCP client wants at a glance."""
-        types = [e.type for e in self.events]
-        completed = [e for e in self.events if e.type == "llm.completed"]
+        counts: dict[str, int] = {}
+        input_tokens = output_tokens = 0
+        for e in self.events:  # one pass: this runs at every run's end
+            counts[e.type] = counts.get(e.type, 0) + 1
+            if e.type == "llm.completed":
+                input_tokens += getattr(e, "input_tokens", 0)
+                output_tokens += getattr(e, "output_tokens", 0)
+        count = counts.get
         return {
-            "llm_calls": len(completed),
-            "input_tokens": sum(getattr(e, "input_tokens", 0) for e in completed),
-            "output_tokens": sum(getattr(e, "output_tokens", 0) for e in completed),
-            "tool_calls": types.count("tool.succeeded") + types.count("tool.failed"),
-            "retries": types.count("retry.scheduled"),
-            "patterns_applied": types.count("pattern.applied"),
-            "qc_rounds": types.count("qc.passed") + types.count("qc.failed"),
+            "llm_calls": count("llm.completed", 0),
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "tool_calls": count("tool.succeeded", 0) + count("tool.failed", 0),
+            "retries": count("retry.scheduled", 0),
+            "patterns_applied": count("pattern.applied", 0),
+            "qc_rounds": count("qc.passed", 0) + count("qc.failed", 0),
             "duration_s": (self.events[-1].ts - self.events[0].ts) if self.events else 0.0,
         }
 

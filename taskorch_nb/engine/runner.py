@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +15,12 @@ from taskorch_nb.agents.workflow import get_workflow
 from taskorch_nb.agents.workspace import Workspace
 from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.events import Event, Notice, PatternEvent, RunEvent, scope
-from taskorch_nb.engine.execution import RunContext, Services, current_workspace
+from taskorch_nb.engine.execution import (
+    RunContext,
+    Services,
+    current_clock,
+    current_workspace,
+)
 from taskorch_nb.engine.run import Run, RunStatus
 from taskorch_nb.errors import (
     BudgetExceededError,
@@ -86,6 +90,9 @@ class Runner:
         self.orch = orch
         self._runs: dict[str, Run] = {}
         self._workspaces: dict[str, Workspace] = {}
+        self._home_resolved: Path | None = None
+        # Per run, the part of its stored row that never changes (see `save`).
+        self._fixed: dict[str, dict[str, Any]] = {}
         orch.subscribe(self._route)
 
     def _route(self, event: Event) -> None:
@@ -118,13 +125,20 @@ class Runner:
         guard = BudgetGuard(self.orch.default_budget if budget is None else budget,
                             warn_below=self.orch.warn_below, on_event=self.orch.bus.emit,
                             max_tokens=max_tokens, max_requests=max_requests)
-        run_id = f"run-{uuid.uuid4().hex[:12]}"
-        ws = Workspace(self.orch.workspace_home / run_id if workspace is None else workspace)
+        run_id = f"run-{os.urandom(6).hex()}"  # uuid4 builds an object: 7 us a run
+        ws = (Workspace.later(self._home() / run_id) if workspace is None
+              else Workspace(workspace))
         run = Run(self, run_id=run_id, task=text, workflow=workflow, archetype=archetype,
                   max_rounds=rounds, guard=guard, workspace=ws.root, tools=tools)
         self._runs[run.id] = run
         self._workspaces[run.id] = ws
         return run
+
+    def _home(self) -> Path:
+        """Where runs without a workspace work, resolved once (the store does not move)."""
+        if self._home_resolved is None:
+            self._home_resolved = self.orch.workspace_home.resolve()
+        return self._home_resolved
 
     def workspace(self, run: Run) -> Workspace:
         ws = self._workspaces.get(run.id)
@@ -142,6 +156,7 @@ class Runner:
     async def execute(self, run: Run, *, resumed: bool = False) -> Run:
         """Run the workflow; a budget rejection pauses, an error fails, a cancel cancels."""
         await self._execute(run, resumed=resumed)
+        await self.orch.store.durable(run.id)  # the run's end is committed before it returns
         exporter = self.orch.langfuse
         if exporter is not None:
             # Only asked, never awaited: a dead Langfuse costs a run nothing; the one
@@ -155,6 +170,7 @@ class Runner:
         run.status = RunStatus.RUNNING
         self.save(run)
         token = current_workspace.set(self.workspace(run))
+        clock_token = current_clock.set(orch.clock)
         ctx = RunContext(orch, run, workspace=self.workspace(run), save=self.save)
         try:
             with scope(run_id=run.id):
@@ -171,6 +187,7 @@ class Runner:
                     # Money, or a provider that is down: nothing is wrong with the run, which
                     # keeps its finished phases and paid calls for `resume()`.
                     self._finish(run, RunStatus.PAUSED, "run.paused", error=str(exc))
+                    self.workspace(run).ensure()  # a resumable run keeps its folder
                     return
                 except asyncio.CancelledError:
                     self._finish(run, RunStatus.CANCELLED, "run.cancelled", error="cancelled")
@@ -187,6 +204,7 @@ class Runner:
                 else:
                     self._finish(run, RunStatus.FAILED, "run.failed", error=result.output)
         finally:
+            current_clock.reset(clock_token)
             current_workspace.reset(token)
 
     async def _learn(self, run: Run) -> None:
@@ -271,13 +289,17 @@ class Runner:
 
     def save(self, run: Run, *, held: Held | None = None) -> None:
         """The run's row and checkpoint; `held` settlements join its transaction."""
+        fixed = self._fixed.get(run.id)
+        if fixed is None:
+            fixed = self._fixed[run.id] = {
+                "archetype": run.archetype, "max_rounds": run.max_rounds,
+                "provider": self.orch.provider.name, "model": self.orch.model,
+                "tools": list(run.tools), "workspace": str(run.workspace)}
+        guard = run.guard
         self.orch.store.save_run(
             run.id, task=run.task, workflow=run.workflow, status=run.status.value,
             wall=self.orch.clock.wall(),
-            data={"archetype": run.archetype, "max_rounds": run.max_rounds,
-                  "provider": self.orch.provider.name, "model": self.orch.model,
-                  "tools": list(run.tools), "workspace": str(run.workspace),
-                  "limit": str(run.guard.limit), "spent": str(run.guard.spent),
+            data={**fixed, "limit": str(guard.limit), "spent": str(guard.spent),
                   "output": run.output, "error": run.error, "checkpoint": run.checkpoint},
             held=held,
         )

@@ -78,9 +78,13 @@ def events_df(events: Iterable[Event]) -> pd.DataFrame:
     # (rows of the class, values) per field name, in order of appearance
     pieces: dict[str, list[tuple[Any, list[Any]]]] = {}
     dtypes: dict[str, str] = {}
+    # The fields every event has: one C-level pass each over all events, in place.
+    for f in dataclasses.fields(Event):
+        pieces[f.name] = [(None, list(map(attrgetter(f.name), events)))]
+        dtypes[f.name] = _field_dtype(f.name, f.type)
     for cls, idx in zip(kinds, rows, strict=True):
         group = events if objects is None else objects[idx].tolist()
-        for f, values in zip(dataclasses.fields(cls), _class_reader(cls)(group), strict=True):
+        for f, values in zip(_own_fields(cls), _class_reader(cls)(group), strict=True):
             kind = _field_dtype(f.name, f.type)
             if dtypes.setdefault(f.name, kind) != kind:
                 dtypes[f.name] = "object"
@@ -145,11 +149,19 @@ def _objects(items: list[Any]) -> Any:
 
 
 _Reader = Callable[[list[Any]], tuple[list[Any], ...]]
+_BASE_FIELDS = frozenset(f.name for f in dataclasses.fields(Event))
+
+
+def _own_fields(cls: type) -> list[dataclasses.Field[Any]]:
+    """The fields of an event class beyond those of `Event` (read separately)."""
+    return [f for f in dataclasses.fields(cls) if f.name not in _BASE_FIELDS]
+
+
 _READERS: dict[type, _Reader] = {}
 
 
 def _class_reader(cls: type) -> _Reader:
-    """A function listing each field of an event class (in field order) over its events.
+    """A function listing each own field of an event class (in field order) over its events.
 
     The function is one loop compiled for the class (as dataclasses and
     namedtuple compile their methods): each event is visited once, its
@@ -159,7 +171,7 @@ def _class_reader(cls: type) -> _Reader:
     cached = _READERS.get(cls)
     if cached is not None:
         return cached
-    names = tuple(f.name for f in dataclasses.fields(cls))
+    names = tuple(f.name for f in _own_fields(cls))
     read: _Reader
     if all(name.isidentifier() and not keyword.iskeyword(name) for name in names):
         lists = [f"v{i}" for i in range(len(names))]

@@ -52,6 +52,27 @@ def test_given_root_is_created(tmp_path: Path) -> None:
     assert ws.root.is_dir()
 
 
+def test_a_later_workspace_makes_its_folder_on_the_first_write_only(tmp_path: Path) -> None:
+    ws = Workspace.later(tmp_path / "run-1")
+    assert ws.list() == []
+    assert ws.search("x") == []
+    with pytest.raises(FileNotFoundError):
+        ws.read("a.txt")
+    assert not ws.root.exists()  # reading and listing make nothing
+    ws.write("src/a.txt", "x")
+    assert ws.root.is_dir()
+    assert ws.list() == ["src/a.txt"]
+
+
+def test_a_later_workspace_refuses_a_symlink_put_where_its_folder_goes(
+        tmp_path: Path, outside: Path) -> None:
+    ws = Workspace.later(tmp_path / "run-1")
+    (tmp_path / "run-1").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(SandboxError, match="symlink"):
+        ws.write("a.txt", "x")
+    assert not (outside / "a.txt").exists()
+
+
 def test_write_then_read_creates_parents_and_counts_bytes(ws: Workspace) -> None:
     assert ws.write("pkg/sub/mod.py", "x = 'héllo'\n") == len("x = 'héllo'\n".encode())
     assert (ws.root / "pkg" / "sub" / "mod.py").is_file()

@@ -294,6 +294,7 @@ async def test_a_run_paused_by_the_shared_budget_resumes_on_it_and_pays_once(db)
     await first.runner.execute(run)
     assert run.status.value == "PAUSED"
     assert "shared budget 'team' exceeded" in run.error
+    assert "store.ledger('team').extend(...) before resuming" in run.error
     paid = team.state()
     assert (paid.reserved, paid.spent <= Decimal("0.10")) == (0, True)
     assert _same_money(paid.spent, run.cost.spent, run.cost.calls)  # the ledger: the cost

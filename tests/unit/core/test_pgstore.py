@@ -11,6 +11,7 @@ import pytest
 
 from taskorch_nb import CircuitBreaker, CircuitState, Orchestrator, RetryPolicy
 from taskorch_nb.core.backends import open_store
+from taskorch_nb.core.immune import Pattern
 from taskorch_nb.core.pgstore import shown_url
 from taskorch_nb.errors import CircuitOpenError, ConfigurationError
 from taskorch_nb.testing import FlakyTool
@@ -176,7 +177,9 @@ async def test_a_pattern_learned_in_one_orchestrator_is_known_at_once_in_another
 
     (learner, _), (other, its_tool) = make(), make()
     heard = threading.Event()
-    other.store.watch_patterns(lambda record: heard.set())
+    # Learned, then saved again when the fallback cured it: wait for the cure.
+    other.store.watch_patterns(
+        lambda record: Pattern.from_record(record).known and heard.set())
     assert await learner.call_tool("search_api") == "cached"  # learns search_api_timeout
     assert heard.wait(30), "the pattern never arrived"
     [pattern] = other.immune.patterns()
@@ -191,3 +194,26 @@ async def test_a_pattern_learned_in_one_orchestrator_is_known_at_once_in_another
     assert "retry.scheduled" not in seen
     learner.close()
     other.close()
+
+
+@pytest.mark.parametrize("backend", [POSTGRES])
+def test_a_message_that_cannot_be_adopted_is_logged_and_the_next_one_heard(
+        backend, pg, caplog) -> None:
+    import psycopg
+
+    store = open_store(pg)
+    store.save_circuit("ready", "CLOSED", 0, None, 1.0)
+    listening, heard = threading.Event(), threading.Event()
+
+    def tell(name: str, *_: object) -> None:
+        {"ready": listening, "good": heard}[name].set()
+
+    store.watch_circuits(tell)
+    assert listening.wait(30)  # stored breakers are read once LISTEN is on
+    with psycopg.connect(pg, autocommit=True) as other:
+        other.execute("SELECT pg_notify('taskorch_circuits', 'not json')")
+        other.execute("SELECT pg_notify('taskorch_circuits', %s)", (
+            '{"name": "good", "state": "OPEN", "failures": 3, "opened_wall": 1.0}',))
+    assert heard.wait(30)
+    store.close()
+    assert "could not adopt taskorch_circuits not json" in caplog.text

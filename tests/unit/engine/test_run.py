@@ -112,3 +112,15 @@ async def test_red_step_writes_tests_only(tmp_path) -> None:
     assert seen[1].startswith("wrote")  # the GREEN step may write code
     assert (tmp_path / "app.py").read_text() == "x = 1\n"
     orch.close()
+
+
+async def test_a_run_that_writes_nothing_makes_no_workspace_folder(tmp_path) -> None:
+    orch = Orchestrator(store=tmp_path / "t.db", clock=FakeClock())
+    looked = await orch.run("Summarise the repo", workflow="single", archetype="researcher")
+    assert looked.status is RunStatus.COMPLETED, looked.error
+    assert looked.metrics()["tool_calls"] == 1  # it listed its (empty) workspace
+    assert not looked.workspace.exists()
+    built = await orch.run("Add user authentication", workflow="single", archetype="builder")
+    assert built.status is RunStatus.COMPLETED, built.error
+    assert (built.workspace / "auth.py").is_file()
+    orch.close()
