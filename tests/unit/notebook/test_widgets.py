@@ -139,7 +139,8 @@ def test_gauge_without_limit() -> None:
 
 def test_gauge_widget_traits_follow_the_colour() -> None:
     gauge = BudgetGauge(limit=D("5"), warn_below=0.2)
-    bar, label = gauge.widget.children
+    bar, label, resume, _note = gauge.widget.children
+    assert resume.layout.display == "none"  # no run bound: nothing to resume
     assert (bar.value, bar.bar_style) == (0.0, "success")
     gauge.apply(budget("budget.warning", "4.1"))
     assert (bar.value, bar.bar_style) == (pytest.approx(0.82), "warning")
@@ -197,12 +198,12 @@ def test_circuit_widget_gets_a_row_per_breaker() -> None:
     assert len(box.children) == 2  # heading + a
     panel.apply(circuit("circuit.opened", "b<x>", "open", "closed", reset_at=30.0))
     assert len(box.children) == 3
-    html = box.children[2].value
+    html = box.children[2].children[0].value
     assert 'data-state="OPEN"' in html
     assert "b&lt;x&gt;" in html  # names are escaped
     assert "half-open in 30 s" in html
     panel.apply(circuit("circuit.half_opened", "b<x>", "half_open", "open"))
-    assert 'data-state="HALF_OPEN"' in box.children[2].value
+    assert 'data-state="HALF_OPEN"' in box.children[2].children[0].value
     assert len(box.children) == 3
 
 
