@@ -29,6 +29,7 @@ from taskorch_nb.core.events import RunEvent, acting, scope
 from taskorch_nb.core.money import format_usd, parse_usd
 from taskorch_nb.engine.run import Run, RunStatus
 from taskorch_nb.errors import TaskorchError
+from taskorch_nb.notebook.display import NO_MATH
 
 RESUMABLE = frozenset({RunStatus.PAUSED, RunStatus.INTERRUPTED})
 _STARTS = frozenset({"run.started", "run.resumed"})
@@ -306,7 +307,7 @@ class ResumeView:
         self.button = w.Button(description="Add $ and resume", button_style="warning",
                                icon="play", layout=w.Layout(width="auto"))
         self.button.add_class("taskorch-resume")
-        self.note = w.Label(value="")
+        self.note = w.HTML(value="")  # not a Label: MathJax would typeset its dollars
         self.note.add_class("taskorch-control-note")
         self.box = w.HBox([self.amount, self.button])
         self.box.add_class("taskorch-resume-box")
@@ -329,7 +330,8 @@ class ResumeView:
     def refresh(self) -> None:
         controls = self.controls
         _show(self.box, controls is not None and controls.can_resume)
-        _write(self.note, "value", controls.message if controls is not None else "")
+        message = html.escape(controls.message) if controls is not None else ""
+        _write(self.note, "value", f'<span class="{NO_MATH}">{message}</span>' if message else "")
 
 
 class StopView:
@@ -463,8 +465,6 @@ class PatternReview:
 
 
 def _pattern_html(name: str, row: dict[str, Any]) -> str:
-    from taskorch_nb.notebook.display import NO_MATH
-
     decision = row["decision"]
     who = f" by {html.escape(row['by'])}" if row.get("by") else ""
     return (f'<div class="{NO_MATH}" data-decision="{decision}" style="min-width:28em">'

@@ -32,7 +32,7 @@ from taskorch_nb.engine.orchestrator import Orchestrator
 from taskorch_nb.engine.run import Run, RunStatus
 from taskorch_nb.engine.runner import interpolate
 from taskorch_nb.errors import ConfigurationError, TaskorchError
-from taskorch_nb.notebook.display import StatusView, circuits_frame, frontend, show
+from taskorch_nb.notebook.display import StatusView, circuits_frame, frontend
 from taskorch_nb.notebook.widgets import Dashboard
 
 SUBCOMMANDS = ("status", "circuits", "patterns", "history", "reset")
@@ -403,7 +403,7 @@ class OrchestrateMagics(Magics):
         self.dashboard = dashboard
         unsubscribe = dashboard.follow(orch, run)  # past a pause too, and with its buttons
         if mode == "widget":
-            show(dashboard.widget)
+            dashboard.display()
         return dashboard, unsubscribe
 
     def _block(self, orch: Orchestrator, run: Run) -> None:

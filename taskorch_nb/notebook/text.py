@@ -27,6 +27,7 @@ class GaugeView(Protocol):
     remaining: Decimal
     colour: str
     value: float
+    word: str
 
 
 class PanelView(Protocol):
@@ -140,7 +141,7 @@ def gauge_text(gauge: GaugeView, width: int = 20) -> str:
     if gauge.limit is None:
         return (
             f"Budget  {format_usd(gauge.spent)} spent, {format_usd(gauge.reserved)} reserved "
-            f"(no limit){'  EXCEEDED' if gauge.colour == 'red' else ''}"
+            f"(no limit){'  ' + gauge.word if gauge.colour == 'red' else ''}"
         )
     filled = round(gauge.value * width)
     bar = "#" * filled + "-" * (width - filled)
@@ -148,7 +149,7 @@ def gauge_text(gauge: GaugeView, width: int = 20) -> str:
         f"Budget  [{bar}] {format_usd(gauge.spent)} of {format_usd(gauge.limit)} spent "
         f"({gauge.value:.0%}), {format_usd(gauge.reserved)} reserved, "
         f"{format_usd(gauge.remaining)} left"
-        f"  {GAUGE_WORDS[gauge.colour]}"
+        f"  {gauge.word}"
     )
 
 

@@ -193,8 +193,10 @@ class BudgetGauge(_Part):
     def _build(self, w: Any) -> Any:
         """An `HBox(FloatProgress, Label, resume box, note)`."""
         self._bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="Budget")
-        self._label = w.Label(value="")
-        self._label.add_class(NO_MATH)
+        # HTML, not Label: ipywidgets typesets a Label's text with MathJax ("$0.12 / $1.00"
+        # would become math); the span's classes keep MathJax out of the amounts.
+        self._label = w.HTML(value="")
+        self._label.add_class("taskorch-gauge-label")
         self._resume = ResumeView(w)
         if self.controls is not None:
             self._resume.bind(self.controls)
@@ -207,7 +209,8 @@ class BudgetGauge(_Part):
             return
         _set(self._bar, "value", self.value)
         _set(self._bar, "bar_style", _BAR_STYLES[self.colour])
-        _set(self._label, "value", self._label_text())
+        label = html.escape(self._label_text())
+        _set(self._label, "value", f'<span class="{NO_MATH}">{label}</span>')
         self._resume.refresh()
 
     def _label_text(self) -> str:
@@ -528,6 +531,7 @@ class Dashboard:
         self.superseded = False
         """A newer dashboard follows this one's run; this one stopped following."""
         self._stop: StopView | None = None
+        self._handle: Any = None
         self._throttle_args = {"max_rate": max_rate, "clock": rate_clock, "scheduler": scheduler}
         self.renders = 0
         """Widget refreshes done (each one applies a whole batch of events)."""
@@ -569,10 +573,24 @@ class Dashboard:
         self._throttle.flush()
 
     def close(self) -> None:
-        """A last refresh; stop the timer. Events arriving later are applied at once."""
+        """A last refresh; stop the timer. Events arriving later are applied at once.
+
+        A dashboard shown with `display()` also renews its output's text and static HTML,
+        which views without a kernel (exports) show instead of the live widget.
+        """
         self._throttle.close()
         self._throttle.flush()
         self._request = self._throttle.flush
+        handle = self._handle
+        if handle is not None and threading.current_thread() is threading.main_thread():
+            handle.update(self)
+
+    def display(self) -> None:
+        """Show the dashboard in the cell's output (IPython's `display`, with an id so
+        `close` can renew its static part)."""
+        from IPython.display import display
+
+        self._handle = display(self, display_id=True)
 
     def _reopen(self) -> None:
         """Batch again after `close` (a resumed run streams events once more)."""
