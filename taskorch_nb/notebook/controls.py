@@ -305,7 +305,7 @@ class ResumeView:
         self.amount = w.Text(value="", placeholder="1.00", layout=w.Layout(width="6em"))
         self.amount.add_class("taskorch-resume-amount")
         self.button = w.Button(description="Add $ and resume", button_style="warning",
-                               icon="play", layout=w.Layout(width="auto"))
+                               icon="play", layout=w.Layout(width="auto", min_width="13em"))
         self.button.add_class("taskorch-resume")
         self.note = w.HTML(value="")  # not a Label: MathJax would typeset its dollars
         self.note.add_class("taskorch-control-note")

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -296,7 +295,7 @@ def test_each_control_clicked_in_lab_changes_the_run_and_names_the_user(page, la
     shot(stop_cell.locator(".taskorch-dashboard"), "lab-running-stop.png")
     stop.click()
     stop_cell.locator(".taskorch-stepper", has_text="cancelled").wait_for(timeout=CELL_TIMEOUT)
-    assert not stop.is_visible()
+    expect(stop).to_be_hidden(timeout=10_000)
 
     # Add $ and resume: a run paused by its budget
     run_cell(page, notebook, 3)
