@@ -21,6 +21,7 @@ import contextlib
 import getpass
 import html
 import os
+import threading
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -68,6 +69,9 @@ class Controls:
         """Where an action's events go when no bus subscription carries them (a dashboard
         that stopped following its finished run still shows what its buttons did)."""
         self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
+        self.stop_reachable = False
+        """The run runs on the main thread's loop, so a Stop click can arrive while it runs
+        (a blocking cell's run is stopped with the kernel's interrupt instead)."""
 
     # -- following the run ---------------------------------------------------------
 
@@ -82,6 +86,9 @@ class Controls:
             task = asyncio.current_task(loop)
             if task is not None:
                 self._running = (loop, task)
+                # a click is handled on the kernel's main thread, and only while it is free:
+                # a run on another thread's loop belongs to a cell that blocks until it ends
+                self.stop_reachable = threading.current_thread() is threading.main_thread()
         elif etype in _ENDS:
             self._running = None
 
@@ -351,7 +358,9 @@ class StopView:
             self.controls.attempt(self.controls.stop)
 
     def refresh(self) -> None:
-        _show(self.button, self.controls is not None and self.controls.can_stop)
+        controls = self.controls
+        _show(self.button, controls is not None and controls.can_stop
+              and controls.stop_reachable)
 
 
 class BreakerButtons:

@@ -137,6 +137,9 @@ def test_stop_reaches_a_run_on_another_threads_loop(tmp_path) -> None:
     deadline = time.monotonic() + 60
     while not dash.controls.can_stop and time.monotonic() < deadline:
         time.sleep(0.005)
+    dash.redraw()
+    # no button: a click could not arrive while the cell that runs this blocks
+    assert dash.widget.children[-1].layout.display == "none"
     assert dash.controls.stop() is True
     worker.join(60)
     release()
@@ -263,3 +266,24 @@ def test_the_user_and_the_label() -> None:
     assert current_user()
     assert resume_label("0.5") == "Add $0.50 and resume"
     assert resume_label("") == "Add $? and resume"
+
+
+def test_the_shown_dashboard_renews_its_static_view_when_it_closes(shell, tmp_path) -> None:
+    """Views without a kernel show the output's text/html: after the run, not before it."""
+    from IPython.utils.capture import capture_output
+
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    run = orch.runner.create(TASK, workflow="single", budget="0.0005", workspace=tmp_path)
+    dash, release = dashboard_for(orch, run)
+    with capture_output() as shown:
+        dash.display()
+        asyncio.run(orch.runner.execute(run))
+        release()
+        dash.close()
+    first, last = shown.outputs
+    assert "[waiting]" in first.data["text/plain"]
+    assert "paused" in last.data["text/plain"]
+    assert last.update  # the same output, renewed
+    assert "<button disabled" in last.data["text/html"]
+    assert last.data["application/vnd.jupyter.widget-view+json"]["model_id"] == \
+        dash.widget.model_id
