@@ -338,7 +338,9 @@ class ResumeView:
         controls = self.controls
         _show(self.box, controls is not None and controls.can_resume)
         message = html.escape(controls.message) if controls is not None else ""
-        _write(self.note, "value", f'<span class="{NO_MATH}">{message}</span>' if message else "")
+        style = "color:#555;font-style:italic;margin-left:1em"
+        _write(self.note, "value",
+               f'<span class="{NO_MATH}" style="{style}">{message}</span>' if message else "")
 
 
 class StopView:

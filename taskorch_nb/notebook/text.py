@@ -63,7 +63,13 @@ def countdown(seconds: float | None) -> str:
 
 
 def describe_event(event: Any) -> str:
-    """One log line for an event (no timestamp)."""
+    """One log line for an event (no timestamp); a person's action says who (`by ada`)."""
+    line = _describe(event)
+    actor = getattr(event, "actor", None)
+    return f"{line} (by {actor})" if actor else line
+
+
+def _describe(event: Any) -> str:
     kind = type(event).__name__
     etype = event.type
     if kind == "BudgetEvent":

@@ -402,13 +402,16 @@ class RunMonitor(_Part):
         etype = event.type
         if etype in _RUN_TYPES:
             self._follow_run(event)
-        if etype in ALERT_LEVELS or isinstance(event, Notice):
+        if etype in ALERT_LEVELS or isinstance(event, Notice) or event.actor:
             self._alert(event)
 
     def _alert(self, event: Any) -> None:
-        alert = alert_for(event)
-        if alert is not None:
-            level, message = alert.level, alert.text
+        alert = None if event.actor else alert_for(event)
+        if event.actor or alert is not None:
+            if alert is None:  # a person acted: say what and who, not a failure count
+                level, message = "info", _text.describe_event(event)
+            else:
+                level, message = alert.level, alert.text
             etype = event.type
             key = (etype, getattr(event, "name", None) or getattr(event, "tool", None))
             last = self._alerts[-1] if self._alerts else None

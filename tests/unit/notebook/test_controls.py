@@ -69,7 +69,8 @@ async def test_add_money_and_resume_from_the_gauge_follows_the_run_to_its_end(tm
     assert (dash.gauge.colour, dash.gauge.refused) == ("green", None)
     assert resume.layout.display == "none"
     assert dash.controls.message == "run COMPLETED"
-    assert note.value == '<span class="tex2jax_ignore mathjax_ignore">run COMPLETED</span>'
+    assert note.value.startswith('<span class="tex2jax_ignore mathjax_ignore"')
+    assert note.value.endswith(">run COMPLETED</span>")
     seen = dash.monitor.events
     orch.bus.emit(orch.runner.get(run.id).events[-1].__class__(type="run.noise", run_id=run.id))
     assert dash.monitor.events == seen
@@ -173,6 +174,11 @@ async def test_reset_and_open_a_breaker_by_hand(tmp_path) -> None:
     assert dash.panel.rows["search_api"]["state"] == "CLOSED"
     assert not open_.disabled
     assert acted(run.events) == [("circuit.opened", "ada"), ("circuit.reset", "ada")]
+    assert dash.monitor.log[-1].endswith("circuit.reset search_api: OPEN -> CLOSED, "
+                                         "failures 0 (by ada)")
+    assert dash.monitor.alerts[-2:] == [
+        "circuit.opened search_api: CLOSED -> OPEN, failures 0 (by ada)",
+        "circuit.reset search_api: OPEN -> CLOSED, failures 0 (by ada)"]
     assert dash.controls.message == "ada reset search_api"
 
 
