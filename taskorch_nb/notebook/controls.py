@@ -312,11 +312,11 @@ class ResumeView:
         self.amount = w.Text(value="", placeholder="1.00", layout=w.Layout(width="6em"))
         self.amount.add_class("taskorch-resume-amount")
         self.button = w.Button(description="Add $ and resume", button_style="warning",
-                               icon="play", layout=w.Layout(width="auto", min_width="13em"))
+                               icon="play", layout=w.Layout(width="auto", min_width="14em"))
         self.button.add_class("taskorch-resume")
         self.note = w.HTML(value="")  # not a Label: MathJax would typeset its dollars
         self.note.add_class("taskorch-control-note")
-        self.box = w.HBox([self.amount, self.button])
+        self.box = w.HBox([self.amount, self.button], layout=w.Layout(flex="0 0 auto"))
         self.box.add_class("taskorch-resume-box")
         self.amount.observe(self._typed, names="value")
         self.button.on_click(self._click)

@@ -200,7 +200,8 @@ class BudgetGauge(_Part):
         self._resume = ResumeView(w)
         if self.controls is not None:
             self._resume.bind(self.controls)
-        box = w.HBox([self._bar, self._label, self._resume.box, self._resume.note])
+        box = w.HBox([self._bar, self._label, self._resume.box, self._resume.note],
+                     layout=w.Layout(flex_flow="row wrap", align_items="center"))
         box.add_class("taskorch-gauge")
         return box
 
