@@ -30,15 +30,14 @@ from taskorch_nb.core.display import wanted
 from taskorch_nb.core.events import Notice
 from taskorch_nb.core.money import format_usd
 from taskorch_nb.notebook import text as _text
-from taskorch_nb.notebook.controls import (
-    RESUMABLE,
+from taskorch_nb.notebook.buttons import (
     BreakerButtons,
-    Controls,
     PatternReview,
     ResumeView,
     StopView,
     static_html,
 )
+from taskorch_nb.notebook.controls import RESUMABLE, Controls
 from taskorch_nb.notebook.display import NO_MATH
 from taskorch_nb.notebook.throttle import Scheduler, Throttle
 

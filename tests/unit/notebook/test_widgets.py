@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -9,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from taskorch_nb import Orchestrator
 from taskorch_nb.core.alerts import alert_text
 from taskorch_nb.core.events import (
     BudgetEvent,
@@ -24,6 +26,7 @@ from taskorch_nb.notebook.text import render_text
 from taskorch_nb.notebook.throttle import ManualScheduler
 from taskorch_nb.notebook.widgets import BudgetGauge, CircuitPanel, Dashboard, RunMonitor
 from taskorch_nb.testing import FakeClock
+from tests.unit.notebook.following import TASK, dashboard_for
 
 D = Decimal
 
@@ -515,3 +518,55 @@ def test_the_stepper_follows_the_workflow_phases() -> None:
 
     assert RunMonitor().phases == list(workflow.PHASES)
     assert Dashboard(limit=1).monitor.phases == list(workflow.PHASES)
+
+
+# --- following a run ------------------------------------------------------------------
+
+
+async def test_a_newer_dashboard_supersedes_the_first(tmp_path) -> None:
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    run = orch.runner.create(TASK, workflow="single", budget="0.0005", workspace=tmp_path)
+    first, release = dashboard_for(orch, run)
+    await orch.runner.execute(run)
+    release()
+    second, release2 = dashboard_for(orch, run)
+    assert first.superseded
+    assert first.monitor.status == "superseded by a newer dashboard"
+    assert "superseded" in first.text().splitlines()[0]
+    assert first.gauge.widget.children[2].layout.display == "none"  # no buttons any more
+    await run.resume(extra_budget=1)
+    release2()
+    assert second.monitor.status == "completed"
+    assert first.monitor.status == "superseded by a newer dashboard"
+
+
+async def test_a_single_runs_stepper_lists_only_its_steps(tmp_path) -> None:
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    run = orch.runner.create(TASK, workflow="single", workspace=tmp_path)
+    dash, release = dashboard_for(orch, run)
+    await orch.runner.execute(run)
+    release()
+    assert dash.monitor.phases == ["build"]
+    assert dash.monitor.done == {"build"}
+    assert 'data-phase="research"' not in dash.monitor.widget.children[0].value
+
+
+def test_the_shown_dashboard_renews_its_static_view_when_it_closes(shell, tmp_path) -> None:
+    """Views without a kernel show the output's text/html: after the run, not before it."""
+    from IPython.utils.capture import capture_output
+
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    run = orch.runner.create(TASK, workflow="single", budget="0.0005", workspace=tmp_path)
+    dash, release = dashboard_for(orch, run)
+    with capture_output() as shown:
+        dash.display()
+        asyncio.run(orch.runner.execute(run))
+        release()
+        dash.close()
+    first, last = shown.outputs
+    assert "[waiting]" in first.data["text/plain"]
+    assert "paused" in last.data["text/plain"]
+    assert last.update  # the same output, renewed
+    assert "<button disabled" in last.data["text/html"]
+    assert last.data["application/vnd.jupyter.widget-view+json"]["model_id"] == \
+        dash.widget.model_id
