@@ -275,6 +275,7 @@ def test_budget_notebook_draws_plotly_and_its_first_dashboard_follows_the_resume
     page.wait_for_function("() => document.querySelector('.taskorch-stepper')"
                            "?.textContent.includes('completed')", timeout=CELL_TIMEOUT)
     assert "EXCEEDED" not in first.inner_text()
+    shot(first, "lab-resumed-follows.png")
     shot(notebook.locator(".jp-Cell").filter(has=page.locator(".js-plotly-plot")).first,
          "lab-budget-burn.png")
 
@@ -315,6 +316,8 @@ def test_each_control_clicked_in_lab_changes_the_run_and_names_the_user(page, la
     button.click()
     dashboard.locator(".taskorch-stepper", has_text="completed").wait_for(timeout=CELL_TIMEOUT)
     assert "ok" in label.inner_text()
+    # the resume ran as a task on the kernel's loop (a click's handler has one running)
+    expect(dashboard.locator(".taskorch-control-note")).to_have_text("run COMPLETED")
 
     # the breaker of the model: Open (quarantine), then Reset
     line = dashboard.locator(".taskorch-circuit-line", has_text="simulated:sim-small")
