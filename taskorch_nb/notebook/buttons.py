@@ -242,6 +242,24 @@ class PatternReview:
             self.controls.attempt(getattr(self.controls, action), name)
             self.refresh()
 
+    def text(self) -> str:
+        if not self.rows:
+            return "Remote patterns to review: none"
+        return "Remote patterns to review\n" + "\n".join(
+            f"  {name} ({row.get('tool')}): {row['decision']}"
+            + (f" by {row['by']}" if row.get("by") else "")
+            for name, row in self.rows.items())
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        bundle: dict[str, Any] = {
+            "text/plain": self.text(),
+            "text/html": f'<pre class="{NO_MATH}">{html.escape(self.text())}</pre>'
+            + static_html(resume=False, stop=False, circuits=[], patterns=self.pending),
+        }
+        bundle.update({k: v for k, v in (self.widget._repr_mimebundle_() or {}).items()
+                       if k != "text/plain"})
+        return bundle
+
 
 def _pattern_html(name: str, row: dict[str, Any]) -> str:
     decision = row["decision"]
@@ -250,3 +268,18 @@ def _pattern_html(name: str, row: dict[str, Any]) -> str:
             f"<code>{html.escape(name)}</code> ({html.escape(str(row.get('tool')))}, from "
             f"{html.escape(str(row.get('source')))}): <i>{decision}{who}</i><br>"
             f"<span style='font-size:11px'>{html.escape(row.get('text') or '')}</span></div>")
+
+
+def review_patterns(orch: Any, *, actor: str | None = None) -> PatternReview:
+    """The remote patterns whose text waits for a person, with Approve and Reject, outside
+    any run's dashboard (display the result; `orch.immune.pending()` lists the same)."""
+    review = PatternReview()
+    controls = Controls(orch, actor=actor)
+
+    def feed(event: Any) -> None:
+        review.update(event)
+        review.refresh()
+
+    controls.feed = feed
+    review.bind(controls)
+    return review

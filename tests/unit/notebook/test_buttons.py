@@ -10,7 +10,7 @@ import pytest
 
 from taskorch_nb import Orchestrator, RunStatus
 from taskorch_nb.core.immune import Pattern
-from taskorch_nb.notebook.buttons import resume_label, static_html
+from taskorch_nb.notebook.buttons import resume_label, review_patterns, static_html
 from taskorch_nb.notebook.controls import current_user
 from taskorch_nb.testing import FakeClock
 from tests.unit.notebook.following import TASK, acted, dashboard_for
@@ -191,3 +191,22 @@ def test_without_a_kernel_the_buttons_are_disabled_html() -> None:
     assert "a&lt;b&gt;" in page
     assert "Stop" not in page
     assert static_html(resume=False, stop=False, circuits=[], patterns=[]) == ""
+
+
+def test_review_patterns_outside_a_run(tmp_path) -> None:
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    orch.immune.merge_federated([remote_pattern("p_ok", "Use the cache.")])
+    review = review_patterns(orch, actor="cy")
+    seen: list = []
+    orch.subscribe(seen.append)
+    bundle = review._repr_mimebundle_()
+    assert "p_ok (search_api): pending" in bundle["text/plain"]
+    assert "<button disabled" in bundle["text/html"]
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == \
+        review.widget.model_id
+    row = review.widget.children[1]
+    row.children[1].click()  # Approve
+    assert [(e.type, e.actor, e.run_id) for e in seen] == [("pattern.approved", "cy", None)]
+    assert review.rows["p_ok"]["decision"] == "approved"
+    assert 'data-decision="approved"' in row.children[0].value
+    assert review.text().endswith("p_ok (search_api): approved by cy")
