@@ -93,6 +93,7 @@ class CircuitBreaker:
         self._probe_successes = 0
         self._generation = 0
         self._outcomes: deque[bool] = deque(maxlen=window)
+        self._held = False
 
     def configured(
         self, name: str, clock: Clock, on_event: Callable[[Event], Any]
@@ -132,9 +133,14 @@ class CircuitBreaker:
         return None if self._state is CircuitState.CLOSED else self._opened_at
 
     @property
+    def held(self) -> bool:
+        """Opened by hand (`trip`): stays OPEN, with no probe, until `reset`."""
+        return self._held
+
+    @property
     def reset_at(self) -> float | None:
-        """Clock time at which an OPEN breaker turns HALF_OPEN (None unless OPEN)."""
-        if self._state is CircuitState.OPEN:
+        """Clock time at which an OPEN breaker turns HALF_OPEN (None unless OPEN, or held)."""
+        if self._state is CircuitState.OPEN and not self._held:
             return self._opened_at + self.reset_timeout
         return None
 
@@ -152,6 +158,7 @@ class CircuitBreaker:
             "failures": self._failures,
             "opened_at": self._opened_at if state is not CircuitState.CLOSED else None,
             "reset_at": self.reset_at,
+            "held": self._held,
         }
 
     # -- the protocol around one call ------------------------------------------
@@ -172,7 +179,7 @@ class CircuitBreaker:
                 permit = None
                 retry_in = (
                     max(0.0, self._opened_at + self.reset_timeout - self.clock.now())
-                    if state is CircuitState.OPEN
+                    if state is CircuitState.OPEN and not self._held
                     else None
                 )
         self._emit(events)
@@ -220,12 +227,28 @@ class CircuitBreaker:
                 self._drop_probe(permit)
 
     def reset(self) -> None:
-        """Close the breaker by hand (`%orchestrate reset NAME`, MCP `reset_circuit`)."""
+        """Close the breaker by hand (`%orchestrate reset NAME`, MCP `reset_circuit`, the
+        dashboard's Reset): one `circuit.reset` event, even when it was closed already."""
         with self._lock:
-            events = [] if self._state is CircuitState.CLOSED else [self._move(CircuitState.CLOSED)]
-            self._failures = 0
-            self._outcomes.clear()
-        self._emit(events)
+            previous = self._state
+            self._move(CircuitState.CLOSED)
+            self._held = False
+            event = CircuitEvent(type="circuit.reset", name=self.name, state="CLOSED",
+                                 previous=previous.value, failures=0)
+        self._emit([event])
+
+    def trip(self) -> None:
+        """Open the breaker by hand and hold it open until `reset` (a quarantine: the
+        dashboard's Open). Calls are refused at once; no probe goes out meanwhile."""
+        with self._lock:
+            if self._held:
+                return
+            previous = self._state
+            self._move(CircuitState.OPEN)
+            self._held = True
+            event = CircuitEvent(type="circuit.opened", name=self.name, state="OPEN",
+                                 previous=previous.value, failures=self._failures)
+        self._emit([event])
 
     def restore(self, state: str, failures: int, opened_at: float | None) -> CircuitState:
         """Take a persisted state back (a new Orchestrator on the same store, or another
@@ -243,7 +266,8 @@ class CircuitBreaker:
 
     def _tick(self) -> list[CircuitEvent]:
         now = self.clock.now()
-        if self._state is CircuitState.OPEN and now >= self._opened_at + self.reset_timeout:
+        if (self._state is CircuitState.OPEN and not self._held
+                and now >= self._opened_at + self.reset_timeout):
             return [self._move(CircuitState.HALF_OPEN)]
         if self._state is CircuitState.HALF_OPEN and self._probes:
             # A probe that never reported back must not hold its slot for ever.

@@ -27,6 +27,32 @@ current_agent: ContextVar[str | None] = ContextVar("taskorch_agent", default=Non
 current_phase: ContextVar[str | None] = ContextVar("taskorch_phase", default=None)
 
 
+@dataclass(slots=True, frozen=True)
+class Actor:
+    """A person acting by hand (a dashboard button): events they cause carry their name.
+
+    `until` is the event type that ends the action: an action that starts work (resume)
+    names its own events, not everything the work emits afterwards.
+    """
+
+    name: str
+    until: str | None = None
+
+
+current_actor: ContextVar[Actor | None] = ContextVar("taskorch_actor", default=None)
+
+
+@contextlib.contextmanager
+def acting(name: str, *, until: str | None = None) -> Iterator[None]:
+    """Name `name` as the actor of the events emitted inside the block (and, for a task
+    created inside it, of its events up to and including the first `until` event)."""
+    token = current_actor.set(Actor(name, until))
+    try:
+        yield
+    finally:
+        current_actor.reset(token)
+
+
 @contextlib.contextmanager
 def scope(
     *, run_id: str | None = None, agent: str | None = None, phase: str | None = None
@@ -69,6 +95,8 @@ class Event:
     """Epoch seconds from the orchestrator's clock."""
     seq: int = 0
     """Order of emission on its bus."""
+    actor: str | None = None
+    """The person whose action caused the event (None: the system did)."""
 
     def to_record(self) -> dict[str, Any]:
         """A flat dict (class name under `kind`) for JSON, DataFrames and spans."""
@@ -220,6 +248,11 @@ class EventBus:
         event.seq = next(self._seq)
         if event.run_id is None:
             event.run_id = current_run_id.get()
+        actor = current_actor.get()
+        if actor is not None and event.actor is None:
+            event.actor = actor.name
+            if event.type == actor.until:  # the action is done: what follows is the system's
+                current_actor.set(None)
         failures = None
         for fn in self._subscribers:
             try:

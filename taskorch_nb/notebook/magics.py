@@ -477,15 +477,9 @@ class OrchestrateMagics(Magics):
             max_rate=self.settings.max_rate,
         )
         self.dashboard = dashboard
-        feed, run_id = dashboard.subscriber, run.id
-
-        def subscriber(event: Any) -> None:
-            if event.run_id is None or event.run_id == run_id:
-                feed(event)
-
-        unsubscribe = orch.subscribe(subscriber)
+        unsubscribe = dashboard.follow(orch, run)  # past a pause too, and with its buttons
         if mode == "widget":
-            show(dashboard.widget)
+            dashboard.display()
         return dashboard, unsubscribe
 
     def _block(self, orch: Orchestrator, run: Run) -> None:

@@ -27,6 +27,7 @@ class GaugeView(Protocol):
     remaining: Decimal
     colour: str
     value: float
+    word: str
 
 
 class PanelView(Protocol):
@@ -62,7 +63,13 @@ def countdown(seconds: float | None) -> str:
 
 
 def describe_event(event: Any) -> str:
-    """One log line for an event (no timestamp)."""
+    """One log line for an event (no timestamp); a person's action says who (`by ada`)."""
+    line = _describe(event)
+    actor = getattr(event, "actor", None)
+    return f"{line} (by {actor})" if actor else line
+
+
+def _describe(event: Any) -> str:
     kind = type(event).__name__
     etype = event.type
     if kind == "BudgetEvent":
@@ -140,7 +147,7 @@ def gauge_text(gauge: GaugeView, width: int = 20) -> str:
     if gauge.limit is None:
         return (
             f"Budget  {format_usd(gauge.spent)} spent, {format_usd(gauge.reserved)} reserved "
-            f"(no limit){'  EXCEEDED' if gauge.colour == 'red' else ''}"
+            f"(no limit){'  ' + gauge.word if gauge.colour == 'red' else ''}"
         )
     filled = round(gauge.value * width)
     bar = "#" * filled + "-" * (width - filled)
@@ -148,7 +155,7 @@ def gauge_text(gauge: GaugeView, width: int = 20) -> str:
         f"Budget  [{bar}] {format_usd(gauge.spent)} of {format_usd(gauge.limit)} spent "
         f"({gauge.value:.0%}), {format_usd(gauge.reserved)} reserved, "
         f"{format_usd(gauge.remaining)} left"
-        f"  {GAUGE_WORDS[gauge.colour]}"
+        f"  {gauge.word}"
     )
 
 

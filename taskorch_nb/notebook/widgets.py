@@ -18,17 +18,26 @@ from __future__ import annotations
 import html
 import math
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from taskorch_nb.agents.workflow import PHASES
+from taskorch_nb.agents.workflow import PHASE_OF, PHASES
 from taskorch_nb.core.alerts import ALERT_LEVELS, alert_for
 from taskorch_nb.core.display import wanted
 from taskorch_nb.core.events import Notice
 from taskorch_nb.core.money import format_usd
 from taskorch_nb.notebook import text as _text
+from taskorch_nb.notebook.buttons import (
+    BreakerButtons,
+    PatternReview,
+    ResumeView,
+    StopView,
+    static_html,
+)
+from taskorch_nb.notebook.controls import RESUMABLE, Controls
 from taskorch_nb.notebook.display import NO_MATH
 from taskorch_nb.notebook.throttle import Scheduler, Throttle
 
@@ -119,6 +128,9 @@ class BudgetGauge(_Part):
         self.warn_below = Decimal(str(warn_below))
         self.rejected = False
         """A call was refused (or the budget overspent) since the last extension."""
+        self.refused: Decimal | None = None
+        """What the last refused call needed (None: none refused since the last extension)."""
+        self.controls: Controls | None = None
         self._widget: Any = None
 
     @property
@@ -153,17 +165,42 @@ class BudgetGauge(_Part):
             self.limit = _dec(event.limit)
         if etype in ("budget.rejected", "budget.overspent"):
             self.rejected = True
+            if etype == "budget.rejected":
+                self.refused = _dec(event.amount)
         elif etype == "budget.extended":
-            self.rejected = False
+            self.rejected, self.refused = False, None
+
+    @property
+    def word(self) -> str:
+        """`ok`, `LOW`, `EXCEEDED` (spent reached the limit) or `refused $X (near limit)`:
+        a refused call is not an exceeded budget."""
+        if self.limit is not None and self.spent >= self.limit:
+            return "EXCEEDED"
+        if self.rejected and self.refused is not None:
+            return f"refused {format_usd(self.refused)} (near limit)"
+        return _text.GAUGE_WORDS[self.colour]
 
     def text(self) -> str:
         return _text.gauge_text(self)
 
+    def bind(self, controls: Controls) -> None:
+        """Offer "add $X and resume" while `controls`' run is paused."""
+        self.controls = controls
+        if self._widget is not None:
+            self._resume.bind(controls)
+
     def _build(self, w: Any) -> Any:
-        """An `HBox(FloatProgress, Label)`."""
+        """An `HBox(FloatProgress, Label, resume box, note)`."""
         self._bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="Budget")
-        self._label = w.Label(value="")
-        box = w.HBox([self._bar, self._label])
+        # HTML, not Label: ipywidgets typesets a Label's text with MathJax ("$0.12 / $1.00"
+        # would become math); the span's classes keep MathJax out of the amounts.
+        self._label = w.HTML(value="")
+        self._label.add_class("taskorch-gauge-label")
+        self._resume = ResumeView(w)
+        if self.controls is not None:
+            self._resume.bind(self.controls)
+        box = w.HBox([self._bar, self._label, self._resume.box, self._resume.note],
+                     layout=w.Layout(flex_flow="row wrap", align_items="center"))
         box.add_class("taskorch-gauge")
         return box
 
@@ -172,10 +209,12 @@ class BudgetGauge(_Part):
             return
         _set(self._bar, "value", self.value)
         _set(self._bar, "bar_style", _BAR_STYLES[self.colour])
-        _set(self._label, "value", self._label_text())
+        label = html.escape(self._label_text())
+        _set(self._label, "value", f'<span class="{NO_MATH}">{label}</span>')
+        self._resume.refresh()
 
     def _label_text(self) -> str:
-        word = _text.GAUGE_WORDS[self.colour]
+        word = self.word
         if self.limit is None:
             return f"{format_usd(self.spent)} spent (no limit)"
         return (
@@ -200,6 +239,8 @@ class CircuitPanel(_Part):
         self._last_ts = 0.0
         self._widget: Any = None
         self._row_widgets: dict[str, Any] = {}
+        self._buttons: dict[str, BreakerButtons] = {}
+        self.controls: Controls | None = None
         for name, info in (snapshot or {}).items():
             self.rows[name] = _snapshot_row(name, info)
 
@@ -240,6 +281,9 @@ class CircuitPanel(_Part):
         row["since"] = ts
         if event.type == "circuit.rejected":
             row["rejected"] += 1
+        row["held"] = row["state"] == "OPEN" and event.reset_at is None
+        if event.actor:
+            row["by"] = event.actor
 
     def text(self) -> str:
         return _text.circuits_text(self)
@@ -260,10 +304,14 @@ class CircuitPanel(_Part):
         for name in self.rows:
             row_widget = self._row_widgets.get(name)
             if row_widget is None:
-                row_widget = self._row_widgets[name] = w.HTML()
-                row_widget.add_class("taskorch-circuit-row")
+                html_row = w.HTML()
+                html_row.add_class("taskorch-circuit-row")
+                buttons = self._buttons[name] = BreakerButtons(w, name, lambda: self.controls)
+                row_widget = self._row_widgets[name] = w.HBox([html_row, buttons.box])
+                row_widget.add_class("taskorch-circuit-line")
                 added = True
-            _set(row_widget, "value", self._row_html(name))
+            _set(row_widget.children[0], "value", self._row_html(name))
+            self._buttons[name].refresh(bool(self.rows[name].get("held")))
         if added:  # children is one trait: write it once for all the new rows
             self._widget.children = (self._heading, *self._row_widgets.values())
         heading = "<b>Circuits</b>" + ("" if self.rows else " <i>(none yet)</i>")
@@ -274,13 +322,19 @@ class CircuitPanel(_Part):
         state = row["state"]
         colour = _STATE_COLOURS.get(state, "#555")
         wait = _text.countdown(self.seconds_to_half_open(name))
+        if row.get("held"):
+            wait = ""
+            by = f" by {html.escape(row['by'])}" if row.get("by") else ""
+            note = f"<span>held open{by} until reset</span>"
+        else:
+            note = f"<span>half-open in {wait}</span>" if wait else ""
         return (
             f'<div class="taskorch-circuit" data-state="{state}" style="font-family:monospace">'
             f'<span style="display:inline-block;min-width:14em">{html.escape(name)}</span>'
             f'<span style="display:inline-block;min-width:7em;color:{colour};font-weight:bold">'
             f"&#9679; {state}</span>"
             f'<span style="display:inline-block;min-width:7em">failures {row["failures"]}</span>'
-            + (f"<span>half-open in {wait}</span>" if wait else "")
+            + note
             + "</div>"
         )
 
@@ -298,6 +352,7 @@ def _snapshot_row(name: str, info: Mapping[str, Any] | Any) -> dict[str, Any]:
         "reset_at": get("reset_at", None),
         "since": None,
         "rejected": 0,
+        "held": bool(get("held", False)),
     }
 
 
@@ -347,13 +402,16 @@ class RunMonitor(_Part):
         etype = event.type
         if etype in _RUN_TYPES:
             self._follow_run(event)
-        if etype in ALERT_LEVELS or isinstance(event, Notice):
+        if etype in ALERT_LEVELS or isinstance(event, Notice) or event.actor:
             self._alert(event)
 
     def _alert(self, event: Any) -> None:
-        alert = alert_for(event)
-        if alert is not None:
-            level, message = alert.level, alert.text
+        alert = None if event.actor else alert_for(event)
+        if event.actor or alert is not None:
+            if alert is None:  # a person acted: say what and who, not a failure count
+                level, message = "info", _text.describe_event(event)
+            else:
+                level, message = alert.level, alert.text
             etype = event.type
             key = (etype, getattr(event, "name", None) or getattr(event, "tool", None))
             last = self._alerts[-1] if self._alerts else None
@@ -470,6 +528,14 @@ class Dashboard:
         self.gauge = BudgetGauge(limit, spent=spent, reserved=reserved, warn_below=warn_below)
         self.panel = CircuitPanel(clock=clock, snapshot=circuits)
         self.monitor = RunMonitor(phases, log_size=log_size)
+        self.patterns = PatternReview()
+        self.controls: Controls | None = None
+        """The buttons' actions, once `follow` bound the dashboard to a run."""
+        self.superseded = False
+        """A newer dashboard follows this one's run; this one stopped following."""
+        self._stop: StopView | None = None
+        self._handle: Any = None
+        self._throttle_args = {"max_rate": max_rate, "clock": rate_clock, "scheduler": scheduler}
         self.renders = 0
         """Widget refreshes done (each one applies a whole batch of events)."""
         self._ticks = clock is not None  # only a clock makes the countdown move between events
@@ -510,10 +576,122 @@ class Dashboard:
         self._throttle.flush()
 
     def close(self) -> None:
-        """A last refresh; stop the timer. Events arriving later are applied at once."""
+        """A last refresh; stop the timer. Events arriving later are applied at once.
+
+        A dashboard shown with `display()` also renews its output's text and static HTML,
+        which views without a kernel (exports) show instead of the live widget.
+        """
         self._throttle.close()
         self._throttle.flush()
         self._request = self._throttle.flush
+        handle = self._handle
+        if handle is not None and threading.current_thread() is threading.main_thread():
+            handle.update(self)
+
+    def display(self) -> None:
+        """Show the dashboard in the cell's output (IPython's `display`, with an id so
+        `close` can renew its static part)."""
+        from IPython.display import display
+
+        self._handle = display(self, display_id=True)
+
+    def _reopen(self) -> None:
+        """Batch again after `close` (a resumed run streams events once more)."""
+        self._throttle = Throttle(self._render, **self._throttle_args)
+        self._request = self._throttle.request
+        self.subscriber = self._make_subscriber()
+
+    # -- following a run ---------------------------------------------------------------
+
+    def follow(self, orch: Any, run: Any) -> Callable[[], None]:
+        """Feed the dashboard `run`'s events (and those of no run) from `orch`'s bus and give
+        it buttons acting on them; returns `release`, to call when the cell is done.
+
+        `release` lets go of the bus unless the run may still resume: a paused dashboard
+        keeps following, so after `run.resume()` it shows the run to its end (then lets
+        go). A newer dashboard following the same run supersedes this one, which says so.
+        """
+        previous = _FOLLOWING.get(run.id)
+        older = previous() if previous is not None else None
+        if older is not None and older is not self:
+            older.supersede()
+        _FOLLOWING[run.id] = weakref.ref(self)
+        if self.monitor.events == 0:
+            self.monitor.phases = list(workflow_phases(run.workflow, run.archetype))
+        controls = Controls(orch, run)
+        self.bind(controls)
+        run_id = run.id
+        watch = controls.watch
+        released = False
+
+        def subscriber(event: Any) -> None:
+            event_run = event.run_id
+            if event_run is not None and event_run != run_id:
+                return
+            etype = event.type
+            if event_run is not None and etype in _WATCHED:
+                watch(event)
+                if etype == "run.resumed" and self.closed:
+                    self._reopen()
+            self.subscriber(event)
+            if released and etype in _RUN_ENDS and run.status not in RESUMABLE:
+                stop()
+
+        unsubscribe = orch.subscribe(subscriber)
+
+        def stop() -> None:
+            unsubscribe()
+            controls.feed = self.subscriber  # later clicks still show here
+            self.close()
+            if _FOLLOWING.get(run_id) is not None and _FOLLOWING[run_id]() is self:
+                del _FOLLOWING[run_id]
+
+        def release() -> None:
+            nonlocal released
+            released = True
+            if self.superseded or run.status not in RESUMABLE:
+                stop()
+
+        self._unfollow = stop
+        return release
+
+    def bind(self, controls: Controls) -> None:
+        """Give the gauge, panel, patterns and Stop their actions."""
+        self.controls = controls
+        controls.on_change = self.redraw
+        self.gauge.bind(controls)
+        self.panel.controls = controls
+        self.patterns.bind(controls)
+        if self._stop is not None:
+            self._stop.controls = controls
+
+    def supersede(self) -> None:
+        """Stop following: a newer dashboard shows this run now."""
+        self.superseded = True
+        unfollow = getattr(self, "_unfollow", None)
+        if unfollow is not None:
+            unfollow()
+        self.flush()
+        self.monitor.status = "superseded by a newer dashboard"
+        self.controls = None
+        self.gauge.controls = self.panel.controls = None
+        if self._widget is not None:
+            self.gauge._resume.controls = None
+        self.patterns.controls = None
+        if self._stop is not None:
+            self._stop.controls = None
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Refresh every widget now (after a click changed what the buttons offer)."""
+        with self._lock:
+            if self._widget is not None:
+                self.gauge.refresh()
+                self.panel.refresh()
+                self.monitor.refresh()
+                self.patterns.refresh()
+                if self._stop is not None:
+                    self._stop.refresh()
 
     @property
     def closed(self) -> bool:
@@ -541,6 +719,8 @@ class Dashboard:
                     gauge(event)
                 elif family == "circuit":
                     panel(event)
+                elif family == "pattern":
+                    self.patterns.update(event)
                 monitor(event)
             if event is not None:
                 self.panel.seen(event.ts)
@@ -552,6 +732,9 @@ class Dashboard:
                 self.gauge.refresh()
                 self.panel.refresh()
                 self.monitor.refresh()
+                self.patterns.refresh()
+                if self._stop is not None:
+                    self._stop.refresh()
             self.renders += 1
         if self._ticks and any(countdowns):  # keep "half-open in N s" moving while open
             self._throttle.request(not_before=1.0)
@@ -568,7 +751,11 @@ class Dashboard:
             if self._widget is None:
                 import ipywidgets as w
 
-                self._widget = w.VBox([self.monitor.widget, self.gauge.widget, self.panel.widget])
+                self._stop = StopView(w)
+                self._stop.controls = self.controls
+                self._stop.refresh()
+                self._widget = w.VBox([self.monitor.widget, self.gauge.widget, self.panel.widget,
+                                       self.patterns.widget, self._stop.button])
                 self._widget.add_class("taskorch-dashboard")
             return self._widget
 
@@ -576,7 +763,8 @@ class Dashboard:
         plain = self.text()
         bundle: dict[str, Any] = {
             "text/plain": plain,
-            "text/html": f"<pre>{html.escape(plain)}</pre>",
+            "text/html": f'<div class="{NO_MATH}"><pre>{html.escape(plain)}</pre>'
+            f"{self.static_controls()}</div>",
         }
         if wanted(WIDGET_VIEW, include, exclude):
             try:
@@ -588,5 +776,32 @@ class Dashboard:
                 bundle.update({k: v for k, v in view.items() if k != "text/plain"})
         return {k: v for k, v in bundle.items() if wanted(k, include, exclude)}
 
+    def static_controls(self) -> str:
+        """The buttons as disabled HTML, for views without a kernel (exports, reports)."""
+        controls = self.controls
+        return static_html(
+            resume=controls is not None and controls.can_resume,
+            stop=controls is not None and controls.can_stop,
+            circuits=list(self.panel.rows) if controls is not None else [],
+            patterns=self.patterns.pending if controls is not None else [],
+        )
+
     def __repr__(self) -> str:
         return f"Dashboard(renders={self.renders}, pending={self.pending})"
+
+
+#: The newest dashboard following each run (an older one is told it was superseded).
+_FOLLOWING: dict[str, weakref.ref[Dashboard]] = {}
+_WATCHED = frozenset({"run.started", "run.resumed", "run.completed", "run.failed",
+                      "run.paused", "run.cancelled"})
+_RUN_ENDS = frozenset({"run.completed", "run.failed", "run.paused", "run.cancelled"})
+
+
+def workflow_phases(workflow: str, archetype: str | None = None) -> tuple[str, ...]:
+    """The steps a run of `workflow` goes through, for its stepper: a `single` run has one
+    (its archetype's phase); an unknown workflow's phases appear as they start."""
+    if workflow == "full":
+        return PHASES
+    if workflow == "single":
+        return (PHASE_OF.get(archetype or "builder", "work"),)
+    return ()

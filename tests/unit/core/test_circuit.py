@@ -138,11 +138,44 @@ def test_reset_by_hand_and_bad_settings() -> None:
         fail(b)
     b.reset()
     assert b.state is CircuitState.CLOSED
-    assert seen[-1].type == "circuit.closed"
+    assert (seen[-1].type, seen[-1].state, seen[-1].previous) == ("circuit.reset", "CLOSED", "OPEN")
+    b.reset()  # a person acted even on a closed breaker: the post-mortem shows it
+    assert (seen[-1].type, seen[-1].previous) == ("circuit.reset", "CLOSED")
     with pytest.raises(ValueError, match="failure_threshold"):
         CircuitBreaker(failure_threshold=0)
     with pytest.raises(ValueError, match="failure_rate"):
         CircuitBreaker(failure_rate=1.5)
+
+
+def test_open_by_hand_quarantines_until_reset() -> None:
+    clock = FakeClock()
+    b, seen = make(clock)
+    b.trip()
+    assert (seen[-1].type, seen[-1].state, seen[-1].reset_at) == ("circuit.opened", "OPEN", None)
+    assert b.held
+    assert b.snapshot()["held"] is True
+    clock.advance(3600)  # no half-open probe while quarantined by hand
+    assert b.state is CircuitState.OPEN
+    assert b.reset_at is None
+    with pytest.raises(CircuitOpenError) as caught:
+        b.acquire()
+    assert caught.value.retry_in is None
+    b.trip()  # already open by hand: nothing new to say
+    assert [e.type for e in seen].count("circuit.opened") == 1
+    b.reset()
+    assert (b.state, b.held) == (CircuitState.CLOSED, False)
+    b.record_success(b.acquire())
+
+
+def test_open_by_hand_holds_a_breaker_that_was_already_open() -> None:
+    clock = FakeClock()
+    b, seen = make(clock)
+    for _ in range(3):
+        fail(b)
+    b.trip()
+    assert (seen[-1].type, seen[-1].previous) == ("circuit.opened", "OPEN")
+    clock.advance(60)
+    assert b.state is CircuitState.OPEN
 
 
 ops = st.lists(

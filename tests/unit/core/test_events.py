@@ -1,7 +1,16 @@
 from __future__ import annotations
 
+import asyncio
+
 from taskorch_nb import FakeClock, Orchestrator
-from taskorch_nb.core.events import EventBus, Notice, ToolEvent, scope
+from taskorch_nb.core.events import (
+    EventBus,
+    Notice,
+    ToolEvent,
+    acting,
+    event_from_record,
+    scope,
+)
 
 
 def test_subscriber_that_raises_is_reported_and_never_breaks_the_run() -> None:
@@ -40,3 +49,36 @@ def test_records_round_trip() -> None:
     e = ToolEvent(type="tool.failed", tool="t", attempt=2, status=504)
     again = event_from_record(e.to_record())
     assert again == e
+
+
+def test_events_emitted_while_acting_name_the_actor() -> None:
+    bus = EventBus(FakeClock())
+    seen: list = []
+    bus.subscribe(seen.append)
+    bus.emit(Notice(type="before", message="system"))
+    with acting("ada"):
+        bus.emit(Notice(type="circuit.reset", message="by hand"))
+        bus.emit(Notice(type="explicit", message="x", actor="bob"))  # an explicit actor stays
+    bus.emit(Notice(type="after", message="system"))
+    assert [(e.type, e.actor) for e in seen] == [
+        ("before", None), ("circuit.reset", "ada"), ("explicit", "bob"), ("after", None)]
+    assert seen[1].to_record()["actor"] == "ada"
+    assert event_from_record(seen[1].to_record()).actor == "ada"
+
+
+async def test_an_action_that_starts_work_names_only_its_own_events() -> None:
+    bus = EventBus(FakeClock())
+    seen: list = []
+    bus.subscribe(seen.append)
+
+    async def resume() -> None:
+        bus.emit(Notice(type="budget.extended", message="+$1"))
+        bus.emit(Notice(type="run.resumed", message="go"))
+        await asyncio.sleep(0)
+        bus.emit(Notice(type="llm.completed", message="the run's own work"))
+
+    with acting("ada", until="run.resumed"):
+        task = asyncio.get_running_loop().create_task(resume())
+    await task
+    assert [(e.type, e.actor) for e in seen] == [
+        ("budget.extended", "ada"), ("run.resumed", "ada"), ("llm.completed", None)]

@@ -100,7 +100,8 @@ def test_widget_dashboard_final_state(shell) -> None:
     assert gauge.spent == run.cost.spent > 0
     assert gauge.limit == Decimal("2")
     assert gauge.colour == "green"
-    bar, label = gauge.widget.children
+    bar, label, resume, _ = gauge.widget.children
+    assert resume.layout.display == "none"  # a completed run offers no resume
     assert bar.value == pytest.approx(float(run.cost.spent / 2))
     assert bar.bar_style == "success"
     assert "$2.00" in label.value
@@ -108,7 +109,7 @@ def test_widget_dashboard_final_state(shell) -> None:
     assert dash.monitor.run_id == run.id
     rows = dash.panel.rows
     assert rows["simulated:sim-small"]["state"] == "CLOSED"
-    htmls = [child.value for child in dash.panel.widget.children[1:]]
+    htmls = [line.children[0].value for line in dash.panel.widget.children[1:]]
     assert any("simulated:sim-small" in h and 'data-state="CLOSED"' in h for h in htmls)
     assert "taskorch-dashboard" in dash.widget._dom_classes
 

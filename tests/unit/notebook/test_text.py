@@ -110,17 +110,21 @@ class Gauge:
     remaining: Decimal = REST
     colour: str = "green"
     value: float = 0.2
+    word: str = "ok"
 
 
 def test_gauge_with_a_limit_draws_a_bar() -> None:
     assert gauge_text(Gauge(), width=10) == (
         "Budget  [##--------] $1.00 of $5.00 spent (20%), $0.50 reserved, $3.50 left  ok")
-    assert gauge_text(Gauge(colour="yellow", value=0.9), width=10).endswith("  LOW")
+    assert gauge_text(Gauge(colour="yellow", value=0.9, word="LOW"), width=10).endswith("  LOW")
+    refused = Gauge(colour="red", value=0.9, word="refused $0.60 (near limit)")
+    assert gauge_text(refused, width=10).endswith("left  refused $0.60 (near limit)")
 
 
 def test_gauge_without_a_limit_says_so() -> None:
     assert gauge_text(Gauge(limit=None)) == "Budget  $1.00 spent, $0.50 reserved (no limit)"
-    assert gauge_text(Gauge(limit=None, colour="red")).endswith("(no limit)  EXCEEDED")
+    red = Gauge(limit=None, colour="red", word="EXCEEDED")
+    assert gauge_text(red).endswith("(no limit)  EXCEEDED")
 
 
 @dataclass

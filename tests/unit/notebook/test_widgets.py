@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -9,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from taskorch_nb import Orchestrator
 from taskorch_nb.core.alerts import alert_text
 from taskorch_nb.core.events import (
     BudgetEvent,
@@ -24,6 +26,7 @@ from taskorch_nb.notebook.text import render_text
 from taskorch_nb.notebook.throttle import ManualScheduler
 from taskorch_nb.notebook.widgets import BudgetGauge, CircuitPanel, Dashboard, RunMonitor
 from taskorch_nb.testing import FakeClock
+from tests.unit.notebook.following import TASK, dashboard_for
 
 D = Decimal
 
@@ -139,7 +142,8 @@ def test_gauge_without_limit() -> None:
 
 def test_gauge_widget_traits_follow_the_colour() -> None:
     gauge = BudgetGauge(limit=D("5"), warn_below=0.2)
-    bar, label = gauge.widget.children
+    bar, label, resume, _note = gauge.widget.children
+    assert resume.layout.display == "none"  # no run bound: nothing to resume
     assert (bar.value, bar.bar_style) == (0.0, "success")
     gauge.apply(budget("budget.warning", "4.1"))
     assert (bar.value, bar.bar_style) == (pytest.approx(0.82), "warning")
@@ -197,12 +201,12 @@ def test_circuit_widget_gets_a_row_per_breaker() -> None:
     assert len(box.children) == 2  # heading + a
     panel.apply(circuit("circuit.opened", "b<x>", "open", "closed", reset_at=30.0))
     assert len(box.children) == 3
-    html = box.children[2].value
+    html = box.children[2].children[0].value
     assert 'data-state="OPEN"' in html
     assert "b&lt;x&gt;" in html  # names are escaped
     assert "half-open in 30 s" in html
     panel.apply(circuit("circuit.half_opened", "b<x>", "half_open", "open"))
-    assert 'data-state="HALF_OPEN"' in box.children[2].value
+    assert 'data-state="HALF_OPEN"' in box.children[2].children[0].value
     assert len(box.children) == 3
 
 
@@ -514,3 +518,55 @@ def test_the_stepper_follows_the_workflow_phases() -> None:
 
     assert RunMonitor().phases == list(workflow.PHASES)
     assert Dashboard(limit=1).monitor.phases == list(workflow.PHASES)
+
+
+# --- following a run ------------------------------------------------------------------
+
+
+async def test_a_newer_dashboard_supersedes_the_first(tmp_path) -> None:
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    run = orch.runner.create(TASK, workflow="single", budget="0.0005", workspace=tmp_path)
+    first, release = dashboard_for(orch, run)
+    await orch.runner.execute(run)
+    release()
+    second, release2 = dashboard_for(orch, run)
+    assert first.superseded
+    assert first.monitor.status == "superseded by a newer dashboard"
+    assert "superseded" in first.text().splitlines()[0]
+    assert first.gauge.widget.children[2].layout.display == "none"  # no buttons any more
+    await run.resume(extra_budget=1)
+    release2()
+    assert second.monitor.status == "completed"
+    assert first.monitor.status == "superseded by a newer dashboard"
+
+
+async def test_a_single_runs_stepper_lists_only_its_steps(tmp_path) -> None:
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    run = orch.runner.create(TASK, workflow="single", workspace=tmp_path)
+    dash, release = dashboard_for(orch, run)
+    await orch.runner.execute(run)
+    release()
+    assert dash.monitor.phases == ["build"]
+    assert dash.monitor.done == {"build"}
+    assert 'data-phase="research"' not in dash.monitor.widget.children[0].value
+
+
+def test_the_shown_dashboard_renews_its_static_view_when_it_closes(shell, tmp_path) -> None:
+    """Views without a kernel show the output's text/html: after the run, not before it."""
+    from IPython.utils.capture import capture_output
+
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    run = orch.runner.create(TASK, workflow="single", budget="0.0005", workspace=tmp_path)
+    dash, release = dashboard_for(orch, run)
+    with capture_output() as shown:
+        dash.display()
+        asyncio.run(orch.runner.execute(run))
+        release()
+        dash.close()
+    first, last = shown.outputs
+    assert "[waiting]" in first.data["text/plain"]
+    assert "paused" in last.data["text/plain"]
+    assert last.update  # the same output, renewed
+    assert "<button disabled" in last.data["text/html"]
+    assert last.data["application/vnd.jupyter.widget-view+json"]["model_id"] == \
+        dash.widget.model_id
