@@ -26,6 +26,7 @@ from taskorch_nb.clikit import (
     EXIT_USAGE,
     OneLineParser,
     one_line,
+    price_pair,
     require_extra,
     say,
     seconds,
@@ -85,21 +86,6 @@ def _orchestrator(args: argparse.Namespace, store: Any) -> Orchestrator:
 
         orch.subscribe(lambda event: print(describe_event(event), flush=True))
     return orch
-
-
-def price_pair(text: str) -> tuple[str, str]:
-    """An option type: `IN,OUT`, USD per million input and output tokens (0 allowed)."""
-    from taskorch_nb.core.money import parse_usd
-
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"must be IN,OUT (e.g. 0.15,0.60), not {text!r}")
-    try:
-        for part in parts:
-            parse_usd(part, "price", allow_zero=True)
-    except ConfigurationError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return parts[0], parts[1]
 
 
 def _prices(args: argparse.Namespace) -> dict[str, dict[str, Any]] | None:

@@ -59,6 +59,21 @@ def usd(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("USD must be ")) from None
 
 
+def price_pair(text: str) -> tuple[str, str]:
+    """`IN,OUT`: USD per million input and output tokens (0 allowed; an option type)."""
+    from taskorch_nb.core.money import parse_usd
+
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"must be IN,OUT (e.g. 0.15,0.60), not {text!r}")
+    try:
+        for part in parts:
+            parse_usd(part, "price", allow_zero=True)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return parts[0], parts[1]
+
+
 def whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     """An option type: an integer in [minimum, maximum]."""
 

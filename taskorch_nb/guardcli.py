@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from taskorch_nb.clikit import EXIT_FAILED, EXIT_PAUSED, one_line, say, usd, whole
+from taskorch_nb.clikit import EXIT_FAILED, EXIT_PAUSED, one_line, price_pair, say, usd, whole
 from taskorch_nb.errors import ConfigurationError
 
 PROG = "taskorch-nb guard"
@@ -111,21 +111,6 @@ def _guard(args: argparse.Namespace) -> int:
     return status
 
 
-def _price_pair(text: str) -> tuple[str, str]:
-    """`IN,OUT`: USD per million input and output tokens (0 allowed)."""
-    from taskorch_nb.core.money import parse_usd
-
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"must be IN,OUT (e.g. 0.15,0.60), not {text!r}")
-    try:
-        for part in parts:
-            parse_usd(part, "price", allow_zero=True)
-    except ConfigurationError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return parts[0], parts[1]
-
-
 def register(sub: Any) -> None:
     """Add the `guard` subcommand to the CLI's subparsers."""
     parser = sub.add_parser("guard", help="run a Python agent script under a guard "
@@ -143,7 +128,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--fallback-model", metavar="MODEL",
                         help="take this model when the budget cannot cover the one asked for")
     parser.add_argument("--model", help="the model --price-per-mtok prices")
-    parser.add_argument("--price-per-mtok", type=_price_pair, metavar="IN,OUT",
+    parser.add_argument("--price-per-mtok", type=price_pair, metavar="IN,OUT",
                         help="USD per million input and output tokens of --model")
     parser.add_argument("--store", metavar="PATH",
                         help="SQLite file the events go to (default $TASKORCH_HOME/taskorch.db)")

@@ -11,6 +11,7 @@ from taskorch_nb.clikit import (
     EXIT_USAGE,
     OneLineParser,
     one_line,
+    price_pair,
     rate,
     require_extra,
     say,
@@ -25,12 +26,15 @@ def parser() -> OneLineParser:
     cli.add_argument("--budget", type=usd)
     cli.add_argument("--workers", type=whole(1, 8))
     cli.add_argument("--rate", type=rate)
+    cli.add_argument("--price-per-mtok", type=price_pair)
     return cli
 
 
 def test_good_values_parse_to_their_types() -> None:
-    args = parser().parse_args(["--budget", "$2.50", "--workers", "8", "--rate", "0.5"])
+    args = parser().parse_args(["--budget", "$2.50", "--workers", "8", "--rate", "0.5",
+                                "--price-per-mtok", "0.15, 0"])
     assert (args.budget, args.workers, args.rate) == (Decimal("2.50"), 8, 0.5)
+    assert args.price_per_mtok == ("0.15", "0")
 
 
 @pytest.mark.parametrize(("argv", "said"), [
@@ -42,6 +46,8 @@ def test_good_values_parse_to_their_types() -> None:
     (["--rate", "inf"], "argument --rate: must be more than 0, not inf"),
     (["--rate", "-1"], "argument --rate: must be more than 0, not -1"),
     (["--rate", "fast"], "argument --rate: must be a number, not 'fast'"),
+    (["--price-per-mtok", "0.15"], "argument --price-per-mtok: must be IN,OUT "
+                                   "(e.g. 0.15,0.60), not '0.15'"),
     (["--colour", "red"], "unrecognized arguments: --colour red"),
 ])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(
