@@ -21,6 +21,7 @@ from IPython.core.error import UsageError
 
 from taskorch_nb.errors import TaskorchError
 from taskorch_nb.guard import Guard, GuardReport
+from taskorch_nb.notebook.controls import GuardControls
 from taskorch_nb.notebook.display import frontend, show
 from taskorch_nb.notebook.widgets import Dashboard
 
@@ -87,6 +88,7 @@ def run_guarded(magics: Any, args: Any, cell: str) -> GuardReport:
                               circuits={n: b.snapshot() for n, b in orch.circuits.items()},
                               max_rate=magics.settings.max_rate)
         magics.dashboard = dashboard
+        dashboard.bind(GuardControls(orch, guard))  # Stop and "add $" act on the guard
         feed, run_id = dashboard.subscriber, guard.run_id
 
         def subscriber(event: Any) -> None:
@@ -110,7 +112,10 @@ def run_guarded(magics: Any, args: Any, cell: str) -> GuardReport:
         unsubscribe()
     orch.store.flush()
     if dashboard is not None:
+        if dashboard.controls is not None:
+            dashboard.controls.feed = dashboard.subscriber  # a later click's refusal shows
         dashboard.close()
+        dashboard.redraw()  # the guard is closed: its buttons go
         if mode == "text":
             print(dashboard.text())
     if runner.error is not None and guard.stopped is None:
