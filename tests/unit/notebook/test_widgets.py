@@ -275,7 +275,7 @@ def test_monitor_alerts_and_repeats() -> None:
         "Circuit search_api OPEN after 3 failures",
         "Pattern search_api_timeout applied: fallback cached_search",
         "boom",
-        "Budget exceeded: a call needing up to $2.00 was refused, $0.70 of $5.00 left",
+        "Call refused (budget): a call needed up to $2.00, $0.70 of $5.00 left",
         "Run paused: budget",
     ]
     # one vocabulary: the dashboard shows the line the log and webhook sinks send
