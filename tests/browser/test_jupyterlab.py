@@ -1,7 +1,7 @@
 """The notebooks live in a real JupyterLab, driven by Playwright with Debian's Chromium.
 
 The test starts JupyterLab itself (a free 127.0.0.1 port, a token, a temporary root and
-settings), runs notebooks 01 and 03 and a notebook of button clicks, and stops Lab and
+settings), runs notebooks 01, 03 and 07 and a notebook of button clicks, and stops Lab and
 its kernels at the end. It checks what only a real Lab shows: MathJax typesets `$...$`
 in outputs (a probe proves it runs), so no amount may turn into math; the live
 dashboard draws; Plotly draws; and each control, clicked in the page, changes the run,
@@ -107,6 +107,8 @@ def lab(tmp_path_factory):
     root.mkdir()
     clean_copy(ROOT / "notebooks" / "01_quickstart.ipynb", root / "01_quickstart.ipynb")
     clean_copy(ROOT / "notebooks" / "03_budget.ipynb", root / "03_budget.ipynb")
+    clean_copy(ROOT / "notebooks" / "07_guard_your_agent.ipynb",
+               root / "07_guard_your_agent.ipynb")
     controls_notebook(root / "controls.ipynb")
     settings = home / "settings"
     for plugin, values in {
@@ -278,6 +280,22 @@ def test_budget_notebook_draws_plotly_and_its_first_dashboard_follows_the_resume
     shot(first, "lab-resumed-follows.png")
     shot(notebook.locator(".jp-Cell").filter(has=page.locator(".js-plotly-plot")).first,
          "lab-budget-burn.png")
+
+
+def test_guard_notebook_runs_with_plain_dollars_and_shows_the_guards_report(page, lab) -> None:
+    notebook = open_notebook(page, lab, "07_guard_your_agent.ipynb")
+    run_all(page)
+    wait_ran(page, notebook)
+    text = outputs_text(notebook)
+    assert "Traceback" not in text
+    assert notebook.locator(".jp-OutputArea-output mjx-container").count() == 0
+    # the budget stop, in the API's error shape, before the request that would overspend
+    assert "402 budget_exceeded" in text
+    # the `%%orchestrate --guard` cell's value: the guard's report, its dollars as text
+    assert re.search(r"Guard 'cell': \$\d+\.\d{2,4} of \$1\.00 \(\$\d+\.\d{2,4} left\), "
+                     r"2 calls", text), text[-3000:]
+    assert re.search(r"gpt-4o-mini: 2 calls, [\d,]+ in / [\d,]+ out, \$\d", text)
+    assert page.errors == []
 
 
 def test_each_control_clicked_in_lab_changes_the_run_and_names_the_user(page, lab) -> None:
