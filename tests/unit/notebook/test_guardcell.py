@@ -168,3 +168,12 @@ def test_add_money_lets_a_guard_refused_for_money_go_on(shell, server) -> None:
     dash = current_magics(shell).dashboard
     assert dash.controls.message == "ada added $2.00: the agent's next call may spend it"
     assert (dash.gauge.colour, dash.gauge.refused) == ("green", None)
+
+
+def test_outside_a_kernel_clicks_need_no_route() -> None:
+    from taskorch_nb.notebook.guardcell import _ClickRoute
+
+    route = _ClickRoute()
+    assert route.open([]) is False  # no ipykernel running here: nothing to route
+    route.close()
+    assert (route.client, route.subshell, route.comms) == (None, None, [])
