@@ -16,7 +16,8 @@ from typing import Any
 
 Section = tuple[str, "Sequence[Any] | str"]
 """`(title, content)`: content is a str (plain text, paragraphs split on blank lines) or a
-list mixing Plotly figures and str paragraphs."""
+list mixing Plotly figures, str paragraphs and run dashboards (`Dashboard.replay(run)`:
+its text, and its controls shown disabled, as no kernel runs behind the page)."""
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
@@ -66,11 +67,15 @@ def write_report(path: str | os.PathLike[str], sections: Sequence[Section], *,
         for item in items:
             if isinstance(item, str):
                 rendered.append(_paragraphs(item))
+            elif callable(getattr(item, "static_controls", None)):  # a run's dashboard
+                rendered.append(f"<pre>{html.escape(item.text())}</pre>"
+                                f"{item.static_controls()}")
             elif hasattr(item, "to_html") and hasattr(item, "to_plotly_json"):
                 figures += 1
                 rendered.append(_figure_html(item, figures))
             else:
-                raise TypeError(f"section {heading!r}: expected a Plotly figure or a str, "
+                raise TypeError(f"section {heading!r}: expected a Plotly figure, a str or a "
+                                "dashboard, "
                                 f"got {type(item).__name__}")
         parts.append(f'<section id="s{number}"><h2>{html.escape(heading)}</h2>\n'
                      + "\n".join(rendered) + "</section>")

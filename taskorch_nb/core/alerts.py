@@ -107,7 +107,8 @@ def _budget_text(event: Event) -> str:
         return f"Budget low: {left}{percent}"
     amount = format_usd(getattr(event, "amount", None))
     if event.type == "budget.rejected":
-        return f"Budget exceeded: a call{_tags(event)} needing up to {amount} was refused, {left}"
+        # a refused call is not an exceeded budget: nothing was spent beyond the limit
+        return f"Call refused (budget): a call{_tags(event)} needed up to {amount}, {left}"
     if event.type == "budget.overspent":
         return (f"Budget overspent: a call{_tags(event)} cost {amount} more than reserved, "
                 f"{format_usd(getattr(event, 'spent', None))} of {format_usd(limit)} spent")

@@ -25,7 +25,7 @@ from taskorch_nb.core.circuit import CircuitBreaker, Permit
 from taskorch_nb.core.clock import Clock
 from taskorch_nb.core.events import Event, ToolEvent, current_agent
 from taskorch_nb.core.immune import ImmuneSystem, Pattern
-from taskorch_nb.core.money import parse_usd
+from taskorch_nb.core.money import format_usd, parse_usd
 from taskorch_nb.core.retry import Failure, RetryPolicy, classify
 from taskorch_nb.core.toolname import tool_name_problem
 from taskorch_nb.errors import (
@@ -273,8 +273,8 @@ class Toolbox:
         spec.check(kwargs)
         if spec.cost is not None and guard is None:
             raise ConfigurationError(
-                f"tool {name!r} costs ${spec.cost} per request: call it with the guard that "
-                "pays (a run's guard, or the orchestrator's session_guard)"
+                f"tool {name!r} costs {format_usd(spec.cost)} per request: call it with the guard "
+                "that pays (a run's guard, or the orchestrator's session_guard)"
             )
         call_id = f"{name}#{next(self._ids)}"
         breaker = spec.breaker

@@ -49,7 +49,10 @@ def _write_report(path: str, results: list[FlowResult], *, charts: bool) -> Path
     ]
     if charts:  # plotly: the [notebook] extra
         from taskorch_nb.demo.figures import figures_for
+        from taskorch_nb.notebook.widgets import Dashboard
 
         for (_, content), result in zip(sections, results, strict=True):
             content.extend(figures_for(result))
+            # each run's dashboard, its controls disabled: no kernel runs behind the page
+            content.extend(Dashboard.replay(run) for run in result.runs)
     return write_report(path, sections, title="taskorch_nb demo")

@@ -244,3 +244,60 @@ class Controls:
     def _scope(self) -> contextlib.AbstractContextManager[None]:
         """Actions from a run's dashboard belong to that run's post-mortem."""
         return scope(run_id=self.run.id) if self.run is not None else contextlib.nullcontext()
+
+
+class GuardControls(Controls):
+    """The dashboard's actions on a guard (`%%orchestrate --guard`) instead of a run.
+
+    Stop makes the guard refuse the agent's next model call (`run.stopped`, then the
+    refusal): the cell ends with the report saying why. "Add $X" raises the guard's limit
+    (`budget.extended`): an agent refused for money goes on at its next call. Both act
+    only while the guard is open, and are thread-safe (the cell's code runs on a worker).
+    """
+
+    def __init__(self, orch: Any, guard: Any, *, actor: str | None = None) -> None:
+        super().__init__(orch, None, actor=actor)
+        self.guard = guard
+        self.stop_reachable = True  # `guard.stop` only sets a flag the next call reads
+
+    def watch(self, event: Any) -> None:
+        """Nothing to note: the guard, not a task, is what the buttons act on."""
+
+    @property
+    def can_resume(self) -> bool:
+        return self.guard.open and self.guard._halted is None
+
+    @property
+    def can_stop(self) -> bool:
+        return self.guard.open and self.guard._halted is None
+
+    def resume(self, extra_budget: Any) -> None:
+        """Add `extra_budget` USD to the open guard's limit."""
+        amount = parse_usd(extra_budget, "the extra budget")
+        self._need_open()
+        with self._acting():
+            self.guard.add_budget(amount)
+        self._changed(f"{self.actor} added {format_usd(amount)}: the agent's next call may "
+                      "spend it")
+
+    def stop(self) -> bool:
+        """Refuse the agent's next model call; False when the guard is closed or stopped."""
+        guard = self._need_open()
+        if guard._halted is not None:
+            self._changed(f"guard {guard.name!r} is stopped already")
+            return False
+        with self._acting():
+            self.orch.bus.emit(RunEvent(type="run.stopped", task=f"guard {guard.name}",
+                                        workflow="guard", status="RUNNING"))
+        guard.stop(f"stopped by {self.actor} from the dashboard")
+        self._changed(f"{self.actor} stopped the guard: the agent's next model call is refused")
+        return True
+
+    def _need_open(self) -> Any:
+        if not self.guard.open:
+            raise TaskorchError(f"guard {self.guard.name!r} is closed: its cell has ended")
+        return self.guard
+
+    def _scope(self) -> contextlib.AbstractContextManager[None]:
+        """Actions belong to the guard's events (its report and `events_df`)."""
+        return scope(run_id=self.guard.run_id)

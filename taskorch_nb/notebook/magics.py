@@ -32,6 +32,7 @@ from taskorch_nb.core.money import parse_usd
 from taskorch_nb.engine.orchestrator import Orchestrator
 from taskorch_nb.engine.run import Run, RunStatus
 from taskorch_nb.errors import ConfigurationError, TaskorchError
+from taskorch_nb.notebook.buttons import review_patterns
 from taskorch_nb.notebook.display import StatusView, circuits_frame, frontend, show
 from taskorch_nb.notebook.tasktext import expand_task, magic_hint
 from taskorch_nb.notebook.widgets import Dashboard
@@ -347,8 +348,8 @@ class OrchestrateMagics(Magics):
             return StatusView(orch.status())
         if command == "circuits":
             return circuits_frame({n: b.snapshot() for n, b in orch.circuits.items()})
-        if command == "patterns":
-            return orch.immune.patterns_df()
+        if command == "patterns":  # texts waiting for a person: Approve and Reject
+            return review_patterns(orch) if orch.immune.pending() else orch.immune.patterns_df()
         if command == "history":
             return orch.history()
         return self._reset(orch, args.name)

@@ -601,6 +601,17 @@ class Dashboard:
         self._request = self._throttle.request
         self.subscriber = self._make_subscriber()
 
+    @classmethod
+    def replay(cls, run: Any, orch: Any = None) -> Dashboard:
+        """A run's dashboard rebuilt from its events, for views without a kernel (the HTML
+        report): `static_controls()` shows what a live one would offer, disabled."""
+        dash = cls(limit=run.guard.limit, phases=workflow_phases(run.workflow, run.archetype),
+                   warn_below=run.guard.warn_below)
+        dash.close()  # no timer: the events below apply at once
+        dash.extend(run.events)
+        dash.bind(Controls(orch, run))
+        return dash
+
     # -- following a run ---------------------------------------------------------------
 
     def follow(self, orch: Any, run: Any) -> Callable[[], None]:

@@ -19,7 +19,7 @@ def test_report_is_one_offline_file(tmp_path) -> None:
     assert page.count("Plotly.newPlot") >= 2
     assert "<h2>Charts</h2>" in page
     assert "<p>only words</p>" in page
-    with pytest.raises(TypeError, match="Plotly figure or a str"):
+    with pytest.raises(TypeError, match="a Plotly figure, a str or a dashboard"):
         write_report(tmp_path / "bad.html", [("x", [42])])
     assert not (tmp_path / "bad.html").exists()
 
@@ -57,3 +57,23 @@ def test_the_folder_is_created_and_the_path_returned(tmp_path: Path) -> None:
     target = tmp_path / "a" / "b" / "report.html"
     assert write_report(str(target), []) == target
     assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+async def test_a_runs_dashboard_shows_its_controls_disabled(tmp_path: Path) -> None:
+    from taskorch_nb import Orchestrator
+    from taskorch_nb.notebook.widgets import Dashboard
+    from taskorch_nb.testing import FakeClock
+
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    run = orch.runner.create("Add user authentication", workflow="single", budget="0.0005",
+                             workspace=tmp_path / "ws")
+    await orch.runner.execute(run)
+    assert run.status == "PAUSED"
+    page = write_report(tmp_path / "r.html", [("Paused", ["why", Dashboard.replay(run)])])
+    text = page.read_text()
+    assert f"Run {run.id} [paused]" in text
+    assert "<p>why</p>" in text
+    assert ('<button disabled title="needs a running kernel" style="margin-right:4px">'
+            "Add $ and resume</button>") in text
+    assert ">Stop</button>" not in text  # a paused run has nothing to stop
+    assert "Controls need a running kernel" in text

@@ -56,7 +56,7 @@ def pattern_event(type_: str, fallback: str | None = "cached_search") -> Pattern
 VOCABULARY: list[tuple[Event, str, str]] = [
     (budget_event("budget.warning"), "warning", "Budget low: $0.90 of $5.00 left (18%)"),
     (budget_event("budget.rejected", amount=D("1.5"), agent="qc", model="sim-small"), "danger",
-     "Budget exceeded: a call (agent qc, model sim-small) needing up to $1.50 was refused, "
+     "Call refused (budget): a call (agent qc, model sim-small) needed up to $1.50, "
      "$0.90 of $5.00 left"),
     (budget_event("budget.overspent", amount=D("0.003"), spent=D("4.01")), "danger",
      "Budget overspent: a call cost $0.003 more than reserved, $4.01 of $5.00 spent"),
@@ -163,7 +163,7 @@ def test_logging_sink_on_a_bus_with_a_real_guard(caplog: pytest.LogCaptureFixtur
         guard.reserve(D("0.5"))
     assert [r.getMessage() for r in caplog.records] == [
         "Budget low: $0.15 of $1.00 left (15%)",
-        "Budget exceeded: a call needing up to $0.50 was refused, $0.15 of $1.00 left",
+        "Call refused (budget): a call needed up to $0.50, $0.15 of $1.00 left",
     ]
 
 

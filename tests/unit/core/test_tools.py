@@ -264,6 +264,9 @@ async def test_a_metered_call_without_a_guard_is_refused_before_it_runs(
     with pytest.raises(ConfigurationError, match=r"'search' costs \$0.05 per request"):
         await orch.tools.call("search", {}, guard=None)
     assert paid.calls == []
+    orch.tool(paid, name="report", cost="2")  # money reads as money everywhere
+    with pytest.raises(ConfigurationError, match=r"'report' costs \$2\.00 per request"):
+        await orch.tools.call("report", {}, guard=None)
     orch.tool(lambda: "free", name="free")
     assert await orch.tools.call("free", {}, guard=None) == "free"
 

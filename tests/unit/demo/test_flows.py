@@ -81,3 +81,14 @@ async def test_the_report_is_text_only_without_plotly(
     page = report.read_text(encoding="utf-8")
     assert "<script" not in page
     assert "circuit.opened" in page
+
+
+async def test_the_reports_runs_show_their_dashboards(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "report.html"
+    assert await run_demo(report_path=str(report), flows="5") == 0
+    page = report.read_text(encoding="utf-8")
+    assert page.count("[completed]: Add user authentication") == 1  # flow 5's one run
+    assert "Budget  [" in page
+    assert "Controls need a running kernel" not in page  # a completed run offers none

@@ -7,7 +7,7 @@ import threading
 import time
 
 from taskorch_nb import Orchestrator, RunStatus
-from taskorch_nb.notebook.controls import Controls
+from taskorch_nb.notebook.controls import Controls, GuardControls
 from taskorch_nb.testing import FakeClock
 from tests.unit.notebook.following import TASK, acted, dashboard_for
 
@@ -74,3 +74,26 @@ def test_refusals_are_messages_and_change_nothing(tmp_path) -> None:
     assert controls.message == (f"run {run.id} is COMPLETED: only a PAUSED or INTERRUPTED "
                                 "run resumes")
     assert [e for e in seen if e.actor] == []
+
+
+def test_a_guards_controls_refuse_plainly_and_change_nothing() -> None:
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    guard = orch.guard(1, name="cell")
+    controls = GuardControls(orch, guard, actor="bob")
+    assert not controls.can_stop
+    assert not controls.can_resume
+    assert not controls.attempt(controls.stop)
+    assert controls.message == "guard 'cell' is closed: its cell has ended"
+    with guard:
+        assert controls.can_stop
+        assert controls.can_resume
+        assert not controls.attempt(controls.resume, "lots")
+        assert controls.message.startswith("the extra budget must be a USD amount")
+        assert controls.stop() is True
+        assert not controls.can_stop
+        assert not controls.can_resume
+        assert controls.stop() is False
+        assert controls.message == "guard 'cell' is stopped already"
+    assert guard.budget.limit == 1
+    assert acted(guard.events) == [("run.stopped", "bob")]
+    assert guard.report().stopped is None  # no call was refused: the stop waited for one

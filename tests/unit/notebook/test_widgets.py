@@ -275,7 +275,7 @@ def test_monitor_alerts_and_repeats() -> None:
         "Circuit search_api OPEN after 3 failures",
         "Pattern search_api_timeout applied: fallback cached_search",
         "boom",
-        "Budget exceeded: a call needing up to $2.00 was refused, $0.70 of $5.00 left",
+        "Call refused (budget): a call needed up to $2.00, $0.70 of $5.00 left",
         "Run paused: budget",
     ]
     # one vocabulary: the dashboard shows the line the log and webhook sinks send
@@ -570,3 +570,21 @@ def test_the_shown_dashboard_renews_its_static_view_when_it_closes(shell, tmp_pa
     assert "<button disabled" in last.data["text/html"]
     assert last.data["application/vnd.jupyter.widget-view+json"]["model_id"] == \
         dash.widget.model_id
+
+
+async def test_replay_rebuilds_a_finished_runs_dashboard_from_its_events(tmp_path) -> None:
+    from taskorch_nb import Orchestrator
+    from taskorch_nb.testing import FakeClock
+
+    orch = Orchestrator(store=":memory:", clock=FakeClock())
+    run = orch.runner.create("Add user authentication", workflow="single", budget="0.0005",
+                             workspace=tmp_path)
+    await orch.runner.execute(run)
+    dash = Dashboard.replay(run)
+    assert dash.closed
+    assert dash.pending == 0
+    assert dash.monitor.events == len(run.events)
+    assert dash.monitor.phases == ["build"]
+    assert dash.gauge.refused is not None  # the call the budget refused
+    assert dash.controls.can_resume
+    assert "Add $ and resume" in dash.static_controls()
