@@ -54,7 +54,16 @@ def frame_of(data: Any, method: str, required: Sequence[str]) -> pd.DataFrame:
     missing = [c for c in required if c not in frame.columns]
     if missing and not frame.empty:
         raise ValueError(f"the frame lacks the column(s) {', '.join(missing)}")
-    return frame
+    return _microseconds(frame)
+
+
+def _microseconds(frame: pd.DataFrame) -> pd.DataFrame:
+    """Times floored to the microsecond: Plotly turns them into Python datetimes, which
+    have no nanoseconds (pandas warns for each one it drops); the axis shows ms anyway."""
+    times = [c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
+    if not times:
+        return frame
+    return frame.assign(**{c: frame[c].dt.floor("us") for c in times})
 
 
 def no_data(title: str) -> go.Figure:

@@ -176,6 +176,7 @@ def budget_burn(costs: Any, limit: float | None = None, warn_below: float = 0.20
     if limit is not None:
         # the lines run past the last call, so calls at one instant still show them
         pad = pd.Timedelta(milliseconds=max(mark_ms(times[0], times[-1], 0.04), 500.0))
+        pad = pad.floor("us")  # Plotly's datetimes have no nanoseconds
         span = [times[0], times[-1] + pad]
         warning = float(limit) * (1.0 - warn_below)
         for name, level, colour, dash, label in (
@@ -257,7 +258,7 @@ def circuit_timeline(events: Any) -> go.Figure:
         template="plotly_white",
         barmode="overlay",
         xaxis={"type": "date", "title": "time",
-               "range": [start_time, end_time + pd.Timedelta(milliseconds=mark)]},
+               "range": [start_time, end_time + pd.Timedelta(milliseconds=mark).floor("us")]},
         legend={"title": {"text": "state"}, "orientation": "h", "x": 0.0, "xanchor": "left",
                 "y": 1.02, "yanchor": "bottom"},
         height=max(260, 160 + 40 * seg["name"].nunique()),

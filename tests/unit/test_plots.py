@@ -467,3 +467,13 @@ def test_span_tree_title_names_the_one_root() -> None:
     assert plots.span_tree(spans_frame()).layout.title.text == "Span tree: run"
     orphans = spans_frame().iloc[2:]  # several roots: no single name to give
     assert plots.span_tree(orphans).layout.title.text == "Span tree"
+
+
+def test_times_with_nanoseconds_become_json_without_a_warning() -> None:
+    """Plotly turns times into Python datetimes, which have no nanoseconds: pandas warns
+    for each one dropped (an error under this suite's filterwarnings)."""
+    import plotly.io as pio
+
+    df = cost_frame().assign(time=lambda d: d["time"] + pd.Timedelta(nanoseconds=7))
+    for fig in (plots.budget_burn(df, limit=10.0), plots.budget_burn(df.iloc[:1], limit=10.0)):
+        assert '"spent"' in pio.to_json(fig)
