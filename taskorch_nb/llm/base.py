@@ -123,13 +123,11 @@ to_json = _ENCODER.encode
 def tools_json_size(tools: list[dict], *, utf8: bool) -> int:
     """Characters (or UTF-8 bytes) of `json.dumps(tools, ensure_ascii=False)`, without
     re-serialising the frozen `ToolSchema`s among them."""
-    if not any(type(t) is ToolSchema for t in tools):
-        text = to_json(tools)
-        return _utf8_len(text) if utf8 else len(text)
-    total = 2 + 2 * (len(tools) - 1)  # "[", "]" and ", " between items (ASCII)
-    for tool in tools:
+    which = 1 if utf8 else 0
+    total = 2 + 2 * max(len(tools) - 1, 0)  # "[", "]" and ", " between items (ASCII)
+    for tool in tools:  # (a loop, not a generator: nothing to allocate per call)
         if type(tool) is ToolSchema:
-            total += tool.json_sizes()[1 if utf8 else 0]
+            total += tool.json_sizes()[which]
         else:
             text = to_json(tool)
             total += _utf8_len(text) if utf8 else len(text)
