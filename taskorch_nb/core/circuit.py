@@ -117,6 +117,9 @@ class CircuitBreaker:
     @property
     def state(self) -> CircuitState:
         """The state now (an OPEN breaker past its timeout reads as HALF_OPEN)."""
+        state = self._state
+        if state is CircuitState.CLOSED:  # nothing to tick: read before every call, unlocked
+            return state
         with self._lock:
             events = self._tick()
         self._emit(events)

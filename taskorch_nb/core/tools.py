@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -52,6 +53,39 @@ _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean",
                list: "array", dict: "object"}
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
+class ToolSchema(dict):  # type: ignore[type-arg]
+    """A tool as offered to a model, frozen so that its JSON sizes are measured once.
+
+    The engine offers the same tools on every call of every run; serialising them for
+    each estimate was most of an estimate's cost. Mutating one raises `TypeError`.
+    """
+
+    __slots__ = ("_sizes",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sizes: tuple[int, int] | None = None
+
+    def json_sizes(self) -> tuple[int, int]:
+        """(characters, UTF-8 bytes) of this tool's JSON."""
+        if self._sizes is None:
+            text = _ENCODER.encode(self)
+            self._sizes = (len(text), len(text.encode("utf-8", "surrogatepass")))
+        return self._sizes
+
+    def _frozen(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a ToolSchema is frozen: copy it with dict(schema) to change it")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _frozen  # type: ignore[assignment]
+    __ior__ = _frozen  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy, deepcopy and pickle rebuild it whole
+        return (ToolSchema, (dict(self),))
+
+
 @dataclass(slots=True)
 class ToolSpec:
     """A registered tool and its guards."""
@@ -75,6 +109,7 @@ class ToolSpec:
     """USD charged to the call's guard per attempt (a metered API), failed or not."""
     builtin: bool = False
     """Registered by taskorch itself (workspace tools, model calls): no user tool replaces it."""
+    offered: ToolSchema | None = None
 
     @classmethod
     def build(cls, fn: Callable[..., Any], *, name: str, fallback: str | None,
@@ -147,6 +182,13 @@ class ToolSpec:
                 props[p.name] = {"type": _JSON_TYPES[kinds[-1]]}
         self.schema = {"type": "object", "properties": props, "required": sorted(self.required)}
         return self.schema
+
+    def offer(self) -> ToolSchema:
+        """This tool as offered to a model (name, description, parameters), built once."""
+        if self.offered is None:
+            self.offered = ToolSchema(name=self.name, description=self.description,
+                                      parameters=self.json_schema())
+        return self.offered
 
 
 def _check_timeout(seconds: object, what: str) -> float | None:

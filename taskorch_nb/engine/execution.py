@@ -317,9 +317,7 @@ class RunContext:
                 continue
             if self.orch.breaker(name).state is CircuitState.OPEN:
                 continue
-            spec = self.orch.tools[name]
-            schemas.append({"name": name, "description": spec.description,
-                            "parameters": spec.json_schema()})
+            schemas.append(self.orch.tools[name].offer())
         return schemas
 
     def take_prompts(self) -> list[str]:

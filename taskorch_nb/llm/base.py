@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from taskorch_nb.core.clock import Clock, RealClock
 from taskorch_nb.core.retry import parse_retry_after
+from taskorch_nb.core.tools import ToolSchema
 from taskorch_nb.errors import (
     ProviderError,
     ProviderResponseError,
@@ -114,6 +115,25 @@ def _utf8_len(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+#: One encoder for every estimate: `json.dumps` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+to_json = _ENCODER.encode
+
+
+def tools_json_size(tools: list[dict], *, utf8: bool) -> int:
+    """Characters (or UTF-8 bytes) of `json.dumps(tools, ensure_ascii=False)`, without
+    re-serialising the frozen `ToolSchema`s among them."""
+    which = 1 if utf8 else 0
+    total = 2 + 2 * max(len(tools) - 1, 0)  # "[", "]" and ", " between items (ASCII)
+    for tool in tools:  # (a loop, not a generator: nothing to allocate per call)
+        if type(tool) is ToolSchema:
+            total += tool.json_sizes()[which]
+        else:
+            text = to_json(tool)
+            total += _utf8_len(text) if utf8 else len(text)
+    return total
+
+
 def estimate_input_tokens(messages: list[dict], tools: list[dict] | None = None) -> int:
     """An upper bound on the prompt tokens, for reserving budget before a call.
 
@@ -125,14 +145,18 @@ def estimate_input_tokens(messages: list[dict], tools: list[dict] | None = None)
     total = 0
     for message in messages:
         content = message.get("content")
-        size = _utf8_len(content) if isinstance(content, str) else 0
-        if content is not None and not isinstance(content, str):
-            size = _utf8_len(json.dumps(content, ensure_ascii=False, default=str))
-        if message.get("tool_calls"):
-            size += _utf8_len(json.dumps(message["tool_calls"], ensure_ascii=False, default=str))
+        if isinstance(content, str):
+            size = len(content) if content.isascii() else _utf8_len(content)
+        elif content is None:
+            size = 0
+        else:
+            size = _utf8_len(to_json(content))
+        calls = message.get("tool_calls")
+        if calls:
+            size += _utf8_len(to_json(calls))
         total += math.ceil(size / 3) + 8
     if tools:
-        total += math.ceil(_utf8_len(json.dumps(tools, ensure_ascii=False, default=str)) / 3)
+        total += math.ceil(tools_json_size(tools, utf8=True) / 3)
     return total
 
 

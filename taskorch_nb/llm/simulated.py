@@ -28,7 +28,14 @@ from typing import Any, TypeAlias
 from taskorch_nb.core.clock import Clock, RealClock
 from taskorch_nb.core.events import current_agent, current_phase
 from taskorch_nb.errors import ConfigurationError, ProviderError
-from taskorch_nb.llm.base import Completion, ToolCall, Usage, message_text
+from taskorch_nb.llm.base import (
+    Completion,
+    ToolCall,
+    Usage,
+    message_text,
+    to_json,
+    tools_json_size,
+)
 from taskorch_nb.llm.faults import FaultPlan
 
 
@@ -234,12 +241,14 @@ def count_input_tokens(messages: list[dict], tools: list[dict] | None = None) ->
     """The simulated provider's input tokens (see the module docstring)."""
     total = 0
     for message in messages:
-        chars = len(message_text(message.get("content")))
-        if message.get("tool_calls"):
-            chars += len(json.dumps(message["tool_calls"], ensure_ascii=False, default=str))
+        content = message.get("content")
+        chars = len(content) if isinstance(content, str) else len(message_text(content))
+        calls = message.get("tool_calls")
+        if calls:
+            chars += len(to_json(calls))
         total += math.ceil(chars / 4) + 4
     if tools:
-        total += math.ceil(len(json.dumps(tools, ensure_ascii=False, default=str)) / 4)
+        total += math.ceil(tools_json_size(tools, utf8=False) / 4)
     return total
 
 

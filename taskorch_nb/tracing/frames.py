@@ -79,8 +79,10 @@ def events_df(events: Iterable[Event]) -> pd.DataFrame:
     pieces: dict[str, list[tuple[Any, list[Any]]]] = {}
     dtypes: dict[str, str] = {}
     # The fields every event has: one C-level pass each over all events, in place.
+    # (The numbers go straight into their arrays below: no list in between.)
     for f in dataclasses.fields(Event):
-        pieces[f.name] = [(None, list(map(attrgetter(f.name), events)))]
+        if f.name not in _NUMBERS:
+            pieces[f.name] = [(None, list(map(attrgetter(f.name), events)))]
         dtypes[f.name] = _field_dtype(f.name, f.type)
     for cls, idx in zip(kinds, rows, strict=True):
         group = events if objects is None else objects[idx].tolist()
@@ -92,14 +94,14 @@ def events_df(events: Iterable[Event]) -> pd.DataFrame:
         del group
     del objects
 
-    seq = _numbers(pieces.pop("seq"), n, np.int64)
+    seq = np.fromiter(map(attrgetter("seq"), events), dtype=np.int64, count=n)
     if n > 1 and not bool((seq[1:] >= seq[:-1]).all()):
         return events_df(_objects(events)[np.argsort(seq, kind="stable")].tolist())
-    wall = _numbers(pieces.pop("wall"), n, np.float64)
+    wall = np.fromiter(map(attrgetter("wall"), events), dtype=np.float64, count=n)
     columns: dict[str, Any] = {
         "seq": seq,
         "time": pd.to_datetime(wall, unit="s", utc=True).as_unit("ns"),
-        "ts": _numbers(pieces.pop("ts"), n, np.float64),
+        "ts": np.fromiter(map(attrgetter("ts"), events), dtype=np.float64, count=n),
         "type": _str_column(pieces.pop("type"), n),
         "kind": pd.array([cls.__name__ for cls in kinds], dtype="str").take(codes),
         "run_id": _str_column(pieces.pop("run_id"), n),
@@ -150,6 +152,7 @@ def _objects(items: list[Any]) -> Any:
 
 _Reader = Callable[[list[Any]], tuple[list[Any], ...]]
 _BASE_FIELDS = frozenset(f.name for f in dataclasses.fields(Event))
+_NUMBERS = ("seq", "ts", "wall")  # fields of every event read straight into arrays
 
 
 def _own_fields(cls: type) -> list[dataclasses.Field[Any]]:
@@ -193,18 +196,6 @@ def _class_reader(cls: type) -> _Reader:
 
     _READERS[cls] = read
     return read
-
-
-def _numbers(pieces: list[tuple[Any, list[Any]]], n: int, dtype: Any) -> Any:
-    """A float or int column of a field every class has (None -> NaN for floats)."""
-    import numpy as np
-
-    if len(pieces) == 1 and pieces[0][0] is None:
-        return np.fromiter(pieces[0][1], dtype=dtype, count=n)
-    out = np.empty(n, dtype=dtype)
-    for idx, values in pieces:
-        out[idx] = np.fromiter(values, dtype=dtype, count=len(values))
-    return out
 
 
 def _money(values: list[Any]) -> Any:

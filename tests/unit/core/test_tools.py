@@ -296,3 +296,19 @@ async def test_the_strategys_corrective_prompt_comes_back_to_the_caller(
     assert pattern.corrective_prompt
     assert "cached_search" in pattern.corrective_prompt
     assert prompts == [pattern.corrective_prompt] * 2
+
+
+def test_a_tool_is_offered_as_one_frozen_schema(orch: Orchestrator) -> None:
+    @orch.tool()
+    async def lookup(query: str, limit: int = 3) -> str:
+        """Find a thing."""
+        return query
+
+    offered = orch.tools["lookup"].offer()
+    assert offered is orch.tools["lookup"].offer()  # built once, sized once
+    assert offered == {"name": "lookup", "description": orch.tools["lookup"].description,
+                       "parameters": {"type": "object", "required": ["query"],
+                                      "properties": {"query": {"type": "string"},
+                                                     "limit": {"type": "integer"}}}}
+    with pytest.raises(TypeError, match="frozen"):
+        offered["name"] = "other"

@@ -8,6 +8,7 @@ loopback server, where only a socket can be slow.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
 
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from taskorch_nb.core.tools import ToolSchema
 from taskorch_nb.errors import (
     ProviderError,
     ProviderResponseError,
@@ -83,6 +85,33 @@ messages_strategy = st.lists(
 def test_estimate_never_below_the_simulated_count(messages: list[dict], tool_text: str) -> None:
     tools = [{"name": "t", "description": tool_text, "parameters": {"type": "object"}}]
     assert estimate_input_tokens(messages, tools) >= count_input_tokens(messages, tools)
+
+
+@settings(max_examples=60, deadline=None)
+@given(messages=messages_strategy, texts=st.lists(st.text(max_size=40), min_size=1, max_size=4),
+       plain_too=st.booleans())
+def test_frozen_tool_schemas_count_as_their_json(messages: list[dict], texts: list[str],
+                                                  plain_too: bool) -> None:
+    """Sizes measured once per ToolSchema give the same counts as serialising the list."""
+    plain = [{"name": f"t{i}", "description": text, "parameters": {"type": "object"}}
+             for i, text in enumerate(texts)]
+    frozen: list[dict] = [ToolSchema(t) for t in plain]
+    if plain_too:
+        frozen[0] = plain[0]  # a caller's own dict beside the engine's
+    for _ in range(2):  # the second round reads the cached sizes
+        assert estimate_input_tokens(messages, frozen) == estimate_input_tokens(messages, plain)
+        assert count_input_tokens(messages, frozen) == count_input_tokens(messages, plain)
+
+
+def test_a_tool_schema_is_frozen_but_copies_freely() -> None:
+    schema = ToolSchema(name="t", description="d", parameters={})
+    with pytest.raises(TypeError, match="frozen"):
+        schema["name"] = "u"
+    with pytest.raises(TypeError, match="frozen"):
+        schema.update(name="u")
+    assert copy.deepcopy(schema) == schema == dict(schema)
+    assert type(copy.copy(schema)) is ToolSchema
+    assert {**schema, "name": "u"}["name"] == "u"
 
 
 # --- HTTP failures, both providers ---------------------------------------------------------------
