@@ -34,6 +34,7 @@ from taskorch_nb.batch.worker import (
     worker_of,
 )
 from taskorch_nb.core.budget import CostReport
+from taskorch_nb.core.process import alive
 from taskorch_nb.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -60,16 +61,6 @@ def check_store(store: Any) -> None:
             f"store is SQLite ({store.path}), which other processes and machines cannot share: "
             "Orchestrator(store='postgresql://user:password@host:5432/db') (or set "
             "TASKORCH_STORE), or use engine='local'")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_recipe(ray: Any, recipe: Any) -> None:
@@ -199,7 +190,7 @@ class RayEngine:
         for worker in workers:
             host, _, pid = worker.rpartition(":")
             for _ in range(100):  # ray.kill returns at once; the process ends soon after
-                if host != here or not _alive(int(pid)):
+                if host != here or not alive(int(pid)):
                     break
                 await asyncio.sleep(0.05)
         for holder in ledger.holders():

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from taskorch_nb.core.clock import Clock
 from taskorch_nb.core.money import format_usd, parse_usd
+from taskorch_nb.core.process import alive
 from taskorch_nb.core.schema import from_nano, to_nano
 from taskorch_nb.errors import ConfigurationError
 
@@ -65,16 +66,6 @@ def holder() -> str:
     if _holder is None or _holder[0] != pid:
         _holder = (pid, f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}")
     return _holder[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
 
 
 class LedgerStore(Protocol):
@@ -201,7 +192,7 @@ class Ledger:
         freed = Decimal(0)
         for who in self.holders():
             name, _, rest = who.rpartition(":")[0].rpartition(":")
-            if name == host and rest.isdigit() and not _alive(int(rest)):
+            if name == host and rest.isdigit() and not alive(int(rest)):
                 freed += self.reclaim(who)
         return freed
 

@@ -15,6 +15,7 @@ from taskorch_nb.agents.workflow import get_workflow
 from taskorch_nb.agents.workspace import Workspace
 from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.events import Event, Notice, PatternEvent, RunEvent, scope
+from taskorch_nb.core.process import alive
 from taskorch_nb.engine.execution import (
     RunContext,
     Services,
@@ -61,24 +62,10 @@ def interpolate(task: str, names: dict[str, Any] | None) -> str:
     return _NAME.sub(lambda m: str(names[m.group(1)]), task)
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stored_status(row: Mapping[str, Any]) -> RunStatus:
     """A stored run's status; RUNNING or PENDING in a process that died is INTERRUPTED."""
     status = RunStatus(row["status"])
-    if status in (RunStatus.RUNNING, RunStatus.PENDING) and not _alive(row["pid"]):
+    if status in (RunStatus.RUNNING, RunStatus.PENDING) and not alive(row["pid"]):
         return RunStatus.INTERRUPTED
     return status
 
