@@ -192,6 +192,18 @@ class Worker:
                 loop.call_soon_threadsafe(task.cancel)
 
 
+def _check_output_and_background(args: Any) -> None:
+    """`-o VAR` must name a variable; `--background` needs the kernel's running loop."""
+    if args.output is not None and not args.output.isidentifier():
+        raise UsageError(f"-o needs a variable name, got {args.output!r}")
+    if args.background:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise UsageError("--background needs a running event loop (a Jupyter kernel); "
+                             "run the cell without it here") from None
+
+
 @magics_class
 class OrchestrateMagics(Magics):
     """The `%orchestrate` / `%%orchestrate` magics and the shell's Orchestrator."""
@@ -385,14 +397,7 @@ class OrchestrateMagics(Magics):
         if not cell.strip():
             raise UsageError("the cell is empty: write the task for the agents below the magic")
         options = self._options(args)
-        if args.output is not None and not args.output.isidentifier():
-            raise UsageError(f"-o needs a variable name, got {args.output!r}")
-        if args.background:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                raise UsageError("--background needs a running event loop (a Jupyter kernel); "
-                                 "run the cell without it here") from None
+        _check_output_and_background(args)
         orch = self.orchestrator(args.provider, args.model)
         try:
             run = orch.runner.create(expand_task(cell.strip(), self.shell.user_ns), **options)
@@ -424,14 +429,7 @@ class OrchestrateMagics(Magics):
             raise UsageError("--engine goes with --map VAR (a batch); a single run is local")
         if not cell.strip():
             raise UsageError("the cell is empty: write the task template below the magic")
-        if args.output is not None and not args.output.isidentifier():
-            raise UsageError(f"-o needs a variable name, got {args.output!r}")
-        if args.background:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                raise UsageError("--background needs a running event loop (a Jupyter kernel); "
-                                 "run the cell without it here") from None
+        _check_output_and_background(args)
         options = self._options(args)
         orch = self.orchestrator(args.provider, args.model)
         texts = tasks(cell, args.map, self.shell.user_ns)
