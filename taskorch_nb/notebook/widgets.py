@@ -696,13 +696,16 @@ class Dashboard:
     def redraw(self) -> None:
         """Refresh every widget now (after a click changed what the buttons offer)."""
         with self._lock:
-            if self._widget is not None:
-                self.gauge.refresh()
-                self.panel.refresh()
-                self.monitor.refresh()
-                self.patterns.refresh()
-                if self._stop is not None:
-                    self._stop.refresh()
+            self._refresh()
+
+    def _refresh(self) -> None:  # lock held
+        if self._widget is not None:
+            self.gauge.refresh()
+            self.panel.refresh()
+            self.monitor.refresh()
+            self.patterns.refresh()
+            if self._stop is not None:
+                self._stop.refresh()
 
     @property
     def closed(self) -> bool:
@@ -739,13 +742,7 @@ class Dashboard:
             if event is None and countdowns == self._shown_countdowns:
                 return
             self._shown_countdowns = countdowns
-            if self._widget is not None:
-                self.gauge.refresh()
-                self.panel.refresh()
-                self.monitor.refresh()
-                self.patterns.refresh()
-                if self._stop is not None:
-                    self._stop.refresh()
+            self._refresh()
             self.renders += 1
         if self._ticks and any(countdowns):  # keep "half-open in N s" moving while open
             self._throttle.request(not_before=1.0)
