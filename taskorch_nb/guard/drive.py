@@ -57,6 +57,7 @@ def handle(guard: Any, module: Any, request: Any, send: Callable[[Any], Any], *,
             if refusal is not None:
                 return refusal.response(module, request)
 
+
 async def ahandle(guard: Any, module: Any, request: Any,
               send: Callable[[Any], Awaitable[Any]], *, stream: bool) -> Any:
     """One request sent through an async client inside `guard`."""
@@ -98,6 +99,7 @@ async def ahandle(guard: Any, module: Any, request: Any,
             refusal = call.acquire()
             if refusal is not None:
                 return refusal.response(module, request)
+
 
 def _call(guard: Any, module: Any, request: Any) -> Call | Any:
     """The request's `Call`, None for a request that is not a model call, or the

@@ -36,8 +36,11 @@ def served(**overrides: Any) -> dict[str, Any]:
     return base
 
 
-def project(store: str | Path) -> tuple[Orchestrator, FlakyTool]:
-    orch = Orchestrator(store=store, clock=FakeClock(), retry=RetryPolicy(jitter=0.0))
+def project(store: str | Path, federation: Any = None) -> tuple[Orchestrator, FlakyTool]:
+    """An orchestrator whose `search_api` always times out and falls back (also used by
+    the federation's tests, with a `FederationClient`)."""
+    orch = Orchestrator(store=store, clock=FakeClock(), retry=RetryPolicy(jitter=0.0),
+                        federation=federation)
     broken = FlakyTool(always=504)
     orch.tool(broken, name="search_api", fallback="cached_search")
     orch.tool(lambda query: f"cached {query}", name="cached_search")

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from taskorch_nb import FakeClock, Orchestrator, RetryPolicy
+from taskorch_nb import Orchestrator
 from taskorch_nb.federation import FederationClient
 from taskorch_nb.federation.hub import create_app
 from taskorch_nb.federation.screening import clean
 from taskorch_nb.testing import FlakyTool
 from tests.hub_helpers import DISGUISES, RunningHub
+from tests.unit.core.test_immune_approval import failing_call
+from tests.unit.core.test_immune_approval import project as failing_project
 
 
 @pytest.fixture
@@ -25,21 +27,8 @@ def hub(tmp_path: Path) -> Iterator[RunningHub]:
 
 
 def project(hub: RunningHub, name: str) -> tuple[Orchestrator, FlakyTool]:
-    orch = Orchestrator(store=":memory:", clock=FakeClock(), retry=RetryPolicy(jitter=0.0),
-                        federation=FederationClient(hub.url, token=hub.token_for(name),
-                                                    project=name))
-    broken = FlakyTool(always=504)
-    orch.tool(broken, name="search_api", fallback="cached_search")
-    orch.tool(lambda query: f"cached {query}", name="cached_search")
-    return orch, broken
-
-
-async def failing_call(orch: Orchestrator) -> list[str]:
-    """One call to the failing tool (the fallback answers); the prompts for the model."""
-    prompts: list[str] = []
-    assert await orch.tools.call("search_api", {"query": "q"}, guard=None,
-                                 prompts=prompts) == "cached q"
-    return prompts
+    return failing_project(":memory:", FederationClient(hub.url, token=hub.token_for(name),
+                                                        project=name))
 
 
 async def hostile_push(orch: Orchestrator, text: str) -> str:
