@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import getpass
 import itertools
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -40,6 +42,18 @@ class Actor:
 
 
 current_actor: ContextVar[Actor | None] = ContextVar("taskorch_actor", default=None)
+
+
+def person() -> str:
+    """Who is acting at this keyboard: JupyterHub's user when there is one, else the login
+    name (recorded as an event's actor and with a pattern's approval)."""
+    hub = os.environ.get("JUPYTERHUB_USER")
+    if hub:
+        return hub
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (containers)
+        return "unknown"
 
 
 @contextlib.contextmanager

@@ -16,7 +16,6 @@ waits for approval again. Screening at the hub is only the second line.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import re
 import threading
@@ -26,7 +25,7 @@ from typing import Any
 
 from taskorch_nb.core.clock import Clock, RealClock
 from taskorch_nb.core.display import mimebundle
-from taskorch_nb.core.events import Event, PatternEvent
+from taskorch_nb.core.events import Event, PatternEvent, person
 from taskorch_nb.core.pattern_record import (
     COUNTS,
     DESCRIPTIVE,
@@ -356,7 +355,7 @@ class ImmuneSystem:
                     f"{name!r} names {len(federated)} patterns: pass one signature ({sigs})")
             pattern = federated[0]
             pattern.approval = decision
-            pattern.approved_by = by or _person()
+            pattern.approved_by = by or person()
         self._save(pattern)
         self._notify(f"pattern.{decision}", pattern, prompt=pattern.corrective_prompt)
         return pattern
@@ -384,11 +383,3 @@ def _take_text(pattern: Pattern, text: str | None) -> None:
     pattern.corrective_prompt = text
     pattern.approval = "pending" if text is not None else None
     pattern.approved_by = None
-
-
-def _person() -> str:
-    """Who is deciding: the login name (recorded with the approval)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (containers)
-        return "unknown"

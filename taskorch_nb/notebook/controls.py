@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
-import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from taskorch_nb.core.events import RunEvent, acting, scope
+from taskorch_nb.core.events import RunEvent, acting, person, scope
 from taskorch_nb.core.money import format_usd, parse_usd
 from taskorch_nb.engine.run import Run, RunStatus
 from taskorch_nb.errors import TaskorchError
@@ -32,17 +30,6 @@ from taskorch_nb.errors import TaskorchError
 RESUMABLE = frozenset({RunStatus.PAUSED, RunStatus.INTERRUPTED})
 _STARTS = frozenset({"run.started", "run.resumed"})
 _ENDS = frozenset({"run.completed", "run.failed", "run.paused", "run.cancelled"})
-
-
-def current_user() -> str:
-    """Who clicked: JupyterHub's user when there is one, else the login name."""
-    hub = os.environ.get("JUPYTERHUB_USER")
-    if hub:
-        return hub
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (containers)
-        return "unknown"
 
 
 class Controls:
@@ -57,7 +44,7 @@ class Controls:
     def __init__(self, orch: Any, run: Run | None = None, *, actor: str | None = None) -> None:
         self.orch = orch
         self.run = run
-        self.actor = actor or current_user()
+        self.actor = actor or person()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.message = ""
         self.on_change: Callable[[], None] | None = None

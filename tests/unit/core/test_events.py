@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from taskorch_nb import FakeClock, Orchestrator
 from taskorch_nb.core.events import (
     EventBus,
@@ -9,6 +11,7 @@ from taskorch_nb.core.events import (
     ToolEvent,
     acting,
     event_from_record,
+    person,
     scope,
 )
 
@@ -82,3 +85,12 @@ async def test_an_action_that_starts_work_names_only_its_own_events() -> None:
     await task
     assert [(e.type, e.actor) for e in seen] == [
         ("budget.extended", "ada"), ("run.resumed", "ada"), ("llm.completed", None)]
+
+
+def test_the_person_acting_is_jupyterhubs_user_else_the_login_name(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUPYTERHUB_USER", "ada")
+    assert person() == "ada"
+    monkeypatch.delenv("JUPYTERHUB_USER")
+    monkeypatch.setenv("LOGNAME", "grace")
+    assert person() == "grace"  # getpass reads LOGNAME first
