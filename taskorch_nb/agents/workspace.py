@@ -151,6 +151,8 @@ class Workspace:
         Caches (`__pycache__`, `.git`, ...) are skipped; directory symlinks are not
         followed and file symlinks pointing outside the workspace are left out.
         """
+        if path == "." and not self._made:
+            return []  # nothing written yet: no folder to walk (the usual first look)
         start = self.resolve(path)
         if start == self.root and not self._made:
             return []

@@ -343,8 +343,11 @@ class PriceTable:
         `input_tokens` includes the cached ones (read, `cached_tokens`, and
         written, `cache_write_tokens`); `output_tokens` the reasoning ones.
         """
-        _check_tokens(input_tokens=input_tokens, output_tokens=output_tokens,
-                      cached_tokens=cached_tokens, cache_write_tokens=cache_write_tokens)
+        if not (type(input_tokens) is type(output_tokens) is type(cached_tokens)
+                is type(cache_write_tokens) is int) or min(
+                    input_tokens, output_tokens, cached_tokens, cache_write_tokens) < 0:
+            _check_tokens(input_tokens=input_tokens, output_tokens=output_tokens,
+                          cached_tokens=cached_tokens, cache_write_tokens=cache_write_tokens)
         if cached_tokens + cache_write_tokens > input_tokens:
             raise ValueError(
                 f"cached_tokens ({cached_tokens}) + cache_write_tokens ({cache_write_tokens}) "
@@ -359,7 +362,9 @@ class PriceTable:
         """The most a call can cost: `input_tokens` (an upper estimate) at the dearer of the
         input and cache-write prices, plus `max_tokens` of output, in the tier that applies
         to `input_tokens`."""
-        _check_tokens(input_tokens=input_tokens, max_tokens=max_tokens)
+        if not (type(input_tokens) is type(max_tokens) is int) or min(input_tokens,
+                                                                        max_tokens) < 0:
+            _check_tokens(input_tokens=input_tokens, max_tokens=max_tokens)
         return self._priced(provider, model).state(self._now).worst(input_tokens, max_tokens)
 
     def __repr__(self) -> str:

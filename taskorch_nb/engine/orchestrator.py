@@ -210,6 +210,7 @@ class Orchestrator:
         for name, fn in workspace_tools().items():
             self.tools.register(fn, name=name, retry=RetryPolicy(max_attempts=1), builtin=True)
         self._call_ids = itertools.count(1)
+        self._model_keys: dict[str, str] = {}  # model -> its registered `provider:model` tool
         self.runner = Runner(self)
         # The seed's Alert System: warnings and rejections always reach the log, and a
         # Slack-compatible webhook when one is given (or TASKORCH_ALERT_WEBHOOK is set).
@@ -448,6 +449,7 @@ class Orchestrator:
 
             self._price(model)
             self.tools.register(model_call, name=key, quiet=True, builtin=True)
+        self._model_keys[model] = key
         return key
 
     async def complete(
@@ -469,10 +471,11 @@ class Orchestrator:
         (a run's calls pass `run.guard`).
         """
         model = model or self.model
-        key = self._model_tool(model)
+        key = self._model_keys.get(model) or self._model_tool(model)
         if guard is None:
             guard = self.session_guard
         agent = current_agent.get()
+        phase = current_phase.get()
         price_provider = self.provider.price_provider
         input_tokens = estimate_input_tokens(messages, tools)
         worst = self.prices.worst_case(
@@ -483,7 +486,7 @@ class Orchestrator:
         call_id = f"llm#{next(self._call_ids)}"
         emit = self.bus.emit
         emit(LLMEvent(type="llm.requested", call_id=call_id, provider=self.provider.name,
-                      model=model, agent=agent, phase=_phase()))
+                      model=model, agent=agent, phase=phase))
         try:
             async with self.clock.timeout(None if math.isinf(self.deadline) else self.deadline):
                 completion: Completion = await self.tools.call(key, {
@@ -496,7 +499,7 @@ class Orchestrator:
                 raise
             failure = classify(exc, self.clock)
             emit(LLMEvent(type="llm.failed", call_id=call_id, provider=self.provider.name,
-                          model=model, agent=agent, phase=_phase(), status=failure.status,
+                          model=model, agent=agent, phase=phase, status=failure.status,
                           error=f"{type(exc).__name__}: {exc}"[:500]))
             if type(exc) is TimeoutError:  # the deadline's own, not one request's
                 reason = f"no answer within the {self.deadline:g} s deadline of one call"
@@ -516,7 +519,7 @@ class Orchestrator:
                                 cache_write_tokens=usage.cache_write_tokens)
         guard.commit(reservation, cost, tokens=usage.input_tokens + usage.output_tokens)
         emit(LLMEvent(type="llm.completed", call_id=call_id, provider=self.provider.name,
-                      model=model, agent=agent, phase=_phase(),
+                      model=model, agent=agent, phase=phase,
                       input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                       cached_tokens=usage.cached_tokens, cost=cost, latency=completion.latency))
         return completion
@@ -775,10 +778,6 @@ def _seconds(name: str, value: object) -> float:
     if not 0 < value < math.inf:
         raise ConfigurationError(f"{name} must be > 0 seconds and finite, got {value!r}")
     return float(value)
-
-
-def _phase() -> str | None:
-    return current_phase.get()
 
 
 def history(store: str | os.PathLike[str] | None = None, limit: int | None = None) -> Any:
