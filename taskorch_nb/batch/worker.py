@@ -134,6 +134,7 @@ def forget(runner: Any, run_id: str) -> None:
     """Drop the runner's copy of a run another process changes: the next `get` reads the
     store. (The runner has no public door for this yet.)"""
     runner._runs.pop(run_id, None)
+    runner._ended.pop(run_id, None)
     runner._workspaces.pop(run_id, None)
 
 

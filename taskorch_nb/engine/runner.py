@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import weakref
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -76,6 +77,10 @@ class Runner:
     def __init__(self, orch: Engine) -> None:
         self.orch = orch
         self._runs: dict[str, Run] = {}
+        """Runs not yet ended: their events are routed to them."""
+        self._ended: weakref.WeakValueDictionary[str, Run] = weakref.WeakValueDictionary()
+        """Ended runs, while someone holds them: a long session (a batch of 20,000) keeps in
+        memory only the runs its user keeps; `get` reads the others back from the store."""
         self._workspaces: dict[str, Workspace] = {}
         self._home_resolved: Path | None = None
         # Per run, the part of its stored row that never changes (see `save`).
@@ -87,7 +92,7 @@ class Runner:
         run_id = event.run_id
         if run_id is None:
             return
-        run = self._runs.get(run_id)
+        run = self._runs.get(run_id) or self._ended.get(run_id)  # (a button on an ended one)
         if run is not None:
             run.events.append(event)
 
@@ -121,6 +126,14 @@ class Runner:
         self._workspaces[run.id] = ws
         return run
 
+    def _retire(self, run: Run) -> None:
+        """An ended run (or a paused one: `resume` makes it live again) is kept only as
+        long as its user keeps it; its workspace keeps its state on the run's disk."""
+        if self._runs.pop(run.id, None) is not None:
+            self._ended[run.id] = run
+        self._workspaces.pop(run.id, None)
+        self._fixed.pop(run.id, None)
+
     def _home(self) -> Path:
         """Where runs without a workspace work, resolved once (the store does not move)."""
         if self._home_resolved is None:
@@ -129,8 +142,10 @@ class Runner:
 
     def workspace(self, run: Run) -> Workspace:
         ws = self._workspaces.get(run.id)
-        if ws is None:
-            ws = self._workspaces[run.id] = Workspace(run.workspace)
+        if ws is None:  # a run read back, or resumed: a folder never written stays unmade
+            path = run.workspace
+            ws = Workspace(path) if path.exists() else Workspace.later(path.absolute())
+            self._workspaces[run.id] = ws
         return ws
 
     # -- executing -----------------------------------------------------------------
@@ -142,8 +157,11 @@ class Runner:
 
     async def execute(self, run: Run, *, resumed: bool = False) -> Run:
         """Run the workflow; a budget rejection pauses, an error fails, a cancel cancels."""
-        await self._execute(run, resumed=resumed)
-        await self.orch.store.durable(run.id)  # the run's end is committed before it returns
+        try:
+            await self._execute(run, resumed=resumed)
+            await self.orch.store.durable(run.id)  # the run's end is committed before it returns
+        finally:
+            self._retire(run)
         exporter = self.orch.langfuse
         if exporter is not None:
             # Only asked, never awaited: a dead Langfuse costs a run nothing; the one
@@ -154,6 +172,7 @@ class Runner:
     async def _execute(self, run: Run, *, resumed: bool) -> None:
         orch = self.orch
         emit = orch.bus.emit
+        self._runs[run.id] = run  # a resumed run is live again
         run.status = RunStatus.RUNNING
         self.save(run)
         token = current_workspace.set(self.workspace(run))
@@ -239,6 +258,7 @@ class Runner:
             raise WorkflowError(
                 f"run {run.id} is {run.status.value}: only PAUSED or INTERRUPTED runs resume"
             )
+        self._runs[run.id] = run  # live again: the extension's events are its own
         if extra_budget is not None:
             run.guard.extend(extra_budget)
         if extra_tokens is not None or extra_requests is not None:
@@ -246,7 +266,7 @@ class Runner:
         return await self.execute(run, resumed=True)
 
     def get(self, run_id: str) -> Run:
-        run = self._runs.get(run_id)
+        run = self._runs.get(run_id) or self._ended.get(run_id)
         if run is not None:
             return run
         row = self.orch.store.load_run(run_id)
@@ -269,7 +289,7 @@ class Runner:
         run.output = data.get("output")
         run.error = data.get("error")
         run.events = self.orch.store.events(run_id)
-        self._runs[run_id] = run
+        self._ended[run_id] = run
         return run
 
     # -- persistence ---------------------------------------------------------------

@@ -4,11 +4,13 @@ store after a crash, and listing them."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import pandas as pd
 import pytest
@@ -193,3 +195,21 @@ async def test_history_lists_the_runs_with_their_money(tmp_path) -> None:
     assert row["spent"] == float(done.cost.spent)
     assert isinstance(frame["created"].dtype, pd.DatetimeTZDtype)
     assert str(frame["created"].dtype.tz) == "UTC"
+
+
+
+async def test_ended_runs_stay_in_memory_only_while_someone_holds_them(tmp_path) -> None:
+    orch = Orchestrator(store=tmp_path / "t.db", clock=FakeClock())
+    held = await orch.run("Summarise tides", workflow="single", archetype="researcher")
+    dropped = await orch.run("Summarise winds", workflow="single", archetype="researcher")
+    dropped_id, dropped_events = dropped.id, [e.type for e in dropped.events]
+    gone = weakref.ref(dropped)
+    del dropped
+    gc.collect()
+    assert gone() is None  # a batch of 20,000 does not stay in the kernel's memory
+    assert orch.get_run(held.id) is held  # the run its user keeps is the same object
+    again = orch.get_run(dropped_id)  # the other is read back from the store, whole
+    assert (again.status, [e.type for e in again.events]) == (RunStatus.COMPLETED,
+                                                               dropped_events)
+    assert orch.get_run(dropped_id) is again
+    orch.close()
