@@ -3,7 +3,8 @@
 A component never calls `time.*`, `asyncio.sleep`, `asyncio.timeout` or
 `threading.Timer` itself: it asks its clock. `RealClock` hands the machine's
 primitives out as they are (the tool call's hot path pays no wrapper), but for
-`to_thread`, whose workers are daemon threads (a hung sync tool cannot block exit);
+`to_thread`, whose workers are daemon threads (a hung sync tool cannot block exit),
+and `timeout`, whose long limits share one timer per loop (core/watchdog.py);
 `taskorch_nb.testing.FakeClock` gives the same calls in fake time, so a test
 full of 30 s timeouts runs in microseconds.
 """
@@ -19,6 +20,8 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
+
+from taskorch_nb.core import watchdog
 
 T = TypeVar("T")
 
@@ -73,7 +76,7 @@ class RealClock:
         # times per call, and an attribute holding the primitive costs no extra frame.
         self.now = time.monotonic
         self.wall = time.time
-        self.timeout = asyncio.timeout
+        self.timeout = watchdog.timeout
 
     def now(self) -> float:
         return time.monotonic()
@@ -85,7 +88,7 @@ class RealClock:
         await asyncio.sleep(max(0.0, seconds))
 
     def timeout(self, seconds: float | None) -> AbstractAsyncContextManager[Any]:
-        return asyncio.timeout(seconds)
+        return watchdog.timeout(seconds)  # long ones share one timer (core/watchdog.py)
 
     async def to_thread(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         # Not asyncio.to_thread: its executor's threads are joined at exit, so one hung

@@ -8,11 +8,13 @@ import threading
 import time
 
 from taskorch_nb.core.clock import RealClock
+from taskorch_nb.core.watchdog import CoarseTimeout
 
 
 async def test_real_clock_hands_out_the_stdlib_primitives() -> None:
     clock = RealClock()
-    assert clock.timeout is asyncio.timeout
+    assert type(clock.timeout(5)) is type(asyncio.timeout(5))  # exact for short limits
+    assert isinstance(clock.timeout(90), CoarseTimeout)  # long ones: one timer per loop
     worker = await clock.to_thread(threading.current_thread)
     assert worker is not threading.current_thread()
     assert worker.daemon  # a hung sync tool must not keep the process alive at exit
