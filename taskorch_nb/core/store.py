@@ -486,28 +486,32 @@ class Store:
     # -- circuits --------------------------------------------------------------
 
     def save_circuit(self, name: str, state: str, failures: int, opened_wall: float | None,
-                     wall: float) -> None:
+                     wall: float, held: bool = False) -> None:
+        """`held`: opened by hand (`trip`), OPEN with no probe until a reset."""
         with self._lock:
             self._db.execute(
-                "INSERT INTO circuits (name, state, failures, opened_wall, updated) "
-                "VALUES (?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET state=excluded.state, "
+                "INSERT INTO circuits (name, state, failures, opened_wall, updated, held) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET state=excluded.state, "
                 "failures=excluded.failures, opened_wall=excluded.opened_wall, "
-                "updated=excluded.updated",
-                (name, state, failures, opened_wall, wall),
+                "updated=excluded.updated, held=excluded.held",
+                (name, state, failures, opened_wall, wall, int(held)),
             )
 
-    def watch_circuits(self, callback: Callable[[str, str, int, float | None], Any]) -> None:
-        """Report breaker transitions other processes save (`PgStore` does, by NOTIFY).
-        A SQLite store reports none: its breakers are read when an Orchestrator starts."""
+    def watch_circuits(
+            self, callback: Callable[[str, str, int, float | None, bool], Any]) -> None:
+        """Report breaker transitions other processes save (`PgStore` does, by NOTIFY):
+        `callback(name, state, failures, opened_wall, held)`. A SQLite store reports
+        none: its breakers are read when an Orchestrator starts."""
 
     def load_circuits(self) -> dict[str, dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT name, state, failures, opened_wall FROM circuits"
+                "SELECT name, state, failures, opened_wall, held FROM circuits"
             ).fetchall()
         return {
-            name: {"state": state, "failures": failures, "opened_wall": opened}
-            for name, state, failures, opened in rows
+            name: {"state": state, "failures": failures, "opened_wall": opened,
+                   "held": bool(held)}
+            for name, state, failures, opened, held in rows
         }
 
     # -- model capabilities ----------------------------------------------------
