@@ -31,7 +31,6 @@ from taskorch_nb.batch.worker import (
     forget,
     out_of_money,
     park,
-    worker_of,
 )
 from taskorch_nb.core.budget import CostReport
 from taskorch_nb.core.process import alive
@@ -219,7 +218,7 @@ class RayEngine:
             if summary is None or not summary.run_id:
                 continue
             forget(runner, summary.run_id)  # workers changed it: read it again
-            loaded.append(worker_of(runner.get(summary.run_id)))
+            loaded.append(runner.get(summary.run_id))
         return loaded
 
     def cost(self, batch: Batch) -> CostReport:

@@ -15,7 +15,7 @@ from taskorch_nb.agents.workflow import get_workflow
 from taskorch_nb.agents.workspace import Workspace
 from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.events import Event, Notice, PatternEvent, RunEvent, scope
-from taskorch_nb.core.process import alive
+from taskorch_nb.core.process import alive, worker_id
 from taskorch_nb.engine.execution import (
     RunContext,
     Services,
@@ -155,6 +155,7 @@ class Runner:
         orch = self.orch
         emit = orch.bus.emit
         run.status = RunStatus.RUNNING
+        run.worker = worker_id()
         self.save(run)
         token = current_workspace.set(self.workspace(run))
         clock_token = current_clock.set(orch.clock)
@@ -268,6 +269,7 @@ class Runner:
                   tools=tuple(data.get("tools", ())), checkpoint=checkpoint, status=status)
         run.output = data.get("output")
         run.error = data.get("error")
+        run.worker = data.get("worker") or checkpoint.get("worker")  # batches kept it there
         run.events = self.orch.store.events(run_id)
         self._runs[run_id] = run
         return run
@@ -287,12 +289,13 @@ class Runner:
             run.id, task=run.task, workflow=run.workflow, status=run.status.value,
             wall=self.orch.clock.wall(),
             data={**fixed, "limit": str(guard.limit), "spent": str(guard.spent),
-                  "output": run.output, "error": run.error, "checkpoint": run.checkpoint},
+                  "output": run.output, "error": run.error, "worker": run.worker,
+                  "checkpoint": run.checkpoint},
             held=held,
         )
 
     def history(self, limit: int | None = None) -> Any:
-        """Past runs as a DataFrame: id, task, workflow, status, created, updated, spent, limit."""
+        """Past runs as a DataFrame: id, task, workflow, status, times, money, output, worker."""
         import pandas as pd
 
         rows = []
@@ -305,9 +308,10 @@ class Runner:
                 "spent": float(Decimal(data.get("spent", "0"))),
                 "limit": float(Decimal(data.get("limit", "0"))),
                 "output": data.get("output"),
+                "worker": data.get("worker") or (data.get("checkpoint") or {}).get("worker"),
             })
         columns = ["run_id", "task", "workflow", "status", "created", "updated", "spent",
-                   "limit", "output"]
+                   "limit", "output", "worker"]
         frame = pd.DataFrame(rows, columns=columns)
         for column in ("created", "updated"):
             frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)

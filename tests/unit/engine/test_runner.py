@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -186,10 +187,26 @@ async def test_history_lists_the_runs_with_their_money(tmp_path) -> None:
     frame = orch.history()
     orch.close()
     assert list(frame.columns) == ["run_id", "task", "workflow", "status", "created",
-                                   "updated", "spent", "limit", "output"]
+                                   "updated", "spent", "limit", "output", "worker"]
     assert set(frame["run_id"]) == {done.id, later.id}
     row = frame.set_index("run_id").loc[done.id]
     assert (row["task"], row["status"], row["limit"]) == ("First", "COMPLETED", 2.0)
     assert row["spent"] == float(done.cost.spent)
     assert isinstance(frame["created"].dtype, pd.DatetimeTZDtype)
     assert str(frame["created"].dtype.tz) == "UTC"
+
+
+async def test_every_run_records_where_it_ran(tmp_path) -> None:
+    path = tmp_path / "taskorch.db"
+    orch = Orchestrator(store=path, clock=FakeClock())
+    waiting = orch.runner.create("Not started", workflow="single", archetype="researcher")
+    assert waiting.worker is None  # a declared field: no run lacks it
+    run = await orch.run("Summarize tides", workflow="single", archetype="researcher")
+    here = f"{socket.gethostname()}:{os.getpid()}"
+    assert run.worker == here
+    orch.close()
+    again = Orchestrator(store=path)  # read back from the store
+    assert again.get_run(run.id).worker == here
+    frame = again.history().set_index("run_id")
+    assert frame.loc[run.id, "worker"] == here
+    again.close()
