@@ -18,7 +18,6 @@ from taskorch_nb.batch.worker import (
     adopt,
     create_run,
     execute,
-    forget,
     worker_id,
 )
 
@@ -46,7 +45,7 @@ class BatchWorker:
 
     async def resume(self, run_id: str, extra: Decimal | None) -> RunSummary:
         host, ledger = self._ready()
-        forget(host.runner, run_id)  # another worker may have run it since: reload
+        host.runner.forget(run_id)  # another worker may have run it since: reload
         run = adopt(host.runner.get(run_id), ledger)
         return await execute(host, run, extra=extra, resumed=True)
 

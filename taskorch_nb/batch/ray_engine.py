@@ -28,7 +28,6 @@ from taskorch_nb.batch.worker import (
     Host,
     RunSummary,
     create_run,
-    forget,
     out_of_money,
     park,
 )
@@ -124,7 +123,7 @@ class RayEngine:
         with tempfile.TemporaryDirectory(prefix="taskorch-probe-") as scratch:
             probe = self.host.runner.create(batch.tasks[0], budget=batch.budget,
                                             workspace=scratch, **batch.options)
-            forget(self.host.runner, probe.id)
+            self.host.runner.forget(probe.id)
         self.ledger = SharedLedger(self.host.store.ledger(batch.id, batch.budget))
 
     async def start(self, batch: Batch) -> None:
@@ -205,7 +204,7 @@ class RayEngine:
         task, options, run_budget, budget = args
         run = create_run(self.host, self.ledger, task, options, run_budget, budget)
         summary = park(self.host, run)
-        forget(self.host.runner, run.id)
+        self.host.runner.forget(run.id)
         return summary
 
     # -- what the driver shows -----------------------------------------------------------
@@ -217,7 +216,7 @@ class RayEngine:
         for summary in batch.summaries:
             if summary is None or not summary.run_id:
                 continue
-            forget(runner, summary.run_id)  # workers changed it: read it again
+            runner.forget(summary.run_id)  # workers changed it: read it again
             loaded.append(runner.get(summary.run_id))
         return loaded
 

@@ -47,6 +47,8 @@ class RunnerLike(Protocol):
 
     def get(self, run_id: str) -> Any: ...
 
+    def forget(self, run_id: str) -> None: ...
+
 
 class Host(Protocol):
     """What a batch needs of an Orchestrator (engine/ satisfies it; batch/ stands below)."""
@@ -122,12 +124,7 @@ def summarize(host: Host, run: Any) -> RunSummary:
                       provider_calls=int(getattr(host.provider, "call_count", 0)))
 
 
-def forget(runner: Any, run_id: str) -> None:
-    """Drop the runner's copy of a run another process changes: the next `get` reads the
-    store. (The runner has no public door for this yet.)"""
-    runner._runs.pop(run_id, None)
-    runner._workspaces.pop(run_id, None)
 
 
-__all__ = ["STATUSES", "Host", "RunSummary", "adopt", "create_run", "execute", "forget",
+__all__ = ["STATUSES", "Host", "RunSummary", "adopt", "create_run", "execute",
            "out_of_money", "park", "summarize", "worker_id"]

@@ -274,6 +274,13 @@ class Runner:
         self._runs[run_id] = run
         return run
 
+    def forget(self, run_id: str) -> None:
+        """Drop this process's copy of a run that another process changes (a batch's
+        worker): the next `get` reads the store."""
+        self._runs.pop(run_id, None)
+        self._workspaces.pop(run_id, None)
+        self._fixed.pop(run_id, None)
+
     # -- persistence ---------------------------------------------------------------
 
     def save(self, run: Run, *, held: Held | None = None) -> None:

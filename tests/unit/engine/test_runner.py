@@ -210,3 +210,18 @@ async def test_every_run_records_where_it_ran(tmp_path) -> None:
     frame = again.history().set_index("run_id")
     assert frame.loc[run.id, "worker"] == here
     again.close()
+
+
+async def test_forget_drops_this_process_copy_so_get_reads_the_store(tmp_path) -> None:
+    orch = Orchestrator(store=tmp_path / "taskorch.db", clock=FakeClock())
+    run = await orch.run("Summarize tides", workflow="single", archetype="researcher")
+    assert orch.runner.get(run.id) is run
+    # Another process changes the stored run (a batch's worker): forget our copy.
+    orch.store.save_run(run.id, task=run.task, workflow=run.workflow, status="CANCELLED",
+                        wall=orch.clock.wall(), data={"workspace": str(run.workspace)})
+    orch.runner.forget(run.id)
+    again = orch.runner.get(run.id)
+    assert again is not run
+    assert again.status is RunStatus.CANCELLED
+    orch.runner.forget("run-never-made")  # nothing to drop is not an error
+    orch.close()
