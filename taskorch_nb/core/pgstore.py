@@ -163,18 +163,10 @@ class PgStore(Store):
                 raise
             self._db.execute("COMMIT")
 
-    def save_pattern(self, record: dict[str, Any], wall: float) -> None:
-        """Save the pattern and NOTIFY the other processes, in one transaction."""
+    def _announce_pattern(self, record: dict[str, Any]) -> None:
+        """NOTIFY the other processes, in the transaction that saves the pattern."""
         payload = json.dumps({"signature": record["signature"], "origin": self._origin})
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                super().save_pattern(record, wall)
-                self._db.execute("SELECT pg_notify(?, ?)", (PATTERNS, payload))
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        self._db.execute("SELECT pg_notify(?, ?)", (PATTERNS, payload))
 
     def watch_circuits(self, callback: CircuitCallback) -> None:
         """Call `callback` (on a listener thread) for every breaker transition another

@@ -198,7 +198,7 @@ class Orchestrator:
         self.immune = ImmuneSystem(
             clock=self.clock,
             emit=self.bus.emit,
-            save=lambda p: self.store.save_pattern(p.to_record(), self.clock.wall()),
+            save=lambda p, added: self.store.save_pattern(p.to_record(), self.clock.wall(), added),
             patterns=[Pattern.from_record(r) for r in self.store.load_patterns()],
         )
         # What another process on a shared store learns is known here at once.

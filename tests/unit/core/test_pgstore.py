@@ -13,6 +13,7 @@ from taskorch_nb import CircuitBreaker, CircuitState, FakeClock, Orchestrator, R
 from taskorch_nb.core.backends import open_store
 from taskorch_nb.core.immune import Pattern
 from taskorch_nb.core.pgstore import shown_url
+from taskorch_nb.core.retry import Failure
 from taskorch_nb.errors import CircuitOpenError, ConfigurationError
 from taskorch_nb.testing import FlakyTool
 from tests.store_backends import BACKENDS, POSTGRES, fresh_store
@@ -280,3 +281,56 @@ def test_a_breaker_held_open_in_one_process_is_held_in_another(backend, pg,
         changed.clear()
     assert (breaker.state, breaker.held) == (CircuitState.CLOSED, False)
     here.close()
+
+
+# -- patterns updated by two processes at once: counts add ---------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_stores_recording_one_failure_at_once_add_their_counts(backend, tmp_path) -> None:
+    """Two Orchestrators (two stores on one file or database, as two processes have) each
+    record the same failure N times, interleaved: the stored pattern counts 2N."""
+    n = 40
+    failure = Failure("timeout", True, 504, message="timeout after 30 s")
+    with fresh_store(backend, tmp_path) as url:
+        first, second = Orchestrator(store=url), Orchestrator(store=url)
+        start = threading.Barrier(2)
+
+        def record(orch: Orchestrator) -> None:
+            start.wait()
+            for _ in range(n):
+                orch.immune.analyze("search_api", failure, fallback=None)
+
+        threads = [threading.Thread(target=record, args=(o,)) for o in (first, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        [stored] = first.store.load_patterns()
+        assert stored["occurrences"] == 2 * n
+        # Each sees at least its own N, and the other's as far as it heard of them.
+        for orch in (first, second):
+            assert n <= orch.immune.patterns()[0].occurrences <= 2 * n
+        first.close()
+        second.close()
+        later = Orchestrator(store=url)
+        assert later.immune.patterns()[0].occurrences == 2 * n
+        later.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_cure_counted_in_one_store_and_a_failure_in_another_both_count(
+        backend, tmp_path) -> None:
+    failure = Failure("timeout", True, 504, message="timeout after 30 s")
+    with fresh_store(backend, tmp_path) as url:
+        first, second = Orchestrator(store=url), Orchestrator(store=url)
+        mine = first.immune.analyze("search_api", failure, fallback="cached_search")
+        theirs = second.immune.analyze("search_api", failure, fallback="cached_search")
+        first.immune.applied(mine)
+        first.immune.outcome(mine, recovered=True)  # saved: applied 1, recovered 1
+        second.immune.analyze("search_api", failure, fallback="cached_search")
+        [stored] = first.store.load_patterns()
+        assert (stored["occurrences"], stored["applied"], stored["recovered"]) == (3, 1, 1)
+        # What this process saw of the store came back with its own save.
+        assert theirs.occurrences == 3
+        first.close()
+        second.close()
