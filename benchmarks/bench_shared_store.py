@@ -97,7 +97,8 @@ def breaker_propagation(pool: ProcessPoolExecutor, url: str, trips: int) -> None
     done = threading.Event()
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
 
-    def heard(name: str, state: str, failures: int, opened_wall: float | None) -> None:
+    def heard(name: str, state: str, failures: int, opened_wall: float | None,
+              held: bool) -> None:
         if name.startswith(prefix) and state == "OPEN" and opened_wall is not None:
             delays.append(time.time() - opened_wall)
             if len(delays) == trips:

@@ -14,6 +14,8 @@ batch starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import re
 import socket
@@ -28,10 +30,8 @@ from taskorch_nb.batch.worker import (
     Host,
     RunSummary,
     create_run,
-    forget,
     out_of_money,
     park,
-    worker_of,
 )
 from taskorch_nb.core.budget import CostReport
 from taskorch_nb.core.process import alive
@@ -39,6 +39,11 @@ from taskorch_nb.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from taskorch_nb.batch.batch import Batch
+
+log = logging.getLogger(__name__)
+
+#: Seconds a cancelled batch waits for its workers to end their runs CANCELLED (each step).
+STOP_WAIT = 10.0
 
 #: A `{name}` in a task, as the runner fills them.
 _NAME = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -125,7 +130,7 @@ class RayEngine:
         with tempfile.TemporaryDirectory(prefix="taskorch-probe-") as scratch:
             probe = self.host.runner.create(batch.tasks[0], budget=batch.budget,
                                             workspace=scratch, **batch.options)
-            forget(self.host.runner, probe.id)
+            self.host.runner.forget(probe.id)
         self.ledger = SharedLedger(self.host.store.ledger(batch.id, batch.budget))
 
     async def start(self, batch: Batch) -> None:
@@ -148,6 +153,7 @@ class RayEngine:
         actors = [actor.remote(self.recipe, batch.id) for _ in range(count)]
         gate = asyncio.Semaphore(batch.max_concurrency)
         workers: list[str] = []
+        sent: dict[int, Any] = {}  # by task index: the worker call in flight
 
         async def one(slot: int, index: int, method: str, args: tuple[Any, ...]) -> None:
             async with gate:
@@ -158,8 +164,9 @@ class RayEngine:
                 batch.summaries[index] = RunSummary(previous.run_id if previous else "",
                                                     "RUNNING")
                 try:
-                    batch.summaries[index] = await getattr(actors[slot % count],
-                                                           method).remote(*args)
+                    sent[index] = getattr(actors[slot % count], method).remote(*args, index)
+                    batch.summaries[index] = await sent[index]
+                    del sent[index]  # kept if it did not return: `_stop` cancels it
                     self.spent_out = self.spent_out or out_of_money(batch.summaries[index])
                 except BaseException:
                     batch.summaries[index] = previous
@@ -169,10 +176,8 @@ class RayEngine:
             workers += await asyncio.gather(*(handle.where.remote() for handle in actors))
             await asyncio.gather(*(one(n, i, m, a) for n, (i, m, a) in enumerate(work)))
         except BaseException:
-            # Cancelled (or failed): stop the workers now, calls in flight included; their
-            # runs stay RUNNING in the store, INTERRUPTED once their process is gone.
-            for handle in actors:
-                ray.kill(handle)
+            # Cancelled (or failed): the runs in flight end CANCELLED, then the workers stop.
+            await self._stop(ray, batch, actors, sent)
             await self._reclaim(workers)
             raise
         for handle in actors:
@@ -180,6 +185,31 @@ class RayEngine:
                 await handle.close.remote()  # flush what each worker's store still holds
             finally:
                 ray.kill(handle)
+
+    async def _stop(self, ray: Any, batch: Batch, actors: list[Any],
+                    sent: dict[int, Any]) -> None:
+        """Cancel the calls in flight (Ray cancels their asyncio task in the worker, so the
+        runner saves each run CANCELLED, as the local engine does), take the workers'
+        word for what they cancelled, and kill them. A worker that does not answer
+        within `STOP_WAIT` is killed anyway: its runs read INTERRUPTED once it is gone."""
+        for ref in sent.values():
+            ray.cancel(ref)
+        if sent:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*sent.values(), return_exceptions=True),
+                                       STOP_WAIT)
+        for handle in actors:
+            try:
+                cancelled = await asyncio.wait_for(handle.close.remote(), STOP_WAIT)
+            except Exception as exc:  # the worker died or hangs: killed below all the same
+                log.warning("taskorch: batch %s: a worker did not stop cleanly (%s: %s)",
+                            batch.id, type(exc).__name__, exc)
+                cancelled = {}
+            finally:
+                ray.kill(handle)
+            for index, summary in cancelled.items():
+                if 0 <= index < len(batch.summaries):
+                    batch.summaries[index] = summary
 
     async def _reclaim(self, workers: list[str]) -> None:
         """Give back what the stopped workers held (their calls in flight will never settle
@@ -206,7 +236,7 @@ class RayEngine:
         task, options, run_budget, budget = args
         run = create_run(self.host, self.ledger, task, options, run_budget, budget)
         summary = park(self.host, run)
-        forget(self.host.runner, run.id)
+        self.host.runner.forget(run.id)
         return summary
 
     # -- what the driver shows -----------------------------------------------------------
@@ -218,8 +248,8 @@ class RayEngine:
         for summary in batch.summaries:
             if summary is None or not summary.run_id:
                 continue
-            forget(runner, summary.run_id)  # workers changed it: read it again
-            loaded.append(worker_of(runner.get(summary.run_id)))
+            runner.forget(summary.run_id)  # workers changed it: read it again
+            loaded.append(runner.get(summary.run_id))
         return loaded
 
     def cost(self, batch: Batch) -> CostReport:

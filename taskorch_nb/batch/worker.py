@@ -8,13 +8,12 @@ record the driver counts and shows.
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
 from taskorch_nb.batch.guard import BatchRunGuard, Ledger
+from taskorch_nb.core.process import worker_id
 
 #: The states a batch counts, in the order the dashboard shows them.
 STATUSES = ("QUEUED", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED")
@@ -22,11 +21,6 @@ STATUSES = ("QUEUED", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "CANCELLED", "
 
 #: Seconds a run refused by reservations other runs hold waits before it tries again.
 MONEY_POLL = 0.05
-
-
-def worker_id() -> str:
-    """Where this process runs: "host:pid"."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +47,8 @@ class RunnerLike(Protocol):
 
     def get(self, run_id: str) -> Any: ...
 
+    def forget(self, run_id: str) -> None: ...
+
 
 class Host(Protocol):
     """What a batch needs of an Orchestrator (engine/ satisfies it; batch/ stands below)."""
@@ -71,7 +67,6 @@ def create_run(host: Host, ledger: Ledger, task: str, options: dict[str, Any],
     run = host.runner.create(task, budget=batch_budget if run_budget is None else run_budget,
                              **options)
     run.guard = BatchRunGuard.wrapping(run.guard, ledger)
-    run.worker = None
     return run
 
 
@@ -84,9 +79,8 @@ def adopt(run: Any, ledger: Ledger) -> Any:
 
 async def execute(host: Host, run: Any, *, extra: Decimal | None = None,
                   resumed: bool = False) -> RunSummary:
-    """Execute (or resume, with `extra` USD more for the run's own cap) and sum up."""
-    run.worker = worker_id()
-    run.checkpoint["worker"] = run.worker  # saved with the run: the driver reads it back
+    """Execute (or resume, with `extra` USD more for the run's own cap) and sum up; the
+    runner records `run.worker` and saves it with the run (the driver reads it back)."""
     if resumed:
         await host.runner.resume(run, extra_budget=extra)
     else:
@@ -126,24 +120,11 @@ def out_of_money(summary: RunSummary) -> bool:
 
 def summarize(host: Host, run: Any) -> RunSummary:
     return RunSummary(run_id=run.id, status=run.status.value, spent=run.guard.spent,
-                      worker=getattr(run, "worker", None), error=run.error,
+                      worker=run.worker, error=run.error,
                       provider_calls=int(getattr(host.provider, "call_count", 0)))
 
 
-def forget(runner: Any, run_id: str) -> None:
-    """Drop the runner's copy of a run another process changes: the next `get` reads the
-    store. (The runner has no public door for this yet.)"""
-    runner._runs.pop(run_id, None)
-    runner._ended.pop(run_id, None)
-    runner._workspaces.pop(run_id, None)
 
 
-def worker_of(run: Any) -> Any:
-    """`run.worker` of a run loaded from the store (it is kept in the checkpoint)."""
-    if getattr(run, "worker", None) is None:
-        run.worker = run.checkpoint.get("worker")
-    return run
-
-
-__all__ = ["STATUSES", "Host", "RunSummary", "adopt", "create_run", "execute", "forget",
-           "out_of_money", "park", "summarize", "worker_id", "worker_of"]
+__all__ = ["STATUSES", "Host", "RunSummary", "adopt", "create_run", "execute",
+           "out_of_money", "park", "summarize", "worker_id"]

@@ -253,9 +253,10 @@ class CircuitBreaker:
                                  previous=previous.value, failures=self._failures)
         self._emit([event])
 
-    def restore(self, state: str, failures: int, opened_at: float | None) -> CircuitState:
+    def restore(self, state: str, failures: int, opened_at: float | None,
+                held: bool = False) -> CircuitState:
         """Take a persisted state back (a new Orchestrator on the same store, or another
-        process's transition); returns the state it replaced."""
+        process's transition or `trip`: `held`); returns the state it replaced."""
         with self._lock:
             previous = self._state
             self._state = CircuitState(state)
@@ -263,6 +264,7 @@ class CircuitBreaker:
             self._opened_at = opened_at or 0.0
             if self._state is CircuitState.HALF_OPEN:
                 self._state = CircuitState.OPEN
+            self._held = held and self._state is CircuitState.OPEN
         return previous
 
     # -- internals (called with the lock held) -------------------------------

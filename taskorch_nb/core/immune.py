@@ -167,14 +167,21 @@ class ImmuneSystem:
         *,
         clock: Clock | None = None,
         emit: Callable[[Event], Any] | None = None,
-        save: Callable[[Pattern], None] | None = None,
+        save: Callable[[Pattern, dict[str, int]], Mapping[str, Any] | None] | None = None,
         patterns: Iterable[Pattern] = (),
     ) -> None:
         self.clock: Clock = clock or RealClock()
         self._emit = emit or (lambda event: None)
-        self._save = save or (lambda pattern: None)
+        self._store = save or (lambda pattern, added: None)
         self._lock = threading.Lock()
+        # One save at a time, and no adoption while one is out: each knows what the store
+        # has already counted.
+        self._save_lock = threading.Lock()
         self._patterns: dict[str, Pattern] = {p.signature: p for p in patterns}
+        # Per signature, the counts the store is known to hold (from loading, saving or
+        # adopting): what a pattern counts beyond them is this process's, not saved yet.
+        self._stored: dict[str, tuple[int, ...]] = {
+            p.signature: _counts(p) for p in self._patterns.values()}
 
     # -- reading -------------------------------------------------------------
 
@@ -214,15 +221,54 @@ class ImmuneSystem:
     def adopt(self, pattern: Pattern) -> bool:
         """Take a pattern another process saved to the shared store: new here, or this
         one's fields brought up to the stored record (the store's last write is the
-        truth). Nothing is saved again. Returns whether it was new."""
-        with self._lock:
+        truth for the strategy; counts not saved here yet are kept on top of the stored
+        ones). Nothing is saved again. Returns whether it was new."""
+        with self._save_lock, self._lock:
             known = self._patterns.get(pattern.signature)
             if known is None:
                 self._patterns[pattern.signature] = pattern
+                self._stored[pattern.signature] = _counts(pattern)
                 return True
-            for name in Pattern.__dataclass_fields__:
-                setattr(known, name, getattr(pattern, name))
+            self._take_stored(known, pattern)
             return False
+
+    def _save(self, pattern: Pattern) -> None:
+        """Save `pattern` with the counts added here since the store last counted it; the
+        store adds them to what other processes saved, and its totals come back here."""
+        with self._save_lock:
+            with self._lock:
+                stored = self._stored.get(pattern.signature, _NONE)
+                added = {name: count - stored[i]
+                         for i, (name, count) in enumerate(zip(COUNTS, _counts(pattern),
+                                                               strict=True))}
+            record = self._store(pattern, added)
+            with self._lock:
+                if record is None:  # nothing shared: what we counted is what is stored
+                    self._stored[pattern.signature] = _counts(pattern)
+                else:
+                    # Counts made while the save was out stay on top of the new totals.
+                    self._stored[pattern.signature] = tuple(
+                        stored[i] + added[name] for i, name in enumerate(COUNTS))
+                    self._take_stored(pattern, Pattern.from_record(record), counts_only=True)
+
+    def _take_stored(self, known: Pattern, stored: Pattern, *, counts_only: bool = False
+                     ) -> None:
+        """`known` brought up to a stored record (lock held); `counts_only`: its counts and
+        dates (the rest is what this process just wrote). Stored totals only grow, so per
+        count the larger of two views of the store is the later one."""
+        base = self._stored.get(known.signature, _NONE)
+        totals = tuple(max(a, b) for a, b in zip(_counts(stored), base, strict=True))
+        mine = tuple(c - b for c, b in zip(_counts(known), base, strict=True))
+        firsts = [v for v in (known.first_seen, stored.first_seen) if v]
+        last = max(known.last_seen, stored.last_seen)
+        if not counts_only:
+            for name in Pattern.__dataclass_fields__:
+                setattr(known, name, getattr(stored, name))
+        for i, name in enumerate(COUNTS):
+            setattr(known, name, totals[i] + mine[i])
+        known.first_seen = min(firsts) if firsts else 0.0
+        known.last_seen = last
+        self._stored[known.signature] = totals
 
     # -- learning ------------------------------------------------------------
 
@@ -374,6 +420,13 @@ class ImmuneSystem:
                 occurrences=pattern.occurrences,
             )
         )
+
+
+_NONE = (0,) * len(COUNTS)
+
+
+def _counts(pattern: Pattern) -> tuple[int, ...]:
+    return tuple(getattr(pattern, name) for name in COUNTS)
 
 
 def _take_text(pattern: Pattern, text: str | None) -> None:

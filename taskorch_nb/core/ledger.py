@@ -8,7 +8,11 @@ release gives it back; both are plain updates. Inside `Store.holding()` a
 settlement waits for the run's checkpoint and commits in its transaction, so a
 resumed run never pays a journaled call twice into the shared total either.
 Each process's share of `reserved` is also kept in `budget_holds`, so what a
-killed worker had reserved can be given back (`reclaim_dead`, `reclaim`).
+killed worker had reserved can be given back (`reclaim_dead`, `reclaim`). A hold's
+`seen` is a lease: real time of its holder's last reserve, settle or release, and
+on PostgreSQL refreshed every `HEARTBEAT` seconds while the process holds money, so
+another host can tell a holder not seen for long from a live one
+(`reclaim_dead(stale_after=...)`); the same host asks the operating system instead.
 
 A `BudgetGuard(limit, ledger=store.ledger("team", 50))` keeps its own (per-run)
 limit and report and also reserves against the shared one. Amounts are whole
@@ -17,9 +21,13 @@ nano-dollars in the table (`schema.NANO`), rounded up.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
+import time
 import uuid
+import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -45,6 +53,15 @@ _UNHOLD = ("UPDATE budget_holds SET units = units - ?, seen = ? "
 _EXTEND = "UPDATE budgets SET cap = cap + ?, updated = ? WHERE name = ?"
 _READ = "SELECT cap, spent, reserved, calls FROM budgets WHERE name = ?"
 _HOLDERS = "SELECT holder, units FROM budget_holds WHERE budget = ? ORDER BY holder"
+_SEEN = "SELECT holder, units, seen FROM budget_holds WHERE budget = ? AND units > 0"
+_BEAT = "UPDATE budget_holds SET seen = ? WHERE holder = ? AND units > 0"
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two refreshes of a live process's holds (PostgreSQL stores).
+HEARTBEAT = 15.0
+#: `reclaim_dead(stale_after=...)` below this many heartbeats could take a live holder.
+MIN_STALE_BEATS = 4
 
 # PostgreSQL runs both updates of a step as one statement (a data-modifying WITH): one
 # round trip, as many as the bare ledger update needs. SQLite has no such WITH: there
@@ -138,19 +155,21 @@ class Ledger:
         wall = self.store.clock.wall()
         if self._pg:
             done = self.store.execute(_PG_RESERVE, (units, wall, self.name, units,
-                                                    holder(), units, wall))
+                                                    holder(), units, time.time()))
+            if done:
+                _heartbeat.watch(self.store)
             return units if done else None
         with self.store.transaction() as run:
             if not run(_RESERVE, (units, wall, self.name, units)):
                 return None
-            run(_HOLD, (self.name, holder(), units, wall))
+            run(_HOLD, (self.name, holder(), units, time.time()))
         return units
 
     def settle(self, units: int, actual: Decimal) -> None:
         """Charge `actual` for a reservation of `units`; inside `Store.holding()` this
         commits with the checkpoint that journals the call."""
         wall = self.store.clock.wall()
-        unhold = (units, wall, self.name, holder())
+        unhold = (units, time.time(), self.name, holder())
         settle = (units, to_nano(actual), wall, self.name)
         self.store.execute_held([(_PG_SETTLE, unhold + settle)] if self._pg else
                                 [(_SETTLE, settle), (_UNHOLD, unhold)])
@@ -158,7 +177,7 @@ class Ledger:
     def release(self, units: int) -> None:
         """The call cost nothing: give its reservation back."""
         wall = self.store.clock.wall()
-        unhold = (units, wall, self.name, holder())
+        unhold = (units, time.time(), self.name, holder())
         if self._pg:
             self.store.execute(_PG_RELEASE, (*unhold, units, wall, self.name))
             return
@@ -185,16 +204,42 @@ class Ledger:
             run("DELETE FROM budget_holds WHERE budget = ? AND holder = ?", (self.name, who))
         return from_nano(units)
 
-    def reclaim_dead(self) -> Decimal:
-        """`reclaim` every holder of this host whose process has ended (other hosts'
-        workers: `reclaim(holder)` once you know they are gone). Returns the USD freed."""
+    def reclaim_dead(self, stale_after: float | None = None) -> Decimal:
+        """`reclaim` every holder of this host whose process has ended; with
+        `stale_after` (seconds), also every holder of another host not seen for that long
+        (a live holder on PostgreSQL is seen every `HEARTBEAT` seconds; a frozen one, a
+        laptop asleep, is not: choose a lease longer than such pauses). Without it, other
+        hosts' holders are left alone (`reclaim(holder)` once you know they are gone).
+        Returns the USD freed."""
+        if stale_after is not None and not stale_after >= MIN_STALE_BEATS * HEARTBEAT:
+            raise ConfigurationError(
+                f"stale_after must be at least {MIN_STALE_BEATS * HEARTBEAT:g} seconds "
+                f"({MIN_STALE_BEATS} heartbeats), got {stale_after!r}: a live holder "
+                "could be taken for a dead one")
         host = socket.gethostname()
+        cutoff = None if stale_after is None else time.time() - stale_after
         freed = Decimal(0)
-        for who in self.holders():
+        for who, _, seen in self.store.query(_SEEN, (self.name,)):
             name, _, rest = who.rpartition(":")[0].rpartition(":")
-            if name == host and rest.isdigit() and not alive(int(rest)):
-                freed += self.reclaim(who)
+            if name == host:
+                if rest.isdigit() and not alive(int(rest)):
+                    freed += self.reclaim(who)
+            elif cutoff is not None and seen < cutoff:
+                freed += self.reclaim_stale(who, cutoff)
         return freed
+
+    def reclaim_stale(self, who: str, cutoff: float) -> Decimal:
+        """`reclaim(who)` if it has not been seen since `cutoff` (epoch seconds), decided
+        by the database in the reclaiming statement: a heartbeat that lands after
+        `holders()` was read keeps the hold. Returns the USD given back."""
+        wall = self.store.clock.wall()
+        with self.store.transaction() as run:
+            rows = self.store.query("DELETE FROM budget_holds WHERE budget = ? AND holder = ? "
+                                    "AND seen < ? RETURNING units", (self.name, who, cutoff))
+            units = rows[0][0] if rows else 0
+            if units:
+                run(_RELEASE, (units, wall, self.name))
+        return from_nano(units)
 
     def extend(self, extra: Any) -> None:
         """Raise the shared cap by `extra` USD (to resume what it paused)."""
@@ -213,4 +258,51 @@ class Ledger:
         return f"Ledger({self.name!r}, store={self.store.path!r})"
 
 
-__all__ = ["Ledger", "LedgerState", "LedgerStore"]
+class _Heartbeat:
+    """One thread per process that refreshes `seen` of this process's holds on every
+    PostgreSQL store it reserved on, every `HEARTBEAT` seconds, while such a store is
+    open: a call in flight for minutes keeps its lease. It ends when no store is left."""
+
+    def __init__(self) -> None:
+        self._stores: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def watch(self, store: Any) -> None:
+        if self._pid == os.getpid() and store in self._stores:
+            return  # the reserve's hot path: already beating for this store
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's thread is not ours
+                self._stores, self._thread, self._pid = weakref.WeakSet(), None, os.getpid()
+            self._stores.add(store)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="taskorch-ledger-beat",
+                                                daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            time.sleep(min(HEARTBEAT, 1.0))  # short naps: a changed HEARTBEAT applies soon
+            if time.monotonic() - last < HEARTBEAT:
+                continue
+            last = time.monotonic()
+            with self._lock:
+                stores = [s for s in self._stores if not getattr(s, "_closed", False)]
+                if not stores:
+                    self._stores, self._thread = weakref.WeakSet(), None
+                    return
+            for store in stores:
+                try:
+                    store.execute(_BEAT, (time.time(), holder()))
+                except Exception as exc:  # closed meanwhile, or the server away: next beat
+                    log.warning("taskorch: could not refresh this process's budget holds "
+                                "on %s (%s: %s)", getattr(store, "path", store),
+                                type(exc).__name__, exc)
+
+
+_heartbeat = _Heartbeat()
+
+
+__all__ = ["HEARTBEAT", "Ledger", "LedgerState", "LedgerStore"]

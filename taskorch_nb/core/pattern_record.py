@@ -107,8 +107,23 @@ def record_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def add_counts(stored: Mapping[str, Any], record: Mapping[str, Any],
+               added: Mapping[str, int]) -> dict[str, Any]:
+    """`record` as it replaces `stored` when several processes update one pattern: the
+    counts are the stored ones plus what this writer `added` since it last saw them,
+    the dates span both, and everything else (strategy, approval) is the writer's."""
+    merged = dict(record)
+    for name in COUNTS:
+        merged[name] = int(stored.get(name) or 0) + int(added.get(name, 0))
+    firsts = [v for v in (stored.get("first_seen"), record.get("first_seen")) if v]
+    if firsts:
+        merged["first_seen"] = min(firsts)
+    merged["last_seen"] = max(stored.get("last_seen") or 0.0, record.get("last_seen") or 0.0)
+    return merged
+
+
 __all__ = [
     "COUNTS", "DESCRIPTIVE", "MAX_COUNT", "MAX_EPOCH", "MAX_LENGTHS", "MAX_MESSAGE_CHARS",
     "MAX_PROMPT_CHARS", "RECORD_FIELDS", "SEEN", "STRATEGY", "Count", "Epoch", "PatternRecord",
-    "Signature", "ToolName", "record_values",
+    "Signature", "ToolName", "add_counts", "record_values",
 ]

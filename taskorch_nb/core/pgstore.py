@@ -40,8 +40,8 @@ PATTERNS = "taskorch_patterns"
 #: How long the listener waits for a notification before it checks it should stop.
 LISTEN_POLL = 0.5
 
-#: `(name, state, failures, opened_wall)` of a breaker another process moved.
-CircuitCallback = Callable[[str, str, int, float | None], Any]
+#: `(name, state, failures, opened_wall, held)` of a breaker another process moved.
+CircuitCallback = Callable[[str, str, int, float | None, bool], Any]
 
 
 def shown_url(url: str) -> str:
@@ -148,32 +148,25 @@ class PgStore(Store):
     # -- circuits, announced -------------------------------------------------------
 
     def save_circuit(self, name: str, state: str, failures: int, opened_wall: float | None,
-                     wall: float) -> None:
+                     wall: float, held: bool = False) -> None:
         """Save the breaker's state and NOTIFY the other processes, in one transaction."""
         payload = json.dumps({"name": name, "state": state, "failures": failures,
-                              "opened_wall": opened_wall, "origin": self._origin})
+                              "opened_wall": opened_wall, "held": held,
+                              "origin": self._origin})
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                super().save_circuit(name, state, failures, opened_wall, wall)
+                super().save_circuit(name, state, failures, opened_wall, wall, held)
                 self._db.execute("SELECT pg_notify(?, ?)", (CHANNEL, payload))
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
-    def save_pattern(self, record: dict[str, Any], wall: float) -> None:
-        """Save the pattern and NOTIFY the other processes, in one transaction."""
+    def _announce_pattern(self, record: dict[str, Any]) -> None:
+        """NOTIFY the other processes, in the transaction that saves the pattern."""
         payload = json.dumps({"signature": record["signature"], "origin": self._origin})
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                super().save_pattern(record, wall)
-                self._db.execute("SELECT pg_notify(?, ?)", (PATTERNS, payload))
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        self._db.execute("SELECT pg_notify(?, ?)", (PATTERNS, payload))
 
     def watch_circuits(self, callback: CircuitCallback) -> None:
         """Call `callback` (on a listener thread) for every breaker transition another
@@ -203,7 +196,8 @@ class PgStore(Store):
                     conn.execute(f"LISTEN {CHANNEL}")
                     conn.execute(f"LISTEN {PATTERNS}")
                     for name, row in self.load_circuits().items():
-                        self._tell(name, row["state"], row["failures"], row["opened_wall"])
+                        self._tell(name, row["state"], row["failures"], row["opened_wall"],
+                                   row["held"])
                     if self._pattern_watchers:
                         for record in self.load_patterns():
                             self._tell_pattern(record)
@@ -229,15 +223,16 @@ class PgStore(Store):
                 self._tell_pattern(json.loads(rows[0][0]))
             return
         self._tell(message["name"], message["state"], int(message["failures"]),
-                   message.get("opened_wall"))
+                   message.get("opened_wall"), bool(message.get("held", False)))
 
     def _tell_pattern(self, record: dict[str, Any]) -> None:
         for callback in list(self._pattern_watchers):
             callback(record)
 
-    def _tell(self, name: str, state: str, failures: int, opened_wall: float | None) -> None:
+    def _tell(self, name: str, state: str, failures: int, opened_wall: float | None,
+              held: bool) -> None:
         for callback in list(self._watchers):
-            callback(name, state, failures, opened_wall)
+            callback(name, state, failures, opened_wall, held)
 
     def close(self) -> None:
         self._stop.set()

@@ -4,6 +4,7 @@ workers, so a crashed owner's run is INTERRUPTED and its reserved money comes ba
 from __future__ import annotations
 
 import os
+import socket
 
 
 def alive(pid: int | None) -> bool:
@@ -23,3 +24,8 @@ def alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def worker_id() -> str:
+    """Where this process runs, as a run records it (`run.worker`): "host:pid"."""
+    return f"{socket.gethostname()}:{os.getpid()}"

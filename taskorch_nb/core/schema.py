@@ -60,6 +60,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE IF NOT EXISTS budget_holds (budget TEXT NOT NULL, holder TEXT NOT NULL, "
         "units {big} NOT NULL, seen {real} NOT NULL, PRIMARY KEY (budget, holder))",
     ),
+    # 4: a breaker opened by hand (`trip`) stays OPEN, with no probe, until reset, in
+    # every process and across restarts.
+    (
+        "ALTER TABLE circuits ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 VERSION = len(MIGRATIONS)

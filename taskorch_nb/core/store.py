@@ -33,7 +33,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
@@ -43,6 +43,7 @@ from pydantic_core import to_json
 
 from taskorch_nb.core.clock import Cancellable, Clock, RealClock
 from taskorch_nb.core.events import Event, event_from_record, field_names
+from taskorch_nb.core.pattern_record import COUNTS, add_counts
 from taskorch_nb.core.schema import migrate
 from taskorch_nb.errors import ConfigurationError
 
@@ -465,14 +466,48 @@ class Store:
 
     # -- patterns --------------------------------------------------------------
 
-    def save_pattern(self, record: dict[str, Any], wall: float) -> None:
+    def save_pattern(self, record: dict[str, Any], wall: float,
+                     added: Mapping[str, int] | None = None) -> dict[str, Any]:
+        """Save a pattern's record; returns it as stored. With `added` (the counts this
+        process added since it last saved or adopted the pattern), the stored counts grow
+        by `added` under the write lock (`add_counts`), so processes updating one pattern
+        at once lose nothing; without, `record` replaces what is stored."""
         with self._lock:
-            self._db.execute(
-                "INSERT INTO patterns (signature, record, updated) VALUES (?,?,?) "
-                "ON CONFLICT(signature) DO UPDATE SET record=excluded.record, "
-                "updated=excluded.updated",
-                (record["signature"], dumps(record), wall),
-            )
+            self._db.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+            try:
+                stored = self._merge_pattern(record, wall, added)
+                self._announce_pattern(stored)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return stored
+
+    def _merge_pattern(self, record: dict[str, Any], wall: float,
+                       added: Mapping[str, int] | None) -> dict[str, Any]:
+        signature = record["signature"]
+        if added is not None:
+            fresh = {**record, **{name: int(added.get(name, 0)) for name in COUNTS}}
+            if self._db.execute(
+                    "INSERT INTO patterns (signature, record, updated) VALUES (?,?,?) "
+                    "ON CONFLICT(signature) DO NOTHING",
+                    (signature, dumps(fresh), wall)).rowcount == 1:
+                return fresh
+            lock = " FOR UPDATE" if self.dialect == "postgresql" else ""  # SQLite: IMMEDIATE
+            [(text,)] = self._db.execute(
+                f"SELECT record FROM patterns WHERE signature = ?{lock}", (signature,)
+            ).fetchall()
+            record = add_counts(json.loads(text), record, added)
+        self._db.execute(
+            "INSERT INTO patterns (signature, record, updated) VALUES (?,?,?) "
+            "ON CONFLICT(signature) DO UPDATE SET record=excluded.record, "
+            "updated=excluded.updated",
+            (signature, dumps(record), wall),
+        )
+        return record
+
+    def _announce_pattern(self, record: dict[str, Any]) -> None:
+        """Tell other processes (`PgStore`: NOTIFY, in the saving transaction)."""
 
     def watch_patterns(self, callback: Callable[[dict[str, Any]], Any]) -> None:
         """Report the pattern records other processes save (`PgStore` does, by NOTIFY).
@@ -486,28 +521,32 @@ class Store:
     # -- circuits --------------------------------------------------------------
 
     def save_circuit(self, name: str, state: str, failures: int, opened_wall: float | None,
-                     wall: float) -> None:
+                     wall: float, held: bool = False) -> None:
+        """`held`: opened by hand (`trip`), OPEN with no probe until a reset."""
         with self._lock:
             self._db.execute(
-                "INSERT INTO circuits (name, state, failures, opened_wall, updated) "
-                "VALUES (?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET state=excluded.state, "
+                "INSERT INTO circuits (name, state, failures, opened_wall, updated, held) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET state=excluded.state, "
                 "failures=excluded.failures, opened_wall=excluded.opened_wall, "
-                "updated=excluded.updated",
-                (name, state, failures, opened_wall, wall),
+                "updated=excluded.updated, held=excluded.held",
+                (name, state, failures, opened_wall, wall, int(held)),
             )
 
-    def watch_circuits(self, callback: Callable[[str, str, int, float | None], Any]) -> None:
-        """Report breaker transitions other processes save (`PgStore` does, by NOTIFY).
-        A SQLite store reports none: its breakers are read when an Orchestrator starts."""
+    def watch_circuits(
+            self, callback: Callable[[str, str, int, float | None, bool], Any]) -> None:
+        """Report breaker transitions other processes save (`PgStore` does, by NOTIFY):
+        `callback(name, state, failures, opened_wall, held)`. A SQLite store reports
+        none: its breakers are read when an Orchestrator starts."""
 
     def load_circuits(self) -> dict[str, dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT name, state, failures, opened_wall FROM circuits"
+                "SELECT name, state, failures, opened_wall, held FROM circuits"
             ).fetchall()
         return {
-            name: {"state": state, "failures": failures, "opened_wall": opened}
-            for name, state, failures, opened in rows
+            name: {"state": state, "failures": failures, "opened_wall": opened,
+                   "held": bool(held)}
+            for name, state, failures, opened, held in rows
         }
 
     # -- model capabilities ----------------------------------------------------

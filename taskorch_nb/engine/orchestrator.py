@@ -198,7 +198,7 @@ class Orchestrator:
         self.immune = ImmuneSystem(
             clock=self.clock,
             emit=self.bus.emit,
-            save=lambda p: self.store.save_pattern(p.to_record(), self.clock.wall()),
+            save=lambda p, added: self.store.save_pattern(p.to_record(), self.clock.wall(), added),
             patterns=[Pattern.from_record(r) for r in self.store.load_patterns()],
         )
         # What another process on a shared store learns is known here at once.
@@ -356,15 +356,15 @@ class Orchestrator:
                 None if opened_wall is None
                 else self.clock.now() - (self.clock.wall() - opened_wall)
             )
-            made.restore(saved["state"], saved["failures"], opened_at)
+            made.restore(saved["state"], saved["failures"], opened_at, saved.get("held", False))
         self.circuits[name] = made
         return made
 
     def _adopt_circuit(self, name: str, state: str, failures: int,
-                       opened_wall: float | None) -> None:
+                       opened_wall: float | None, held: bool = False) -> None:
         """Another process on the store opened or closed breaker `name`: so do we. Its
         HALF_OPEN is its own probing, not adopted (each process probes for itself)."""
-        saved = {"state": state, "failures": failures, "opened_wall": opened_wall}
+        saved = {"state": state, "failures": failures, "opened_wall": opened_wall, "held": held}
         breaker = self.circuits.get(name)
         if breaker is None:
             self._saved_circuits[name] = saved
@@ -373,7 +373,7 @@ class Orchestrator:
             return
         opened_at = (None if opened_wall is None
                      else self.clock.now() - (self.clock.wall() - opened_wall))
-        previous = breaker.restore(state, failures, opened_at)
+        previous = breaker.restore(state, failures, opened_at, held)
         if previous != state:  # said here too (widgets, the log), not saved again
             token = _adopting.set(True)
             try:
@@ -390,7 +390,7 @@ class Orchestrator:
             opened_at = breaker.opened_at if breaker is not None else None
             opened_wall = None if opened_at is None else event.wall - (event.ts - opened_at)
             self.store.save_circuit(event.name, event.state, event.failures, opened_wall,
-                                    event.wall)
+                                    event.wall, breaker is not None and breaker.held)
 
     # -- tools -----------------------------------------------------------------
 

@@ -76,6 +76,8 @@ class Run:
         self.error: str | None = None
         self.detail: dict[str, Any] = {}
         self.events: list[Event] = []
+        self.worker: str | None = None
+        """Where the run last executed: "host:pid" (None until it starts)."""
         self.checkpoint: dict[str, Any] = checkpoint or {
             "outputs": {}, "journal": {}, "phases_done": []
         }

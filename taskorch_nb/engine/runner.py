@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import weakref
 from collections.abc import Mapping
 from decimal import Decimal
@@ -16,7 +17,7 @@ from taskorch_nb.agents.workflow import get_workflow
 from taskorch_nb.agents.workspace import Workspace
 from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.events import Event, Notice, PatternEvent, RunEvent, scope
-from taskorch_nb.core.process import alive
+from taskorch_nb.core.process import alive, worker_id
 from taskorch_nb.engine.execution import (
     RunContext,
     Services,
@@ -64,9 +65,13 @@ def interpolate(task: str, names: dict[str, Any] | None) -> str:
 
 
 def stored_status(row: Mapping[str, Any]) -> RunStatus:
-    """A stored run's status; RUNNING or PENDING in a process that died is INTERRUPTED."""
+    """A stored run's status; RUNNING or PENDING in a process that died is INTERRUPTED.
+    (Only this host's processes can be asked: another host's run keeps its status.)"""
     status = RunStatus(row["status"])
     if status in (RunStatus.RUNNING, RunStatus.PENDING) and not alive(row["pid"]):
+        worker = (row.get("data") or {}).get("worker")
+        if worker and worker.rpartition(":")[0] != socket.gethostname():
+            return status
         return RunStatus.INTERRUPTED
     return status
 
@@ -174,6 +179,7 @@ class Runner:
         emit = orch.bus.emit
         self._runs[run.id] = run  # a resumed run is live again
         run.status = RunStatus.RUNNING
+        run.worker = worker_id()
         self.save(run)
         token = current_workspace.set(self.workspace(run))
         clock_token = current_clock.set(orch.clock)
@@ -288,9 +294,18 @@ class Runner:
                   tools=tuple(data.get("tools", ())), checkpoint=checkpoint, status=status)
         run.output = data.get("output")
         run.error = data.get("error")
+        run.worker = data.get("worker") or checkpoint.get("worker")  # batches kept it there
         run.events = self.orch.store.events(run_id)
         self._ended[run_id] = run
         return run
+
+    def forget(self, run_id: str) -> None:
+        """Drop this process's copy of a run that another process changes (a batch's
+        worker): the next `get` reads the store."""
+        self._runs.pop(run_id, None)
+        self._ended.pop(run_id, None)
+        self._workspaces.pop(run_id, None)
+        self._fixed.pop(run_id, None)
 
     # -- persistence ---------------------------------------------------------------
 
@@ -307,12 +322,13 @@ class Runner:
             run.id, task=run.task, workflow=run.workflow, status=run.status.value,
             wall=self.orch.clock.wall(),
             data={**fixed, "limit": str(guard.limit), "spent": str(guard.spent),
-                  "output": run.output, "error": run.error, "checkpoint": run.checkpoint},
+                  "output": run.output, "error": run.error, "worker": run.worker,
+                  "checkpoint": run.checkpoint},
             held=held,
         )
 
     def history(self, limit: int | None = None) -> Any:
-        """Past runs as a DataFrame: id, task, workflow, status, created, updated, spent, limit."""
+        """Past runs as a DataFrame: id, task, workflow, status, times, money, output, worker."""
         import pandas as pd
 
         rows = []
@@ -325,9 +341,10 @@ class Runner:
                 "spent": float(Decimal(data.get("spent", "0"))),
                 "limit": float(Decimal(data.get("limit", "0"))),
                 "output": data.get("output"),
+                "worker": data.get("worker") or (data.get("checkpoint") or {}).get("worker"),
             })
         columns = ["run_id", "task", "workflow", "status", "created", "updated", "spent",
-                   "limit", "output"]
+                   "limit", "output", "worker"]
         frame = pd.DataFrame(rows, columns=columns)
         for column in ("created", "updated"):
             frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)

@@ -164,7 +164,8 @@ async def test_a_breaker_one_worker_opens_stops_the_others(_, pg_url) -> None:
 
 @pytest.mark.usefixtures("ray_cluster")
 @pytest.mark.parametrize("_", [pytest.param(None, id="pg", marks=slow_pg)])
-async def test_a_cancelled_batch_gives_back_what_its_workers_held(_, pg_url) -> None:
+async def test_a_cancelled_batch_ends_its_runs_cancelled_and_gives_back_what_they_held(
+        _, pg_url) -> None:
     async with Orchestrator(store=pg_url, latency=60.0) as orch:  # every call hangs
         batch = orch.map([f"Summarize topic {i}" for i in range(6)], budget=5, engine="ray",
                          workers=2, max_concurrency=4, **ONE)
@@ -178,3 +179,14 @@ async def test_a_cancelled_batch_gives_back_what_its_workers_held(_, pg_url) -> 
         assert state.reserved == 0  # the killed workers' reservations were given back
         assert state.spent == 0
         assert ledger.holders() == {}
+        # The runs in flight ended CANCELLED and were saved so, by their workers, at once:
+        # not RUNNING until their process is gone.
+        stored = orch.store.runs()
+        assert stored, "no run had started"
+        assert {row["status"] for row in stored} == {"CANCELLED"}
+        assert batch.status["RUNNING"] == 0
+        assert batch.status["CANCELLED"] == len(stored)
+        runs = batch.runs
+        assert sorted(r.id for r in runs) == sorted(row["id"] for row in stored)
+        assert all(r.status is RunStatus.CANCELLED and r.worker for r in runs)
+        assert batch.status["QUEUED"] == 6 - len(stored)  # never sent: they wait

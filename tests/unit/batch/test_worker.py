@@ -8,7 +8,7 @@ import socket
 
 from taskorch_nb import FakeClock, Orchestrator, RunStatus
 from taskorch_nb.batch.guard import BatchRunGuard
-from taskorch_nb.batch.worker import create_run, execute, forget, worker_id, worker_of
+from taskorch_nb.batch.worker import create_run, execute, worker_id
 from taskorch_nb.core.budget import BudgetGuard
 
 ONE = {"workflow": "single", "archetype": "researcher", "max_rounds": None, "names": {}}
@@ -33,9 +33,9 @@ async def test_a_run_keeps_where_it_ran_in_the_store(tmp_path) -> None:
     orch.close()
 
     again = Orchestrator(store=path, clock=FakeClock())
-    loaded = worker_of(again.get_run(run.id))
+    loaded = again.get_run(run.id)
     assert loaded.worker == worker_id()
     assert loaded.status is RunStatus.COMPLETED
-    forget(again.runner, run.id)
+    again.runner.forget(run.id)
     assert again.get_run(run.id) is not loaded  # read from the store again
     again.close()

@@ -224,3 +224,17 @@ def test_breaker_invariants_under_random_sequences(sequence, max_probes) -> None
             (b.record_success if arg else b.record_failure)(permit)
         else:
             in_flight.append(permit)
+
+
+def test_a_restored_hold_stays_open_until_reset() -> None:
+    clock = FakeClock()
+    b, seen = make(clock, reset_timeout=5)
+    assert b.restore("OPEN", 0, clock.now(), held=True) is CircuitState.CLOSED
+    assert b.held
+    clock.advance(3600)  # another process quarantined it: no probe here either
+    assert b.state is CircuitState.OPEN
+    with pytest.raises(CircuitOpenError):
+        b.acquire()
+    b.restore("CLOSED", 0, None)  # another process's reset: the hold goes with it
+    assert (b.state, b.held) == (CircuitState.CLOSED, False)
+    assert seen == []  # restoring says nothing: the adopter does

@@ -59,7 +59,7 @@ def test_federated_pattern_follows_the_local_trust_flags() -> None:
 
 def test_adopt_takes_another_processs_pattern_new_or_in_place() -> None:
     saved: list[Pattern] = []
-    immune = ImmuneSystem(clock=FakeClock(), save=saved.append)
+    immune = ImmuneSystem(clock=FakeClock(), save=lambda p, added: saved.append(p))
     remote = Pattern(signature="s1", name="search_api_timeout", tool="search_api",
                      category="timeout", fallback="cached_search", occurrences=3)
     assert immune.adopt(remote) is True

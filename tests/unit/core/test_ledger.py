@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import threading
+import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from decimal import Decimal
@@ -11,11 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from taskorch_nb.core import ledger as ledger_module
 from taskorch_nb.core.backends import open_store
 from taskorch_nb.core.budget import BudgetGuard
 from taskorch_nb.core.schema import to_nano
 from taskorch_nb.errors import BudgetExceededError, ConfigurationError
-from tests.store_backends import BACKENDS, fresh_store
+from tests.store_backends import BACKENDS, POSTGRES, fresh_store
 
 
 @pytest.fixture(params=BACKENDS)
@@ -336,3 +338,58 @@ async def test_on_a_loop_the_settlement_and_its_checkpoint_are_never_seen_apart(
     assert seen() == (True, True)
     assert ledger.state().reserved == 0
     reader.close()
+
+
+# -- holders of other hosts: a lease kept fresh by a heartbeat ------------------------------
+
+def _hold_elsewhere(store, ledger, who: str, amount: str, seen: float) -> None:
+    """What a process of another host leaves in the ledger when it reserves `amount`."""
+    units = to_nano(Decimal(amount))
+    with store.transaction() as run:
+        run("UPDATE budgets SET reserved = reserved + ? WHERE name = ?", (units, ledger.name))
+        run("INSERT INTO budget_holds (budget, holder, units, seen) VALUES (?, ?, ?, ?)",
+            (ledger.name, who, units, seen))
+
+
+def test_a_holder_of_another_host_is_reclaimed_once_its_lease_is_stale(store) -> None:
+    ledger = store.ledger("team", "1.00")
+    mine = ledger.reserve(Decimal("0.10"))
+    now = time.time()
+    _hold_elsewhere(store, ledger, "elsewhere:4242:dead0001", "0.40", now - 3600)
+    _hold_elsewhere(store, ledger, "elsewhere:4343:live0001", "0.20", now)
+    assert ledger.reclaim_dead() == 0  # another host's pids mean nothing here
+    assert ledger.reclaim_dead(stale_after=120) == Decimal("0.40")
+    assert sorted(ledger.holders().values()) == [Decimal("0.10"), Decimal("0.20")]
+    assert ledger.state().reserved == Decimal("0.30")
+    with pytest.raises(ConfigurationError, match="stale_after must be at least"):
+        ledger.reclaim_dead(stale_after=1)
+    ledger.settle(mine, Decimal("0.10"))
+
+
+def test_a_holder_refreshed_since_it_was_read_is_not_reclaimed(store) -> None:
+    ledger = store.ledger("team", "1.00")
+    _hold_elsewhere(store, ledger, "elsewhere:4242:late0001", "0.40", time.time() - 3600)
+    # Its heartbeat lands between the read and the reclaim: the reclaim's own condition
+    # (seen older than the cutoff) finds nothing, and nothing is given back.
+    cutoff = time.time() - 120
+    store.execute("UPDATE budget_holds SET seen = ? WHERE holder = ?",
+                  (time.time(), "elsewhere:4242:late0001"))
+    assert ledger.reclaim_stale("elsewhere:4242:late0001", cutoff) == 0
+    assert ledger.state().reserved == Decimal("0.40")
+
+
+@pytest.mark.parametrize("backend", [POSTGRES])
+def test_a_live_holders_heartbeat_keeps_its_lease_fresh(backend, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(ledger_module, "HEARTBEAT", 0.05)
+    with fresh_store(backend, tmp_path) as url:
+        store = open_store(url)
+        ledger = store.ledger("team", "1.00")
+        units = ledger.reserve(Decimal("0.10"))  # a call in flight for a long while
+        store.execute("UPDATE budget_holds SET seen = 0")  # as if last seen long ago
+        deadline = time.monotonic() + 30
+        while store.query("SELECT seen FROM budget_holds")[0][0] == 0:
+            assert time.monotonic() < deadline, "no heartbeat refreshed the hold"
+            time.sleep(0.02)
+        assert store.query("SELECT seen FROM budget_holds")[0][0] > time.time() - 120
+        ledger.settle(units, Decimal("0.05"))
+        store.close()

@@ -9,13 +9,14 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from taskorch_nb import CircuitBreaker, CircuitState, Orchestrator, RetryPolicy
+from taskorch_nb import CircuitBreaker, CircuitState, FakeClock, Orchestrator, RetryPolicy
 from taskorch_nb.core.backends import open_store
 from taskorch_nb.core.immune import Pattern
 from taskorch_nb.core.pgstore import shown_url
+from taskorch_nb.core.retry import Failure
 from taskorch_nb.errors import CircuitOpenError, ConfigurationError
 from taskorch_nb.testing import FlakyTool
-from tests.store_backends import POSTGRES, fresh_store
+from tests.store_backends import BACKENDS, POSTGRES, fresh_store
 
 
 def _free_port() -> int:
@@ -217,3 +218,119 @@ def test_a_message_that_cannot_be_adopted_is_logged_and_the_next_one_heard(
     assert heard.wait(30)
     store.close()
     assert "could not adopt taskorch_circuits not json" in caplog.text
+
+
+# -- a breaker opened by hand (held) is shared like its transitions -----------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_breaker_held_open_by_hand_stays_held_after_a_restart(backend, tmp_path) -> None:
+    with fresh_store(backend, tmp_path) as url:
+        first = Orchestrator(store=url, clock=FakeClock(),
+                             breaker=CircuitBreaker(reset_timeout=5))
+        first.breaker("search_api").trip()
+        first.close()
+        clock = FakeClock()
+        again = Orchestrator(store=url, clock=clock, breaker=CircuitBreaker(reset_timeout=5))
+        assert again.store.load_circuits()["search_api"]["held"] is True
+        breaker = again.breaker("search_api")
+        clock.advance(3600)  # a restart does not turn a quarantine into a probe
+        assert (breaker.state, breaker.held) == (CircuitState.OPEN, True)
+        breaker.reset()
+        again.close()
+        third = Orchestrator(store=url)
+        assert third.store.load_circuits()["search_api"]["held"] is False
+        assert (third.breaker("search_api").state, third.breaker("search_api").held) == (
+            CircuitState.CLOSED, False)
+        third.close()
+
+
+def _hold_then_release(url: str, release: bool) -> bool:
+    """In the other process: the dashboard's Open (or its Reset) on `search_api`."""
+    orch = Orchestrator(store=url)
+    breaker = orch.breaker("search_api")
+    breaker.reset() if release else breaker.trip()
+    held = breaker.held
+    orch.close()
+    return held
+
+
+@pytest.mark.parametrize("backend", [POSTGRES])
+def test_a_breaker_held_open_in_one_process_is_held_in_another(backend, pg,
+                                                               other_process) -> None:
+    clock = FakeClock()
+    here = Orchestrator(store=pg, clock=clock, breaker=CircuitBreaker(reset_timeout=5))
+    breaker = here.breaker("search_api")
+    heard: list[tuple[str, bool]] = []
+    changed = threading.Event()
+
+    def tell(name: str, state: str, failures: int, opened_wall: object, held: bool) -> None:
+        heard.append((state, held))
+        changed.set()
+
+    here.store.watch_circuits(tell)
+    assert other_process.submit(_hold_then_release, pg, False).result() is True
+    while ("OPEN", True) not in heard:
+        assert changed.wait(30), "the hold never arrived"
+        changed.clear()
+    assert (breaker.state, breaker.held) == (CircuitState.OPEN, True)
+    clock.advance(3600)
+    assert breaker.state is CircuitState.OPEN  # held: no probe from this process either
+    assert other_process.submit(_hold_then_release, pg, True).result() is False
+    while ("CLOSED", False) not in heard:
+        assert changed.wait(30), "the reset never arrived"
+        changed.clear()
+    assert (breaker.state, breaker.held) == (CircuitState.CLOSED, False)
+    here.close()
+
+
+# -- patterns updated by two processes at once: counts add ---------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_stores_recording_one_failure_at_once_add_their_counts(backend, tmp_path) -> None:
+    """Two Orchestrators (two stores on one file or database, as two processes have) each
+    record the same failure N times, interleaved: the stored pattern counts 2N."""
+    n = 40
+    failure = Failure("timeout", True, 504, message="timeout after 30 s")
+    with fresh_store(backend, tmp_path) as url:
+        first, second = Orchestrator(store=url), Orchestrator(store=url)
+        start = threading.Barrier(2)
+
+        def record(orch: Orchestrator) -> None:
+            start.wait()
+            for _ in range(n):
+                orch.immune.analyze("search_api", failure, fallback=None)
+
+        threads = [threading.Thread(target=record, args=(o,)) for o in (first, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        [stored] = first.store.load_patterns()
+        assert stored["occurrences"] == 2 * n
+        # Each sees at least its own N, and the other's as far as it heard of them.
+        for orch in (first, second):
+            assert n <= orch.immune.patterns()[0].occurrences <= 2 * n
+        first.close()
+        second.close()
+        later = Orchestrator(store=url)
+        assert later.immune.patterns()[0].occurrences == 2 * n
+        later.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_cure_counted_in_one_store_and_a_failure_in_another_both_count(
+        backend, tmp_path) -> None:
+    failure = Failure("timeout", True, 504, message="timeout after 30 s")
+    with fresh_store(backend, tmp_path) as url:
+        first, second = Orchestrator(store=url), Orchestrator(store=url)
+        mine = first.immune.analyze("search_api", failure, fallback="cached_search")
+        theirs = second.immune.analyze("search_api", failure, fallback="cached_search")
+        first.immune.applied(mine)
+        first.immune.outcome(mine, recovered=True)  # saved: applied 1, recovered 1
+        second.immune.analyze("search_api", failure, fallback="cached_search")
+        [stored] = first.store.load_patterns()
+        assert (stored["occurrences"], stored["applied"], stored["recovered"]) == (3, 1, 1)
+        # What this process saw of the store came back with its own save.
+        assert theirs.occurrences == 3
+        first.close()
+        second.close()

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -127,13 +128,19 @@ async def test_unreachable_langfuse_never_fails_a_run(tmp_path) -> None:
 
 
 def test_stored_status_is_interrupted_only_for_a_dead_process() -> None:
-
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     for status in ("RUNNING", "PENDING"):
         assert stored_status({"status": status, "pid": gone.pid}) is RunStatus.INTERRUPTED
         assert stored_status({"status": status, "pid": None}) is RunStatus.INTERRUPTED
         assert stored_status({"status": status, "pid": os.getpid()}) is RunStatus(status)
+        # a run on another host's worker: this host cannot ask its process, so it stays
+        elsewhere = {"worker": f"other-{socket.gethostname()}:{gone.pid}"}
+        assert stored_status({"status": status, "pid": gone.pid, "data": elsewhere}
+                             ) is RunStatus(status)
+        here = {"worker": f"{socket.gethostname()}:{gone.pid}"}
+        assert stored_status({"status": status, "pid": gone.pid, "data": here}
+                             ) is RunStatus.INTERRUPTED
     for status in ("PAUSED", "COMPLETED", "FAILED", "CANCELLED"):
         assert stored_status({"status": status, "pid": gone.pid}) is RunStatus(status)
 
@@ -188,14 +195,13 @@ async def test_history_lists_the_runs_with_their_money(tmp_path) -> None:
     frame = orch.history()
     orch.close()
     assert list(frame.columns) == ["run_id", "task", "workflow", "status", "created",
-                                   "updated", "spent", "limit", "output"]
+                                   "updated", "spent", "limit", "output", "worker"]
     assert set(frame["run_id"]) == {done.id, later.id}
     row = frame.set_index("run_id").loc[done.id]
     assert (row["task"], row["status"], row["limit"]) == ("First", "COMPLETED", 2.0)
     assert row["spent"] == float(done.cost.spent)
     assert isinstance(frame["created"].dtype, pd.DatetimeTZDtype)
     assert str(frame["created"].dtype.tz) == "UTC"
-
 
 
 async def test_ended_runs_stay_in_memory_only_while_someone_holds_them(tmp_path) -> None:
@@ -212,4 +218,35 @@ async def test_ended_runs_stay_in_memory_only_while_someone_holds_them(tmp_path)
     assert (again.status, [e.type for e in again.events]) == (RunStatus.COMPLETED,
                                                                dropped_events)
     assert orch.get_run(dropped_id) is again
+    orch.close()
+
+
+async def test_every_run_records_where_it_ran(tmp_path) -> None:
+    path = tmp_path / "taskorch.db"
+    orch = Orchestrator(store=path, clock=FakeClock())
+    waiting = orch.runner.create("Not started", workflow="single", archetype="researcher")
+    assert waiting.worker is None  # a declared field: no run lacks it
+    run = await orch.run("Summarize tides", workflow="single", archetype="researcher")
+    here = f"{socket.gethostname()}:{os.getpid()}"
+    assert run.worker == here
+    orch.close()
+    again = Orchestrator(store=path)  # read back from the store
+    assert again.get_run(run.id).worker == here
+    frame = again.history().set_index("run_id")
+    assert frame.loc[run.id, "worker"] == here
+    again.close()
+
+
+async def test_forget_drops_this_process_copy_so_get_reads_the_store(tmp_path) -> None:
+    orch = Orchestrator(store=tmp_path / "taskorch.db", clock=FakeClock())
+    run = await orch.run("Summarize tides", workflow="single", archetype="researcher")
+    assert orch.runner.get(run.id) is run
+    # Another process changes the stored run (a batch's worker): forget our copy.
+    orch.store.save_run(run.id, task=run.task, workflow=run.workflow, status="CANCELLED",
+                        wall=orch.clock.wall(), data={"workspace": str(run.workspace)})
+    orch.runner.forget(run.id)
+    again = orch.runner.get(run.id)
+    assert again is not run
+    assert again.status is RunStatus.CANCELLED
+    orch.runner.forget("run-never-made")  # nothing to drop is not an error
     orch.close()
