@@ -60,6 +60,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE IF NOT EXISTS budget_holds (budget TEXT NOT NULL, holder TEXT NOT NULL, "
         "units {big} NOT NULL, seen {real} NOT NULL, PRIMARY KEY (budget, holder))",
     ),
+    # 4: event records become positional arrays that name a layout (core/eventcodec.py);
+    # this table says which fields a layout's values are. Older rows keep the dict form.
+    (
+        "CREATE TABLE IF NOT EXISTS event_layouts (id TEXT PRIMARY KEY, kind TEXT NOT NULL, "
+        "fields TEXT NOT NULL)",
+    ),
 )
 
 VERSION = len(MIGRATIONS)

@@ -35,14 +35,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_json
 
 from taskorch_nb.core.clock import Cancellable, Clock, RealClock
-from taskorch_nb.core.events import Event, event_from_record, field_names
+from taskorch_nb.core.eventcodec import INSERT_LAYOUT, LAYOUTS, decode, encode, json_default
+from taskorch_nb.core.events import Event
 from taskorch_nb.core.schema import migrate
 from taskorch_nb.errors import ConfigurationError
 
@@ -77,47 +77,19 @@ def _insert_sql(rows: int) -> str:
     return f"INSERT INTO events (run_id, seq, type, ts, wall, record) VALUES {values}"
 
 
+_SELECT_EVENTS = "SELECT run_id, seq, type, ts, wall, record FROM events"
+
+
 def default_path() -> Path:
     """`$TASKORCH_HOME/taskorch.db`, `~/.taskorch/taskorch.db` by default."""
     home = os.environ.get("TASKORCH_HOME") or os.path.join(os.path.expanduser("~"), ".taskorch")
     return Path(home) / "taskorch.db"
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    return str(value)
-
-
 def dumps(value: Any) -> str:
     # pydantic-core's encoder: Decimals as strings, sets and tuples as lists, about
-    # three times json.dumps' speed; `_json_default` for anything it does not know.
-    return to_json(value, fallback=_json_default).decode()
-
-
-_MONEY_FIELDS = ("amount", "spent", "reserved", "limit", "remaining", "cost")
-
-
-def _encode_event(event: Event) -> str:
-    # Only the fields that are set: this runs for every event (22 per run).
-    record = {"kind": type(event).__name__}
-    for name in field_names(type(event)):
-        value = getattr(event, name)
-        if value is not None:
-            record[name] = value
-    return to_json(record, fallback=_json_default).decode()
-
-
-def _decode_event(text: str) -> Event:
-    record = json.loads(text)
-    for key in _MONEY_FIELDS:
-        if isinstance(record.get(key), str):
-            record[key] = Decimal(record[key])
-    return event_from_record(record)
+    # three times json.dumps' speed; `json_default` for anything it does not know.
+    return to_json(value, fallback=json_default).decode()
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
@@ -263,6 +235,7 @@ class Store:
             path = default_path()
         self.path = str(path)
         self._db: Any = self._connect(self.path)
+        self._register_layouts()
         self._lock = threading.RLock()
         self.clock: Clock = clock or RealClock()
         self.flush_interval = float(flush_interval)
@@ -432,7 +405,7 @@ class Store:
                       ops: Sequence[tuple[str, tuple[Any, ...]]] = ()) -> None:
         """Insert `events` (and upsert the `runs` rows, and apply the ledger's `ops`) in
         one transaction."""
-        rows = [(e.run_id, e.seq, e.type, e.ts, e.wall, _encode_event(e)) for e in events]
+        rows = [(e.run_id, e.seq, e.type, e.ts, e.wall, encode(e)) for e in events]
         with self._lock:
             if not runs and not ops and 0 < len(rows) <= _MULTI_ROW_LIMIT:
                 # One statement is one transaction: a third of the calls of BEGIN/COMMIT.
@@ -456,12 +429,34 @@ class Store:
         self.flush()
         with self._lock:
             if run_id is None:
-                rows = self._db.execute("SELECT record FROM events ORDER BY id").fetchall()
+                rows = self._db.execute(_SELECT_EVENTS + " ORDER BY id").fetchall()
             else:
                 rows = self._db.execute(
-                    "SELECT record FROM events WHERE run_id = ? ORDER BY id", (run_id,)
+                    _SELECT_EVENTS + " WHERE run_id = ? ORDER BY id", (run_id,)
                 ).fetchall()
-        return [_decode_event(r[0]) for r in rows]
+        return [decode(row, self._layout) for row in rows]
+
+    def _layout(self, layout: str) -> tuple[str, ...] | None:
+        """The field names of an event layout another release registered (see eventcodec)."""
+        with self._lock:
+            rows = self._db.execute("SELECT fields FROM event_layouts WHERE id = ?",
+                                    (layout,)).fetchall()
+        return (tuple(rows[0][0].split(",")) if rows[0][0] else ()) if rows else None
+
+    def _register_layouts(self) -> None:
+        """Register this release's event layouts (once per store: they never change)."""
+        known = {r[0] for r in self._db.execute("SELECT id FROM event_layouts").fetchall()}
+        missing = [layout for layout in LAYOUTS if layout[0] not in known]
+        if not missing:
+            return
+        self._db.execute("BEGIN")
+        try:
+            for layout in missing:
+                self._db.execute(INSERT_LAYOUT, layout)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     # -- patterns --------------------------------------------------------------
 
