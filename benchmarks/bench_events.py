@@ -1,6 +1,6 @@
 """The per-event cost of the write path: make and emit, record, encode, insert, decode.
 
-Run from the repo root: .venv/bin/python benchmarks/bench_events.py [--rounds 5]
+Run from the repo root: .venv/bin/python benchmarks/bench_events.py [--rounds 5] [--pg URL]
 
 The events are the 22 of one real run (`single` workflow, researcher archetype, the
 simulated provider), taken from an orchestrator's bus. Each figure is the best of
@@ -33,6 +33,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pydantic_core import to_json
 
@@ -50,6 +51,7 @@ from taskorch_nb.core.events import (
     event_from_record,
     field_names,
 )
+from taskorch_nb.core.pgstore import PgStore, connect
 from taskorch_nb.core.store import Store, _insert_sql
 
 # -- the code this release replaced (the baseline) ------------------------------------
@@ -186,13 +188,23 @@ async def emit_record(events: list[Event], rounds: int) -> tuple[float, float]:
     return old_s, new_s
 
 
-def insert(events: list[Event], rounds: int, folder: str) -> dict[str, float]:
+def insert(events: list[Event], rounds: int, folder: str,
+           url: str | None = None) -> dict[str, float]:
     """Seconds per row of a loop tick's transaction of `TICK_RUNS` runs' events, the
     encoding included: the old encoder and one `executemany` (the old tick commit)
-    against `Store._write_events` (the new encoder, statements of 64 rows); and of a
-    lone run's 22 rows in one statement (its own transaction), the encoding aside."""
+    against `Store._write_events` (the new encoder; statements of 64 rows, or COPY on
+    PostgreSQL); and of a lone run's 22 rows in one statement (its own transaction),
+    the encoding aside: a multi-row INSERT before, `_insert_events` now."""
     tick = events * TICK_RUNS
-    stores = {name: Store(os.path.join(folder, f"{name}.db")) for name in ("old", "new")}
+    if url is None:
+        stores = {name: Store(os.path.join(folder, f"{name}.db")) for name in ("old", "new")}
+    else:  # one schema each, dropped afterwards
+        schemas = {name: f"bench_events_{name}_{os.getpid()}" for name in ("old", "new")}
+        with connect(url) as admin:
+            for schema in schemas.values():
+                admin.execute(f'CREATE SCHEMA "{schema}"')
+        stores = {name: PgStore(f"{url}?options={quote(f'-csearch_path={schema}')}")
+                  for name, schema in schemas.items()}
     old_db = stores["old"]._db
 
     def old_tick() -> None:
@@ -205,22 +217,27 @@ def insert(events: list[Event], rounds: int, folder: str) -> dict[str, float]:
         stores["new"]._write_events(tick, runs=[], ops=[("SELECT 1", ())])  # a tick commit
 
     ticks = best(old_tick, new_tick, rounds, 10)
-    lone = []
-    for name, enc in (("old", old_encode), ("new", encode)):
-        params = [v for e in events for v in (e.run_id, e.seq, e.type, e.ts, e.wall, enc(e))]
-        db, sql = stores[name]._db, _insert_sql(len(events))
-        lone.append(lambda db=db, sql=sql, params=params: db.execute(sql, params))
-    runs = best(*lone, rounds, 200)
+    flat = {name: [v for e in events for v in (e.run_id, e.seq, e.type, e.ts, e.wall, enc(e))]
+            for name, enc in (("old", old_encode), ("new", encode))}
+    old_db, sql = stores["old"]._db, _insert_sql(len(events))
+    runs = best(lambda: old_db.execute(sql, flat["old"]),
+                lambda: stores["new"]._insert_events(flat["new"], len(events)), rounds, 200)
     out = {"old tick": ticks[0] / len(tick), "new tick": ticks[1] / len(tick),
            "old run": runs[0] / len(events), "new run": runs[1] / len(events)}
     for store in stores.values():
         store.close()
+    if url is not None:
+        with connect(url) as admin:
+            for schema in schemas.values():
+                admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pg", metavar="URL", help="also insert into this PostgreSQL "
+                        "(in two schemas made and dropped here), e.g. $TASKORCH_TEST_PG_URL")
     args = parser.parse_args()
     events = asyncio.run(one_run())
     n = len(events)
@@ -236,6 +253,11 @@ def main() -> None:
     rows.append((f"encode + insert, tick of {TICK_RUNS} runs", ins["old tick"] * n,
                  ins["new tick"] * n))
     rows.append(("insert alone, 1 run = 1 statement", ins["old run"] * n, ins["new run"] * n))
+    if args.pg:
+        ins = insert(events, args.rounds, "", args.pg)
+        rows.append((f"PostgreSQL: tick of {TICK_RUNS} runs", ins["old tick"] * n,
+                     ins["new tick"] * n))
+        rows.append(("PostgreSQL: 1 run = 1 statement", ins["old run"] * n, ins["new run"] * n))
     old_rows = [old_encode(e) for e in events]
     new_rows = [(e.run_id, e.seq, e.type, e.ts, e.wall, encode(e)) for e in events]
     assert [old_decode(r) for r in old_rows] == [decode(r, lambda _: None) for r in new_rows]

@@ -416,16 +416,12 @@ class Store:
         with self._lock:
             if not runs and not ops and 0 < count <= _MULTI_ROW_LIMIT:
                 # One statement is one transaction: a third of the calls of BEGIN/COMMIT.
-                self._db.execute(_insert_sql(count), params)
+                self._insert_events(params, count)
                 return
             self._db.execute("BEGIN")
             try:
-                # Statements of 64 rows: half the cost per row of executemany's one each.
-                for start in range(0, count, _MULTI_ROW_LIMIT):
-                    rows = min(_MULTI_ROW_LIMIT, count - start)
-                    self._db.execute(_insert_sql(rows), params if rows == count else
-                                     params[start * _EVENT_COLUMNS:
-                                            (start + rows) * _EVENT_COLUMNS])
+                if count:
+                    self._insert_events(params, count)
                 if runs:
                     self._db.executemany(_UPSERT_RUN, runs)
                 for sql, args in ops:
@@ -434,6 +430,17 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _insert_events(self, params: list[Any], count: int) -> None:
+        """Insert `count` event rows given flat (`_EVENT_COLUMNS` values each), in
+        statements of up to 64 rows: half the cost per row of executemany's one each."""
+        if count <= _MULTI_ROW_LIMIT:
+            self._db.execute(_insert_sql(count), params)
+            return
+        width = _MULTI_ROW_LIMIT * _EVENT_COLUMNS
+        for start in range(0, len(params), width):
+            chunk = params[start:start + width]
+            self._db.execute(_insert_sql(len(chunk) // _EVENT_COLUMNS), chunk)
 
     def events(self, run_id: str | None = None) -> list[Event]:
         """Events as written (the pending batch included), oldest first."""
