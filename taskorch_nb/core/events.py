@@ -232,8 +232,13 @@ def event_from_record(record: dict[str, Any]) -> Event:
     """Rebuild an event from `to_record()` output (as read back from the store)."""
     data = dict(record)
     cls = EVENT_KINDS.get(data.pop("kind", "Event"), Event)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _FIELD_SETS.get(cls)
+    if names is None:
+        names = _FIELD_SETS[cls] = frozenset(field_names(cls))
     return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_FIELD_SETS: dict[type, frozenset[str]] = {}
 
 
 class EventBus:
