@@ -4,7 +4,7 @@ Every run writes about 22 events, so the encoding is on the hot path. The table
 already has columns for what every event has (`type`, `run_id`, `ts`, `wall`,
 `seq`); the record holds the rest, positionally:
 
-    ["ToolEvent:9c1e04b2", ["search_api", "call#1", 1, null, ...]]
+    ["ToolEvent:86fd9e04", [null, "search_api", "search_api#1", 1, null, ...]]
 
 The first element is the event's *layout*: its class and a hash of the field
 names the values follow. The `event_layouts` table (schema migration 4) maps a
