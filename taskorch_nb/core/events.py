@@ -264,9 +264,9 @@ class EventBus:
                   types: Iterable[str] | None = None) -> Callable[[], None]:
         """Call `fn(event)` for every event from now on, or only for those whose type is
         in `types` (an entry ending in "." is a prefix: "circuit." is every circuit event;
-        by default `fn.event_types` when it has one); returns the unsubscribe."""
-        if types is None:
-            types = getattr(fn, "event_types", None)
+        by default the `event_types` its class declares); returns the unsubscribe."""
+        if types is None:  # the class's, not any attribute a proxy object makes up
+            types = getattr(type(fn), "event_types", None)
         wanted = None
         if types is not None:
             if isinstance(types, str):
