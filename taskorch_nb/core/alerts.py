@@ -197,6 +197,9 @@ def alert_text(event: Event) -> str | None:
 class LoggingAlerts:
     """Logs alerts on the `taskorch_nb.alerts` logger ("danger" ones as errors)."""
 
+    #: What the bus delivers to it (`EventBus.subscribe`): the alerts only.
+    event_types = ALERT_TYPES
+
     def __init__(self, log: logging.Logger | None = None) -> None:
         self.log = log or logger
 
@@ -218,6 +221,9 @@ class WebhookAlerts:
     post that fails is reported as a `Notice(type="alert.failed")` to `on_error`
     (e.g. the bus's `emit`), or logged when there is none. One attempt per alert.
     """
+
+    #: What the bus delivers to it (`EventBus.subscribe`): the alerts only.
+    event_types = ALERT_TYPES
 
     def __init__(
         self,

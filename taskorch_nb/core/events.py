@@ -13,7 +13,7 @@ import getpass
 import itertools
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -222,37 +222,74 @@ EVENT_KINDS: dict[str, type[Event]] = {
 }
 
 
+def _wants(wanted: frozenset[str], event_type: str) -> bool:
+    if event_type in wanted:
+        return True
+    return any(t.endswith(".") and event_type.startswith(t) for t in wanted)
+
+
 def event_from_record(record: dict[str, Any]) -> Event:
     """Rebuild an event from `to_record()` output (as read back from the store)."""
     data = dict(record)
     cls = EVENT_KINDS.get(data.pop("kind", "Event"), Event)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _FIELD_SETS.get(cls)
+    if names is None:
+        names = _FIELD_SETS[cls] = frozenset(field_names(cls))
     return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_FIELD_SETS: dict[type, frozenset[str]] = {}
 
 
 class EventBus:
     """Delivers each event to every subscriber, in order, on the emitting thread.
 
     A subscriber that raises is reported as a `subscriber.failed` notice and
-    never breaks the emitter.
+    never breaks the emitter. A subscriber that wants only some event types says
+    so when it subscribes (`types=`): the bus works out once per type who gets it,
+    so an event costs nothing for the subscribers that do not want it.
     """
+
+    #: Distinct event types whose subscriber lists are kept (more are worked out per event).
+    MAX_TYPES = 1024
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or RealClock()
-        self._subscribers: tuple[Subscriber, ...] = ()
+        self._entries: tuple[tuple[Subscriber, frozenset[str] | None], ...] = ()
+        self._by_type: dict[str, tuple[Subscriber, ...]] = {}
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
 
-    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
-        """Call `fn(event)` for every event from now on; returns the unsubscribe."""
+    def subscribe(self, fn: Subscriber, *,
+                  types: Iterable[str] | None = None) -> Callable[[], None]:
+        """Call `fn(event)` for every event from now on, or only for those whose type is
+        in `types` (an entry ending in "." is a prefix: "circuit." is every circuit event;
+        by default the `event_types` its class declares); returns the unsubscribe."""
+        if types is None:  # the class's, not any attribute a proxy object makes up
+            types = getattr(type(fn), "event_types", None)
+        wanted = None
+        if types is not None:
+            if isinstance(types, str):
+                raise TypeError("types must be a collection of event types, not one string")
+            wanted = frozenset(types)
         with self._lock:
-            self._subscribers = (*self._subscribers, fn)
+            self._entries = (*self._entries, (fn, wanted))
+            self._by_type = {}
 
         def unsubscribe() -> None:
             with self._lock:
-                self._subscribers = tuple(s for s in self._subscribers if s is not fn)
+                self._entries = tuple(e for e in self._entries if e[0] is not fn)
+                self._by_type = {}
 
         return unsubscribe
+
+    def _subscribers(self, event_type: str) -> tuple[Subscriber, ...]:
+        by_type = self._by_type  # before the entries: a subscribe in between drops it
+        found = tuple(fn for fn, wanted in self._entries
+                      if wanted is None or _wants(wanted, event_type))
+        if len(by_type) < self.MAX_TYPES:
+            by_type[event_type] = found
+        return found
 
     def emit(self, event: Event) -> Event:
         """Stamp the event (time, order, current run) and deliver it."""
@@ -268,7 +305,10 @@ class EventBus:
             if event.type == actor.until:  # the action is done: what follows is the system's
                 current_actor.set(None)
         failures = None
-        for fn in self._subscribers:
+        subscribers = self._by_type.get(event.type)
+        if subscribers is None:
+            subscribers = self._subscribers(event.type)
+        for fn in subscribers:
             try:
                 fn(event)
             except Exception as exc:  # a broken subscriber must not break the run

@@ -65,6 +65,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE circuits ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
     ),
+    # 5: event records become positional arrays that name a layout (core/eventcodec.py);
+    # this table says which fields a layout's values are. Older rows keep the dict form.
+    (
+        "CREATE TABLE IF NOT EXISTS event_layouts (id TEXT PRIMARY KEY, kind TEXT NOT NULL, "
+        "fields TEXT NOT NULL)",
+    ),
 )
 
 VERSION = len(MIGRATIONS)

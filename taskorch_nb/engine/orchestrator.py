@@ -189,7 +189,7 @@ class Orchestrator:
         self._owns_store = not isinstance(store, Store)
         self._scratch: Path | None = None  # an in-memory store's workspaces, removed on close
         self.bus.subscribe(self.store.record)
-        self.bus.subscribe(self._persist_circuit)
+        self.bus.subscribe(self._persist_circuit, types=("circuit.",))
         self.retry = retry or RetryPolicy()
         self._breaker_template = breaker or CircuitBreaker()
         self._saved_circuits = self.store.load_circuits()

@@ -94,3 +94,33 @@ def test_the_person_acting_is_jupyterhubs_user_else_the_login_name(
     monkeypatch.delenv("JUPYTERHUB_USER")
     monkeypatch.setenv("LOGNAME", "grace")
     assert person() == "grace"  # getpass reads LOGNAME first
+
+
+def test_a_subscriber_can_take_only_some_types_and_order_is_kept() -> None:
+    bus = EventBus(FakeClock())
+    seen: list[tuple[str, str]] = []
+
+    class Alerts:
+        event_types = frozenset({"tool.failed"})
+
+        def __call__(self, event) -> None:
+            seen.append(("alerts", event.type))
+
+    bus.subscribe(lambda e: seen.append(("all", e.type)))
+    bus.subscribe(lambda e: seen.append(("circuits", e.type)), types=("circuit.",))
+    stop = bus.subscribe(Alerts())
+    bus.subscribe(lambda e: seen.append(("last", e.type)), types=["tool.failed"])
+    for kind in ("tool.called", "tool.failed", "circuit.opened", "tool.failed"):
+        bus.emit(Notice(type=kind, message=""))
+    assert seen == [
+        ("all", "tool.called"),
+        ("all", "tool.failed"), ("alerts", "tool.failed"), ("last", "tool.failed"),
+        ("all", "circuit.opened"), ("circuits", "circuit.opened"),
+        ("all", "tool.failed"), ("alerts", "tool.failed"), ("last", "tool.failed"),
+    ]
+    stop()  # the per-type lists are worked out again
+    seen.clear()
+    bus.emit(Notice(type="tool.failed", message=""))
+    assert seen == [("all", "tool.failed"), ("last", "tool.failed")]
+    with pytest.raises(TypeError, match="not one string"):
+        bus.subscribe(seen.append, types="circuit.")

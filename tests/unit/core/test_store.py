@@ -212,3 +212,21 @@ def test_a_path_that_is_not_a_sqlite_database_is_a_configuration_error(
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def test_a_transaction_of_many_events_keeps_them_all_in_order(db) -> None:
+    """More events than one INSERT statement takes (64 rows; COPY on PostgreSQL), with a
+    run row in the same transaction: every event once, in the order recorded."""
+    store = open_store(db, clock=FakeClock())
+    for seq in range(1, 151):
+        store.record(ToolEvent(type="tool.succeeded", tool=f"t{seq}", seq=seq))
+    with store.holding() as held:
+        store.record(_settled(151))
+        store.save_run("r1", task="t", workflow="full", status="RUNNING", wall=1.0,
+                       held=held)
+    reader = open_store(db)
+    assert [e.seq for e in reader.events()] == list(range(1, 152))
+    assert [e.tool for e in reader.events()[:150]] == [f"t{n}" for n in range(1, 151)]
+    assert reader.load_run("r1")["status"] == "RUNNING"
+    reader.close()
+    store.close()

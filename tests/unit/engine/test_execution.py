@@ -9,7 +9,6 @@ the run from the store. The ledger of `budget.settled` events must then equal
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 
 from taskorch_nb import FakeClock, Orchestrator, RunStatus, register_workflow
 from taskorch_nb.agents.workflow import WorkflowResult
+from taskorch_nb.core.eventcodec import decode
 from taskorch_nb.core.retry import RetryPolicy
 from taskorch_nb.core.store import Store
 
@@ -132,9 +132,9 @@ class LedgerChecked(Store):
             spent = Decimal(checkpoint.get("budget", {}).get("spent", "0"))
             with self._lock:
                 records = self._db.execute(
-                    "SELECT record FROM events WHERE run_id = ? AND type = 'budget.settled'",
-                    (run_id,)).fetchall()
-            paid = sum((Decimal(json.loads(r[0])["amount"]) for r in records), Decimal(0))
+                    "SELECT run_id, seq, type, ts, wall, record FROM events "
+                    "WHERE run_id = ? AND type = 'budget.settled'", (run_id,)).fetchall()
+            paid = sum((decode(r, self._layout).amount for r in records), Decimal(0))
             self.seen.append((spent, paid, sorted(checkpoint.get("journal", {}))))
 
 
