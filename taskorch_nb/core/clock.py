@@ -76,6 +76,7 @@ class RealClock:
         # times per call, and an attribute holding the primitive costs no extra frame.
         self.now = time.monotonic
         self.wall = time.time
+        self.sleep = asyncio.sleep  # (a delay <= 0 only yields, as `sleep` promises)
         self.timeout = watchdog.timeout
 
     def now(self) -> float:

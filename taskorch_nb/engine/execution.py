@@ -13,9 +13,7 @@ prompts of the strategies taken for its tool calls come straight back to it.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import replace
 from decimal import Decimal
@@ -173,19 +171,10 @@ class RunContext:
         fields.setdefault("phase", current_phase.get())
         return self.orch.bus.emit(RunEvent(type=type_, **fields))
 
-    @contextlib.asynccontextmanager
-    async def phase(self, name: str, round: int = 1) -> AsyncIterator[None]:
-        done = self.run.checkpoint["phases_done"]
-        marker = f"{name}:{round}"
-        if marker in done:  # finished before a pause or crash: replayed silently
-            with scope(phase=name):
-                yield
-            return
-        self._emit("phase.started", phase=name, detail={"round": round})
-        with scope(phase=name):
-            yield
-        done.append(marker)  # saved with the next checkpoint: replay makes it up if lost
-        self._emit("phase.completed", phase=name, detail={"round": round})
+    def phase(self, name: str, round: int = 1) -> _Phase:
+        """`async with ctx.phase("build", 2):` the phase's events around the block; a phase
+        finished before a pause or crash is replayed silently."""
+        return _Phase(self, name, round)
 
     async def agent(self, archetype: str, instruction: str, *, key: str,
                     write_scope: str | None = None) -> BaseModel:
@@ -325,6 +314,31 @@ class RunContext:
         prompts = self._prompts[:]
         self._prompts.clear()
         return prompts
+
+
+class _Phase:
+    """One phase of a run (a class, not a generator: see `core.events.scope`)."""
+
+    __slots__ = ("_ctx", "_marker", "_name", "_replay", "_round", "_scope")
+
+    def __init__(self, ctx: RunContext, name: str, round: int) -> None:
+        self._ctx, self._name, self._round = ctx, name, round
+        self._marker = f"{name}:{round}"
+        self._scope = scope(phase=name)
+
+    async def __aenter__(self) -> None:
+        self._replay = self._marker in self._ctx.run.checkpoint["phases_done"]
+        if not self._replay:
+            self._ctx._emit("phase.started", phase=self._name, detail={"round": self._round})
+        self._scope.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self._scope.__exit__()
+        if exc_type is None and not self._replay:
+            # saved with the next checkpoint: replay makes it up if lost
+            self._ctx.run.checkpoint["phases_done"].append(self._marker)
+            self._ctx._emit("phase.completed", phase=self._name,
+                            detail={"round": self._round})
 
 
 def _with_tools(arch: Archetype, tools: tuple[str, ...]) -> Archetype:
