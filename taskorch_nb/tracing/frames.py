@@ -13,7 +13,7 @@ import keyword
 import math
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from operator import attrgetter
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from taskorch_nb.core.events import Event
@@ -72,75 +72,46 @@ def events_df(events: Iterable[Event]) -> pd.DataFrame:
             "run_id": pd.Series([], dtype="str"),
         })
 
-    kinds, codes, rows = _classes(events)
-    objects = _objects(events) if len(kinds) > 1 else None
-    # every field of every class, read in one pass over that class's events:
-    # (rows of the class, values) per field name, in order of appearance
+    kinds, codes, base, own = _read(events)
+    common = dict(zip(_BASE_NAMES, base, strict=True))
+    del base
+    seq = np.fromiter(common.pop("seq"), dtype=np.int64, count=n)
+    if n > 1 and not bool((seq[1:] >= seq[:-1]).all()):
+        return events_df(_objects(events)[np.argsort(seq, kind="stable")].tolist())
+    if len(kinds) == 1:
+        codes_arr = np.zeros(n, dtype=np.int32)
+        rows: list[Any] = [None]
+    else:
+        codes_arr = np.fromiter(codes, dtype=np.int32, count=n)
+        rows = [np.flatnonzero(codes_arr == code) for code in range(len(kinds))]
+    del codes
+    # (rows of a class or None for all, values) per field name, in order of appearance
     pieces: dict[str, list[tuple[Any, list[Any]]]] = {}
     dtypes: dict[str, str] = {}
-    # The fields every event has: one C-level pass each over all events, in place.
-    # (The numbers go straight into their arrays below: no list in between.)
     for f in dataclasses.fields(Event):
-        if f.name not in _NUMBERS:
-            pieces[f.name] = [(None, list(map(attrgetter(f.name), events)))]
+        if f.name in common:
+            pieces[f.name] = [(None, common.pop(f.name))]
         dtypes[f.name] = _field_dtype(f.name, f.type)
-    for cls, idx in zip(kinds, rows, strict=True):
-        group = events if objects is None else objects[idx].tolist()
-        for f, values in zip(_own_fields(cls), _class_reader(cls)(group), strict=True):
+    for cls, idx, lists in zip(kinds, rows, own, strict=True):
+        for f, values in zip(_own_fields(cls), lists, strict=True):
             kind = _field_dtype(f.name, f.type)
             if dtypes.setdefault(f.name, kind) != kind:
                 dtypes[f.name] = "object"
             pieces.setdefault(f.name, []).append((idx, values))
-        del group
-    del objects
-
-    seq = np.fromiter(map(attrgetter("seq"), events), dtype=np.int64, count=n)
-    if n > 1 and not bool((seq[1:] >= seq[:-1]).all()):
-        return events_df(_objects(events)[np.argsort(seq, kind="stable")].tolist())
-    wall = np.fromiter(map(attrgetter("wall"), events), dtype=np.float64, count=n)
+    del own
+    wall = np.fromiter(pieces.pop("wall")[0][1], dtype=np.float64, count=n)
     columns: dict[str, Any] = {
         "seq": seq,
         "time": pd.to_datetime(wall, unit="s", utc=True).as_unit("ns"),
-        "ts": np.fromiter(map(attrgetter("ts"), events), dtype=np.float64, count=n),
+        "ts": np.fromiter(pieces.pop("ts")[0][1], dtype=np.float64, count=n),
         "type": _str_column(pieces.pop("type"), n),
-        "kind": pd.array([cls.__name__ for cls in kinds], dtype="str").take(codes),
+        "kind": pd.array([cls.__name__ for cls in kinds], dtype="str").take(codes_arr),
         "run_id": _str_column(pieces.pop("run_id"), n),
         "wall": wall,
     }
-    for name, values in pieces.items():
-        columns[name] = _column(dtypes[name], values, n, money=name in MONEY_FIELDS)
+    for name in list(pieces):
+        columns[name] = _column(dtypes[name], pieces.pop(name), n, money=name in MONEY_FIELDS)
     return pd.DataFrame(columns, copy=False)
-
-
-def _classes(events: list[Event]) -> tuple[dict[type, int], Any, list[Any]]:
-    """The event classes in order of appearance, each row's class code, each class's rows.
-
-    Compares the classes' ids as integers in numpy: one C-level pass over the
-    events instead of a dict lookup per event. One class: rows are None (all).
-    """
-    import numpy as np
-
-    n = len(events)
-    ids = np.fromiter(map(id, map(type, events)), dtype=np.intp, count=n)
-    kinds: dict[type, int] = {}
-    rows: list[Any] = []
-    codes = np.zeros(n, dtype=np.int32)
-    seen = np.zeros(n, dtype=bool)
-    first = 0
-    while True:
-        cls = type(events[first])
-        mask = ids == id(cls)
-        if not kinds and bool(mask.all()):
-            return {cls: 0}, codes, [None]
-        kinds[cls] = len(kinds)
-        idx = np.flatnonzero(mask)
-        rows.append(idx)
-        codes[idx] = kinds[cls]
-        seen |= mask
-        rest = np.flatnonzero(~seen[first:])  # classes appear in order: search on from here
-        if not len(rest):
-            return kinds, codes, rows
-        first += int(rest[0])
 
 
 def _objects(items: list[Any]) -> Any:
@@ -150,51 +121,90 @@ def _objects(items: list[Any]) -> Any:
     return np.fromiter(items, dtype=object, count=len(items))
 
 
-_Reader = Callable[[list[Any]], tuple[list[Any], ...]]
-_BASE_FIELDS = frozenset(f.name for f in dataclasses.fields(Event))
-_NUMBERS = ("seq", "ts", "wall")  # fields of every event read straight into arrays
+_BASE_NAMES = tuple(f.name for f in dataclasses.fields(Event))
 
 
 def _own_fields(cls: type) -> list[dataclasses.Field[Any]]:
-    """The fields of an event class beyond those of `Event` (read separately)."""
-    return [f for f in dataclasses.fields(cls) if f.name not in _BASE_FIELDS]
+    """The fields of an event class beyond those of `Event`, in order."""
+    return [f for f in dataclasses.fields(cls) if f.name not in _BASE_NAMES]
 
 
-_READERS: dict[type, _Reader] = {}
+def _read(events: list[Event]) -> tuple[list[type], list[int], list[list[Any]],
+                                        list[list[list[Any]]]]:
+    """Every field of every event, in one pass: (classes, class codes, base, own).
 
-
-def _class_reader(cls: type) -> _Reader:
-    """A function listing each own field of an event class (in field order) over its events.
-
-    The function is one loop compiled for the class (as dataclasses and
-    namedtuple compile their methods): each event is visited once, its
-    attribute loads specialise to slot reads, and the values go to one list per
-    field; about 1.7 times as fast as a `map(attrgetter(name), events)` per field.
+    `classes` in order of appearance; `codes[i]` is event i's index in them;
+    `base` one list per field of `Event`, in event order; `own[c]` one list per
+    own field of class c, over that class's events in order. The pass is a
+    loop compiled for the classes met so far; an event of a new class stops
+    it, and a loop knowing that class too goes on from there.
     """
-    cached = _READERS.get(cls)
+    n = len(events)
+    codes = [0] * n
+    base = [[None] * n for _ in _BASE_NAMES]
+    classes: list[type] = [type(events[0])]
+    own: list[list[list[Any]]] = [[[] for _ in _own_fields(classes[0])]]
+    start = 0
+    while True:
+        start = _reader(tuple(classes))(events, start, codes, *base,
+                                         *(values for lists in own for values in lists))
+        if start == n:
+            return classes, codes, base, own
+        cls = type(events[start])
+        classes.append(cls)
+        own.append([[] for _ in _own_fields(cls)])
+
+
+_Reader = Callable[..., int]
+_READERS: dict[tuple[type, ...], _Reader] = {}
+_MAX_READERS = 256
+
+
+def _reader(classes: tuple[type, ...]) -> _Reader:
+    """The loop reading the events of these classes, compiled once per tuple of classes.
+
+    Compiled as dataclasses and namedtuple compile their methods: attribute
+    loads specialise to slot reads and `type(e) is C` tests are cheap, so an
+    event costs a store per field and no call, and the events are walked once
+    (a walk over a million events costs more than the reads in it).
+    Returns where it stopped: `len(events)`, or the first event of another class.
+    """
+    cached = _READERS.get(classes)
     if cached is not None:
         return cached
-    names = tuple(f.name for f in _own_fields(cls))
-    read: _Reader
-    if all(name.isidentifier() and not keyword.iskeyword(name) for name in names):
-        lists = [f"v{i}" for i in range(len(names))]
-        source = "\n".join([
-            "def read(events):",
-            *(f"    {v} = []" for v in lists),
-            "    for e in events:",
-            *(f"        {v}.append(e.{name})" for v, name in zip(lists, names, strict=True)),
-            f"    return ({', '.join(lists)},)",
-        ])
-        namespace: dict[str, Any] = {}
-        exec(source, namespace)
-        read = namespace["read"]
-    else:  # a field name code cannot spell: one C-level pass per field instead
-        getters = [attrgetter(name) for name in names]
 
-        def read(events: list[Any]) -> tuple[list[Any], ...]:
-            return tuple(list(map(get, events)) for get in getters)
+    def load(name: str) -> str:
+        if name.isidentifier() and not keyword.iskeyword(name):
+            return f"e.{name}"
+        return f"getattr(e, {name!r})"  # a name code cannot spell
 
-    _READERS[cls] = read
+    params = [f"b{i}" for i in range(len(_BASE_NAMES))]
+    body: list[str] = []
+    for code, cls in enumerate(classes):
+        names = [f.name for f in _own_fields(cls)]
+        lists = [f"c{code}_{i}" for i in range(len(names))]
+        params += lists
+        body += [f"        {'if' if code == 0 else 'elif'} t is K{code}:",
+                 f"            codes[i] = {code}" if code else "            pass",
+                 *(f"            {v}.append({load(name)})"
+                   for v, name in zip(lists, names, strict=True))]
+    source = "\n".join([
+        f"def read(events, start, codes, {', '.join(params)}):",
+        "    i = start",
+        "    for e in (events if start == 0 else islice(events, start, None)):",
+        *(f"        {b}[i] = {load(name)}" for b, name in zip(params, _BASE_NAMES, strict=False)),
+        "        t = type(e)",
+        *body,
+        "        else:",
+        "            return i",
+        "        i += 1",
+        "    return i",
+    ])
+    namespace: dict[str, Any] = {"islice": islice, **{f"K{c}": k for c, k in enumerate(classes)}}
+    exec(source, namespace)
+    if len(_READERS) >= _MAX_READERS:
+        _READERS.clear()
+    read = _READERS[classes] = namespace["read"]
     return read
 
 
