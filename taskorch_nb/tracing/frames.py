@@ -13,6 +13,7 @@ import keyword
 import math
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from array import array
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -75,21 +76,17 @@ def events_df(events: Iterable[Event]) -> pd.DataFrame:
     kinds, codes, base, own = _read(events)
     common = dict(zip(_BASE_NAMES, base, strict=True))
     del base
-    seq = np.fromiter(common.pop("seq"), dtype=np.int64, count=n)
+    seq = _array(common.pop("seq"), np.int64)
     if n > 1 and not bool((seq[1:] >= seq[:-1]).all()):
         return events_df(_objects(events)[np.argsort(seq, kind="stable")].tolist())
-    if len(kinds) == 1:
-        codes_arr = np.zeros(n, dtype=np.int32)
-        rows: list[Any] = [None]
-    else:
-        codes_arr = np.fromiter(codes, dtype=np.int32, count=n)
-        rows = [np.flatnonzero(codes_arr == code) for code in range(len(kinds))]
-    del codes
+    codes_arr = np.frombuffer(codes, dtype=np.int32)
+    rows: list[Any] = [None] if len(kinds) == 1 else [
+        np.flatnonzero(codes_arr == code) for code in range(len(kinds))]
     # (rows of a class or None for all, values) per field name, in order of appearance
     pieces: dict[str, list[tuple[Any, list[Any]]]] = {}
     dtypes: dict[str, str] = {}
     for f in dataclasses.fields(Event):
-        if f.name in common:
+        if f.name not in _NUMBERS:
             pieces[f.name] = [(None, common.pop(f.name))]
         dtypes[f.name] = _field_dtype(f.name, f.type)
     for cls, idx, lists in zip(kinds, rows, own, strict=True):
@@ -99,19 +96,30 @@ def events_df(events: Iterable[Event]) -> pd.DataFrame:
                 dtypes[f.name] = "object"
             pieces.setdefault(f.name, []).append((idx, values))
     del own
-    wall = np.fromiter(pieces.pop("wall")[0][1], dtype=np.float64, count=n)
+    wall = _array(common.pop("wall"), np.float64)
+    source = np.full(n, -1, dtype=np.intp)  # for the str columns' `take`
     columns: dict[str, Any] = {
         "seq": seq,
         "time": pd.to_datetime(wall, unit="s", utc=True).as_unit("ns"),
-        "ts": np.fromiter(pieces.pop("ts")[0][1], dtype=np.float64, count=n),
-        "type": _str_column(pieces.pop("type"), n),
+        "ts": _array(common.pop("ts"), np.float64),
+        "type": _str_column(pieces.pop("type"), n, source),
         "kind": pd.array([cls.__name__ for cls in kinds], dtype="str").take(codes_arr),
-        "run_id": _str_column(pieces.pop("run_id"), n),
+        "run_id": _str_column(pieces.pop("run_id"), n, source),
         "wall": wall,
     }
     for name in list(pieces):
-        columns[name] = _column(dtypes[name], pieces.pop(name), n, money=name in MONEY_FIELDS)
+        columns[name] = _column(dtypes[name], pieces.pop(name), n, money=name in MONEY_FIELDS,
+                                source=source)
     return pd.DataFrame(columns, copy=False)
+
+
+def _array(values: Any, dtype: Any) -> Any:
+    """An ndarray of a field every event has: the reader's `array` as it is, or from a list."""
+    import numpy as np
+
+    if isinstance(values, array):
+        return np.frombuffer(values, dtype=dtype)
+    return np.fromiter(values, dtype=dtype, count=len(values))
 
 
 def _objects(items: list[Any]) -> Any:
@@ -122,6 +130,8 @@ def _objects(items: list[Any]) -> Any:
 
 
 _BASE_NAMES = tuple(f.name for f in dataclasses.fields(Event))
+#: fields of every event stored straight into C arrays (typecode), which become columns
+_NUMBERS = {"ts": "d", "wall": "d", "seq": "q"}
 
 
 def _own_fields(cls: type) -> list[dataclasses.Field[Any]]:
@@ -129,8 +139,7 @@ def _own_fields(cls: type) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(cls) if f.name not in _BASE_NAMES]
 
 
-def _read(events: list[Event]) -> tuple[list[type], list[int], list[list[Any]],
-                                        list[list[list[Any]]]]:
+def _read(events: list[Event]) -> tuple[list[type], Any, list[Any], list[list[list[Any]]]]:
     """Every field of every event, in one pass: (classes, class codes, base, own).
 
     `classes` in order of appearance; `codes[i]` is event i's index in them;
@@ -140,14 +149,23 @@ def _read(events: list[Event]) -> tuple[list[type], list[int], list[list[Any]],
     it, and a loop knowing that class too goes on from there.
     """
     n = len(events)
-    codes = [0] * n
-    base = [[None] * n for _ in _BASE_NAMES]
+    codes = array("i", [0]) * n
     classes: list[type] = [type(events[0])]
     own: list[list[list[Any]]] = [[[] for _ in _own_fields(classes[0])]]
+    # numbers straight into C arrays: no list of a million floats to convert and free
+    base: list[Any] = [array(_NUMBERS[name], [0]) * n if name in _NUMBERS else [None] * n
+                       for name in _BASE_NAMES]
     start = 0
     while True:
-        start = _reader(tuple(classes))(events, start, codes, *base,
-                                         *(values for lists in own for values in lists))
+        try:
+            start = _reader(tuple(classes))(events, start, codes, *base,
+                                             *(values for lists in own for values in lists))
+        except (TypeError, OverflowError):  # a number that is not one (None): lists then
+            if all(isinstance(b, list) for b in base):
+                raise
+            base = [b if isinstance(b, list) else [None] * n for b in base]
+            classes, own, start = classes[:1], [[[] for _ in _own_fields(classes[0])]], 0
+            continue
         if start == n:
             return classes, codes, base, own
         cls = type(events[start])
@@ -219,7 +237,13 @@ def _money(values: list[Any]) -> Any:
 
     m = len(values)
     sample = values[:: max(1, m // 64)]
-    if len(set(map(id, sample))) * 4 <= len(sample):  # shared objects: worth a table
+    distinct = len(set(map(id, sample)))
+    first = values[0]
+    # one object everywhere (a budget's limit in its events): `count` compares by
+    # identity first, so this costs next to nothing; equal Decimals count as well
+    if distinct == 1 and first is not None and values.count(first) == m:
+        return np.full(m, float(first))
+    if distinct * 4 <= len(sample):  # shared objects: worth a table
         ids = list(map(id, values))
         distinct = dict(zip(ids, values, strict=True))
         table = {i: _NAN if v is None else float(v) for i, v in distinct.items()}
@@ -227,12 +251,14 @@ def _money(values: list[Any]) -> Any:
     return np.fromiter(values, dtype=np.float64, count=m)  # None -> NaN
 
 
-def _str_column(pieces: list[tuple[Any, list[Any]]], n: int) -> Any:
+def _str_column(pieces: list[tuple[Any, list[Any]]], n: int, source: Any) -> Any:
     """A str column (NaN where missing) from each class's (rows, values).
 
     Only the present values are converted (checked in C, not copied when all
     are str) and then spread over the rows with one `take`, so the missing
-    rows, often most of a column, cost next to nothing.
+    rows, often most of a column, cost next to nothing. `source` is n times -1,
+    shared by the columns of one frame and left as it was found (a fresh
+    array per column cost more in page faults than its filling).
     """
     import numpy as np
     import pandas as pd
@@ -262,21 +288,25 @@ def _str_column(pieces: list[tuple[Any, list[Any]]], n: int) -> Any:
         for idx, arr in zip(positions, present, strict=True):
             out[idx] = arr
         return pd.array(out, dtype=dtype, copy=False)
-    source = np.full(n, -1, dtype=np.intp)
     if not present:
         return pd.array(np.empty(0, dtype=object), dtype=dtype).take(source, allow_fill=True)
     found = pd.array(np.concatenate(present), dtype=dtype, copy=False)
-    source[np.concatenate(positions)] = np.arange(len(found))
-    return found.take(source, allow_fill=True)
+    where = np.concatenate(positions)
+    source[where] = np.arange(len(found))
+    try:
+        return found.take(source, allow_fill=True)
+    finally:
+        source[where] = -1
 
 
-def _column(kind: str, pieces: list[tuple[Any, list[Any]]], n: int, *, money: bool) -> Any:
+def _column(kind: str, pieces: list[tuple[Any, list[Any]]], n: int, *, money: bool,
+            source: Any) -> Any:
     """One typed column from each class's (rows, values) of a field."""
     import numpy as np
     import pandas as pd
 
     if kind == "str":
-        return _str_column(pieces, n)
+        return _str_column(pieces, n, source)
     if kind == "float":
         out = np.full(n, _NAN)
         for idx, values in pieces:
