@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import keyword
 import math
+from array import array
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from array import array
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
