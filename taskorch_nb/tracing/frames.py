@@ -2,22 +2,21 @@
 
 pandas is imported inside each function so `import taskorch_nb` stays light.
 Columns are built straight from the events' slots (not through a list of row
-dicts): each event class's fields are read in one compiled loop over its
-events, then each field becomes one typed array, written at that class's rows.
+dicts): one loop, compiled for the event classes present, walks the events once
+and reads every field (numbers into C arrays, the rest into a list per field
+and class); then each field becomes one typed array, written at its classes' rows.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import keyword
 import math
-from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from decimal import Decimal
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from taskorch_nb.core.events import Event
+from taskorch_nb.tracing.eventread import BASE_NAMES, NUMBERS, as_array, own_fields, read_fields
 from taskorch_nb.tracing.spans import Span
 
 if TYPE_CHECKING:
@@ -73,10 +72,10 @@ def events_df(events: Iterable[Event]) -> pd.DataFrame:
             "run_id": pd.Series([], dtype="str"),
         })
 
-    kinds, codes, base, own = _read(events)
-    common = dict(zip(_BASE_NAMES, base, strict=True))
+    kinds, codes, base, own = read_fields(events)
+    common = dict(zip(BASE_NAMES, base, strict=True))
     del base
-    seq = _array(common.pop("seq"), np.int64)
+    seq = as_array(common.pop("seq"), np.int64)
     if n > 1 and not bool((seq[1:] >= seq[:-1]).all()):
         return events_df(_objects(events)[np.argsort(seq, kind="stable")].tolist())
     codes_arr = np.frombuffer(codes, dtype=np.int32)
@@ -86,22 +85,22 @@ def events_df(events: Iterable[Event]) -> pd.DataFrame:
     pieces: dict[str, list[tuple[Any, list[Any]]]] = {}
     dtypes: dict[str, str] = {}
     for f in dataclasses.fields(Event):
-        if f.name not in _NUMBERS:
+        if f.name not in NUMBERS:
             pieces[f.name] = [(None, common.pop(f.name))]
         dtypes[f.name] = _field_dtype(f.name, f.type)
     for cls, idx, lists in zip(kinds, rows, own, strict=True):
-        for f, values in zip(_own_fields(cls), lists, strict=True):
+        for f, values in zip(own_fields(cls), lists, strict=True):
             kind = _field_dtype(f.name, f.type)
             if dtypes.setdefault(f.name, kind) != kind:
                 dtypes[f.name] = "object"
             pieces.setdefault(f.name, []).append((idx, values))
     del own
-    wall = _array(common.pop("wall"), np.float64)
+    wall = as_array(common.pop("wall"), np.float64)
     source = np.full(n, -1, dtype=np.intp)  # for the str columns' `take`
     columns: dict[str, Any] = {
         "seq": seq,
         "time": pd.to_datetime(wall, unit="s", utc=True).as_unit("ns"),
-        "ts": _array(common.pop("ts"), np.float64),
+        "ts": as_array(common.pop("ts"), np.float64),
         "type": _str_column(pieces.pop("type"), n, source),
         "kind": pd.array([cls.__name__ for cls in kinds], dtype="str").take(codes_arr),
         "run_id": _str_column(pieces.pop("run_id"), n, source),
@@ -113,117 +112,11 @@ def events_df(events: Iterable[Event]) -> pd.DataFrame:
     return pd.DataFrame(columns, copy=False)
 
 
-def _array(values: Any, dtype: Any) -> Any:
-    """An ndarray of a field every event has: the reader's `array` as it is, or from a list."""
-    import numpy as np
-
-    if isinstance(values, array):
-        return np.frombuffer(values, dtype=dtype)
-    return np.fromiter(values, dtype=dtype, count=len(values))
-
-
 def _objects(items: list[Any]) -> Any:
     """An object ndarray of the items (fromiter: np.array would probe each for sequences)."""
     import numpy as np
 
     return np.fromiter(items, dtype=object, count=len(items))
-
-
-_BASE_NAMES = tuple(f.name for f in dataclasses.fields(Event))
-#: fields of every event stored straight into C arrays (typecode), which become columns
-_NUMBERS = {"ts": "d", "wall": "d", "seq": "q"}
-
-
-def _own_fields(cls: type) -> list[dataclasses.Field[Any]]:
-    """The fields of an event class beyond those of `Event`, in order."""
-    return [f for f in dataclasses.fields(cls) if f.name not in _BASE_NAMES]
-
-
-def _read(events: list[Event]) -> tuple[list[type], Any, list[Any], list[list[list[Any]]]]:
-    """Every field of every event, in one pass: (classes, class codes, base, own).
-
-    `classes` in order of appearance; `codes[i]` is event i's index in them;
-    `base` one list per field of `Event`, in event order; `own[c]` one list per
-    own field of class c, over that class's events in order. The pass is a
-    loop compiled for the classes met so far; an event of a new class stops
-    it, and a loop knowing that class too goes on from there.
-    """
-    n = len(events)
-    codes = array("i", [0]) * n
-    classes: list[type] = [type(events[0])]
-    own: list[list[list[Any]]] = [[[] for _ in _own_fields(classes[0])]]
-    # numbers straight into C arrays: no list of a million floats to convert and free
-    base: list[Any] = [array(_NUMBERS[name], [0]) * n if name in _NUMBERS else [None] * n
-                       for name in _BASE_NAMES]
-    start = 0
-    while True:
-        try:
-            start = _reader(tuple(classes))(events, start, codes, *base,
-                                             *(values for lists in own for values in lists))
-        except (TypeError, OverflowError):  # a number that is not one (None): lists then
-            if all(isinstance(b, list) for b in base):
-                raise
-            base = [b if isinstance(b, list) else [None] * n for b in base]
-            classes, own, start = classes[:1], [[[] for _ in _own_fields(classes[0])]], 0
-            continue
-        if start == n:
-            return classes, codes, base, own
-        cls = type(events[start])
-        classes.append(cls)
-        own.append([[] for _ in _own_fields(cls)])
-
-
-_Reader = Callable[..., int]
-_READERS: dict[tuple[type, ...], _Reader] = {}
-_MAX_READERS = 256
-
-
-def _reader(classes: tuple[type, ...]) -> _Reader:
-    """The loop reading the events of these classes, compiled once per tuple of classes.
-
-    Compiled as dataclasses and namedtuple compile their methods: attribute
-    loads specialise to slot reads and `type(e) is C` tests are cheap, so an
-    event costs a store per field and no call, and the events are walked once
-    (a walk over a million events costs more than the reads in it).
-    Returns where it stopped: `len(events)`, or the first event of another class.
-    """
-    cached = _READERS.get(classes)
-    if cached is not None:
-        return cached
-
-    def load(name: str) -> str:
-        if name.isidentifier() and not keyword.iskeyword(name):
-            return f"e.{name}"
-        return f"getattr(e, {name!r})"  # a name code cannot spell
-
-    params = [f"b{i}" for i in range(len(_BASE_NAMES))]
-    body: list[str] = []
-    for code, cls in enumerate(classes):
-        names = [f.name for f in _own_fields(cls)]
-        lists = [f"c{code}_{i}" for i in range(len(names))]
-        params += lists
-        body += [f"        {'if' if code == 0 else 'elif'} t is K{code}:",
-                 f"            codes[i] = {code}" if code else "            pass",
-                 *(f"            {v}.append({load(name)})"
-                   for v, name in zip(lists, names, strict=True))]
-    source = "\n".join([
-        f"def read(events, start, codes, {', '.join(params)}):",
-        "    i = start",
-        "    for e in (events if start == 0 else islice(events, start, None)):",
-        *(f"        {b}[i] = {load(name)}" for b, name in zip(params, _BASE_NAMES, strict=False)),
-        "        t = type(e)",
-        *body,
-        "        else:",
-        "            return i",
-        "        i += 1",
-        "    return i",
-    ])
-    namespace: dict[str, Any] = {"islice": islice, **{f"K{c}": k for c, k in enumerate(classes)}}
-    exec(source, namespace)
-    if len(_READERS) >= _MAX_READERS:
-        _READERS.clear()
-    read = _READERS[classes] = namespace["read"]
-    return read
 
 
 def _money(values: list[Any]) -> Any:
