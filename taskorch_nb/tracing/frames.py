@@ -183,8 +183,9 @@ def _str_column(pieces: list[tuple[Any, list[Any]]], n: int, source: Any) -> Any
         return pd.array(out, dtype=dtype, copy=False)
     if not present:
         return pd.array(np.empty(0, dtype=object), dtype=dtype).take(source, allow_fill=True)
-    found = pd.array(np.concatenate(present), dtype=dtype, copy=False)
-    where = np.concatenate(positions)
+    one = len(present) == 1  # (concatenate copies even one array)
+    found = pd.array(present[0] if one else np.concatenate(present), dtype=dtype, copy=False)
+    where = positions[0] if one else np.concatenate(positions)
     source[where] = np.arange(len(found))
     try:
         return found.take(source, allow_fill=True)
