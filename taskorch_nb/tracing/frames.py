@@ -130,13 +130,13 @@ def _money(values: list[Any]) -> Any:
 
     m = len(values)
     sample = values[:: max(1, m // 64)]
-    distinct = len(set(map(id, sample)))
+    in_sample = len(set(map(id, sample)))  # distinct objects in the sample
     first = values[0]
     # one object everywhere (a budget's limit in its events): `count` compares by
     # identity first, so this costs next to nothing; equal Decimals count as well
-    if distinct == 1 and first is not None and values.count(first) == m:
+    if in_sample == 1 and first is not None and values.count(first) == m:
         return np.full(m, float(first))
-    if distinct * 4 <= len(sample):  # shared objects: worth a table
+    if in_sample * 4 <= len(sample):  # shared objects: worth a table
         ids = list(map(id, values))
         distinct = dict(zip(ids, values, strict=True))
         table = {i: _NAN if v is None else float(v) for i, v in distinct.items()}
