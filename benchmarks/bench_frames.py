@@ -73,15 +73,19 @@ def main() -> None:
     args = parser.parse_args()
 
     events = make_events(args.events)
-    fast, frame = timed(events_df, events)
+    # best of 3, as bench_scale.py: the first call of a process also pays the page
+    # faults of a heap growing by the frame's size (shown on its own line)
+    first, frame = timed(events_df, events)
+    fast = min(first, *(timed(events_df, events)[0] for _ in range(2)))
     print(f"{len(events):,} events -> DataFrame {frame.shape}")
     print(f"{'method':<48}{'seconds':>10}{'speed-up':>10}")
     if not args.skip_naive:
         naive, _ = timed(lambda: pd.DataFrame([e.to_record() for e in events]))
         print(f"{'pd.DataFrame([e.to_record() ...]) (baseline)':<48}{naive:>10.2f}")
-        print(f"{'events_df (columns from slots)':<48}{fast:>10.2f}{naive / fast:>9.1f}x")
+        print(f"{'events_df (from slots), best of 3':<48}{fast:>10.2f}{naive / fast:>9.1f}x")
     else:
-        print(f"{'events_df (columns from slots)':<48}{fast:>10.2f}")
+        print(f"{'events_df (from slots), best of 3':<48}{fast:>10.2f}")
+    print(f"{'events_df, first call of the process':<48}{first:>10.2f}")
     cut = events[: min(len(events), 100_000)]
     t_spans, (spans, _) = timed(build_spans, cut)
     t_sdf, sdf = timed(spans_df, spans)

@@ -2,21 +2,21 @@
 
 pandas is imported inside each function so `import taskorch_nb` stays light.
 Columns are built straight from the events' slots (not through a list of row
-dicts): each event class's fields are read in one compiled loop over its
-events, then each field becomes one typed array, written at that class's rows.
+dicts): one loop, compiled for the event classes present, walks the events once
+and reads every field (numbers into C arrays, the rest into a list per field
+and class); then each field becomes one typed array, written at its classes' rows.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import keyword
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from decimal import Decimal
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from taskorch_nb.core.events import Event
+from taskorch_nb.tracing.eventread import BASE_NAMES, NUMBERS, as_array, own_fields, read_fields
 from taskorch_nb.tracing.spans import Span
 
 if TYPE_CHECKING:
@@ -72,75 +72,44 @@ def events_df(events: Iterable[Event]) -> pd.DataFrame:
             "run_id": pd.Series([], dtype="str"),
         })
 
-    kinds, codes, rows = _classes(events)
-    objects = _objects(events) if len(kinds) > 1 else None
-    # every field of every class, read in one pass over that class's events:
-    # (rows of the class, values) per field name, in order of appearance
+    kinds, codes, base, own = read_fields(events)
+    common = dict(zip(BASE_NAMES, base, strict=True))
+    del base
+    seq = as_array(common.pop("seq"), np.int64)
+    if n > 1 and not bool((seq[1:] >= seq[:-1]).all()):
+        return events_df(_objects(events)[np.argsort(seq, kind="stable")].tolist())
+    codes_arr = np.frombuffer(codes, dtype=np.int32)
+    rows: list[Any] = [None] if len(kinds) == 1 else [
+        np.flatnonzero(codes_arr == code) for code in range(len(kinds))]
+    # (rows of a class or None for all, values) per field name, in order of appearance
     pieces: dict[str, list[tuple[Any, list[Any]]]] = {}
     dtypes: dict[str, str] = {}
-    # The fields every event has: one C-level pass each over all events, in place.
-    # (The numbers go straight into their arrays below: no list in between.)
     for f in dataclasses.fields(Event):
-        if f.name not in _NUMBERS:
-            pieces[f.name] = [(None, list(map(attrgetter(f.name), events)))]
+        if f.name not in NUMBERS:
+            pieces[f.name] = [(None, common.pop(f.name))]
         dtypes[f.name] = _field_dtype(f.name, f.type)
-    for cls, idx in zip(kinds, rows, strict=True):
-        group = events if objects is None else objects[idx].tolist()
-        for f, values in zip(_own_fields(cls), _class_reader(cls)(group), strict=True):
+    for cls, idx, lists in zip(kinds, rows, own, strict=True):
+        for f, values in zip(own_fields(cls), lists, strict=True):
             kind = _field_dtype(f.name, f.type)
             if dtypes.setdefault(f.name, kind) != kind:
                 dtypes[f.name] = "object"
             pieces.setdefault(f.name, []).append((idx, values))
-        del group
-    del objects
-
-    seq = np.fromiter(map(attrgetter("seq"), events), dtype=np.int64, count=n)
-    if n > 1 and not bool((seq[1:] >= seq[:-1]).all()):
-        return events_df(_objects(events)[np.argsort(seq, kind="stable")].tolist())
-    wall = np.fromiter(map(attrgetter("wall"), events), dtype=np.float64, count=n)
+    del own
+    wall = as_array(common.pop("wall"), np.float64)
+    source = np.full(n, -1, dtype=np.intp)  # for the str columns' `take`
     columns: dict[str, Any] = {
         "seq": seq,
         "time": pd.to_datetime(wall, unit="s", utc=True).as_unit("ns"),
-        "ts": np.fromiter(map(attrgetter("ts"), events), dtype=np.float64, count=n),
-        "type": _str_column(pieces.pop("type"), n),
-        "kind": pd.array([cls.__name__ for cls in kinds], dtype="str").take(codes),
-        "run_id": _str_column(pieces.pop("run_id"), n),
+        "ts": as_array(common.pop("ts"), np.float64),
+        "type": _str_column(pieces.pop("type"), n, source),
+        "kind": pd.array([cls.__name__ for cls in kinds], dtype="str").take(codes_arr),
+        "run_id": _str_column(pieces.pop("run_id"), n, source),
         "wall": wall,
     }
-    for name, values in pieces.items():
-        columns[name] = _column(dtypes[name], values, n, money=name in MONEY_FIELDS)
+    for name in list(pieces):
+        columns[name] = _column(dtypes[name], pieces.pop(name), n, money=name in MONEY_FIELDS,
+                                source=source)
     return pd.DataFrame(columns, copy=False)
-
-
-def _classes(events: list[Event]) -> tuple[dict[type, int], Any, list[Any]]:
-    """The event classes in order of appearance, each row's class code, each class's rows.
-
-    Compares the classes' ids as integers in numpy: one C-level pass over the
-    events instead of a dict lookup per event. One class: rows are None (all).
-    """
-    import numpy as np
-
-    n = len(events)
-    ids = np.fromiter(map(id, map(type, events)), dtype=np.intp, count=n)
-    kinds: dict[type, int] = {}
-    rows: list[Any] = []
-    codes = np.zeros(n, dtype=np.int32)
-    seen = np.zeros(n, dtype=bool)
-    first = 0
-    while True:
-        cls = type(events[first])
-        mask = ids == id(cls)
-        if not kinds and bool(mask.all()):
-            return {cls: 0}, codes, [None]
-        kinds[cls] = len(kinds)
-        idx = np.flatnonzero(mask)
-        rows.append(idx)
-        codes[idx] = kinds[cls]
-        seen |= mask
-        rest = np.flatnonzero(~seen[first:])  # classes appear in order: search on from here
-        if not len(rest):
-            return kinds, codes, rows
-        first += int(rest[0])
 
 
 def _objects(items: list[Any]) -> Any:
@@ -148,54 +117,6 @@ def _objects(items: list[Any]) -> Any:
     import numpy as np
 
     return np.fromiter(items, dtype=object, count=len(items))
-
-
-_Reader = Callable[[list[Any]], tuple[list[Any], ...]]
-_BASE_FIELDS = frozenset(f.name for f in dataclasses.fields(Event))
-_NUMBERS = ("seq", "ts", "wall")  # fields of every event read straight into arrays
-
-
-def _own_fields(cls: type) -> list[dataclasses.Field[Any]]:
-    """The fields of an event class beyond those of `Event` (read separately)."""
-    return [f for f in dataclasses.fields(cls) if f.name not in _BASE_FIELDS]
-
-
-_READERS: dict[type, _Reader] = {}
-
-
-def _class_reader(cls: type) -> _Reader:
-    """A function listing each own field of an event class (in field order) over its events.
-
-    The function is one loop compiled for the class (as dataclasses and
-    namedtuple compile their methods): each event is visited once, its
-    attribute loads specialise to slot reads, and the values go to one list per
-    field; about 1.7 times as fast as a `map(attrgetter(name), events)` per field.
-    """
-    cached = _READERS.get(cls)
-    if cached is not None:
-        return cached
-    names = tuple(f.name for f in _own_fields(cls))
-    read: _Reader
-    if all(name.isidentifier() and not keyword.iskeyword(name) for name in names):
-        lists = [f"v{i}" for i in range(len(names))]
-        source = "\n".join([
-            "def read(events):",
-            *(f"    {v} = []" for v in lists),
-            "    for e in events:",
-            *(f"        {v}.append(e.{name})" for v, name in zip(lists, names, strict=True)),
-            f"    return ({', '.join(lists)},)",
-        ])
-        namespace: dict[str, Any] = {}
-        exec(source, namespace)
-        read = namespace["read"]
-    else:  # a field name code cannot spell: one C-level pass per field instead
-        getters = [attrgetter(name) for name in names]
-
-        def read(events: list[Any]) -> tuple[list[Any], ...]:
-            return tuple(list(map(get, events)) for get in getters)
-
-    _READERS[cls] = read
-    return read
 
 
 def _money(values: list[Any]) -> Any:
@@ -209,7 +130,13 @@ def _money(values: list[Any]) -> Any:
 
     m = len(values)
     sample = values[:: max(1, m // 64)]
-    if len(set(map(id, sample))) * 4 <= len(sample):  # shared objects: worth a table
+    in_sample = len(set(map(id, sample)))  # distinct objects in the sample
+    first = values[0]
+    # one object everywhere (a budget's limit in its events): `count` compares by
+    # identity first, so this costs next to nothing; equal Decimals count as well
+    if in_sample == 1 and first is not None and values.count(first) == m:
+        return np.full(m, float(first))
+    if in_sample * 4 <= len(sample):  # shared objects: worth a table
         ids = list(map(id, values))
         distinct = dict(zip(ids, values, strict=True))
         table = {i: _NAN if v is None else float(v) for i, v in distinct.items()}
@@ -217,12 +144,14 @@ def _money(values: list[Any]) -> Any:
     return np.fromiter(values, dtype=np.float64, count=m)  # None -> NaN
 
 
-def _str_column(pieces: list[tuple[Any, list[Any]]], n: int) -> Any:
+def _str_column(pieces: list[tuple[Any, list[Any]]], n: int, source: Any) -> Any:
     """A str column (NaN where missing) from each class's (rows, values).
 
     Only the present values are converted (checked in C, not copied when all
     are str) and then spread over the rows with one `take`, so the missing
-    rows, often most of a column, cost next to nothing.
+    rows, often most of a column, cost next to nothing. `source` is n times -1,
+    shared by the columns of one frame and left as it was found (a fresh
+    array per column cost more in page faults than its filling).
     """
     import numpy as np
     import pandas as pd
@@ -252,21 +181,26 @@ def _str_column(pieces: list[tuple[Any, list[Any]]], n: int) -> Any:
         for idx, arr in zip(positions, present, strict=True):
             out[idx] = arr
         return pd.array(out, dtype=dtype, copy=False)
-    source = np.full(n, -1, dtype=np.intp)
     if not present:
         return pd.array(np.empty(0, dtype=object), dtype=dtype).take(source, allow_fill=True)
-    found = pd.array(np.concatenate(present), dtype=dtype, copy=False)
-    source[np.concatenate(positions)] = np.arange(len(found))
-    return found.take(source, allow_fill=True)
+    one = len(present) == 1  # (concatenate copies even one array)
+    found = pd.array(present[0] if one else np.concatenate(present), dtype=dtype, copy=False)
+    where = positions[0] if one else np.concatenate(positions)
+    source[where] = np.arange(len(found))
+    try:
+        return found.take(source, allow_fill=True)
+    finally:
+        source[where] = -1
 
 
-def _column(kind: str, pieces: list[tuple[Any, list[Any]]], n: int, *, money: bool) -> Any:
+def _column(kind: str, pieces: list[tuple[Any, list[Any]]], n: int, *, money: bool,
+            source: Any) -> Any:
     """One typed column from each class's (rows, values) of a field."""
     import numpy as np
     import pandas as pd
 
     if kind == "str":
-        return _str_column(pieces, n)
+        return _str_column(pieces, n, source)
     if kind == "float":
         out = np.full(n, _NAN)
         for idx, values in pieces:
