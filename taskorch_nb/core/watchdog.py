@@ -105,9 +105,11 @@ _last: Watchdog | None = None  # the loop asked last (almost always the only one
 
 
 def watchdog_of(loop: asyncio.AbstractEventLoop) -> Watchdog:
+    """The loop's watchdog (loops in other threads have their own)."""
     global _last
-    if _last is not None and _last.loop is loop:
-        return _last
+    last = _last  # one read: another thread's loop may replace it meanwhile
+    if last is not None and last.loop is loop:
+        return last
     watchdog = _WATCHDOGS.get(loop)
     if watchdog is None:
         watchdog = _WATCHDOGS[loop] = Watchdog(loop)

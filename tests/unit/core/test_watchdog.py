@@ -100,3 +100,23 @@ async def test_outside_a_task_it_is_a_clear_error() -> None:
 
     loop.call_soon(from_a_callback)
     assert await entered == "a timeout must be used inside a task"
+
+
+def test_loops_in_other_threads_get_their_own_watchdog() -> None:
+    import threading
+
+    seen: list[tuple[asyncio.AbstractEventLoop, Watchdog]] = []
+
+    async def ask() -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(200):
+            seen.append((loop, wd.watchdog_of(loop)))
+            await asyncio.sleep(0)
+
+    threads = [threading.Thread(target=asyncio.run, args=(ask(),)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(dog.loop is loop for loop, dog in seen)
+    assert len({id(dog) for _, dog in seen}) == 3
