@@ -235,31 +235,7 @@ async def test_a_setsid_child_does_not_survive_the_run(ws: Path, engine: str) ->
         _kill(marker)
 
 
-@pytest.mark.slow
-def test_kill_9_of_the_orchestrator_leaves_no_orphan(ws: Path, engine: str,
-                                                      tmp_path: Path) -> None:
-    marker = f"taskorch-orphan-{uuid.uuid4().hex}"
-    (ws / "hostile.py").write_text(textwrap.dedent("""\
-        import subprocess, sys, time
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", sys.argv[1]])
-        time.sleep(600)
-    """))
-    said = tmp_path / "parent.err"
-    with said.open("wb") as err:
-        # TMPDIR: what the killed parent cannot clean up stays in this test's directory.
-        parent = subprocess.Popen(
-            [sys.executable, "-c", DRIVER, str(ws), MODE[engine], sys.executable, "hostile.py",
-             marker], stdout=subprocess.DEVNULL, stderr=err,
-            env={**os.environ, "TMPDIR": str(tmp_path)})
-    try:
-        assert wait_until_running(marker, count=2), said.read_text()  # the code and its child
-        parent.kill()  # SIGKILL: no finally, no atexit, no chance to clean up
-        parent.wait()
-        assert wait_until_gone(marker) != ("orphan_after_kill" in left_open(engine))
-    finally:
-        parent.kill()
-        parent.wait()
-        _kill(marker)
+# A caller killed with -9: tests/unit/sandbox/test_caller_death.py.
 
 
 async def test_a_fork_bomb_is_bounded(ws: Path, engine: str) -> None:
