@@ -6,7 +6,8 @@ read-only view of only the system libraries and the interpreter (its prefix and 
 venv); the workspace (and any other directory the caller names) read-write, a private
 /tmp, and nothing else: no home, no TASKORCH_HOME, no /etc but the loader's cache.
 Paths keep their names inside, so what the code prints is what the caller sees.
-`--die-with-parent` and the pid namespace end the whole tree with bwrap.
+`--die-with-parent` and the pid namespace end the whole tree with bwrap, and bwrap
+with its caller (a caller killed before bwrap runs: see `jail._LAUNCH`).
 """
 
 from __future__ import annotations

@@ -59,11 +59,18 @@ _SUPERVISOR = Path(__file__).with_name("supervisor.py")
 #: outside), says the jail stands (one byte on the `started` pipe), sets the limits,
 #: runs the code. In the jail (after the user namespace exists) RLIMIT_NPROC counts
 #: only the jail's processes, not all of the user's.
+#: The byte also proves the caller alive. bwrap asks for SIGKILL at its parent's death
+#: (PR_SET_PDEATHSIG) only once it runs, so a caller killed before that leaves bwrap
+#: re-parented, with nothing to die with; but it asks before it lets the jail be built,
+#: so such a caller is gone before this write. Only the caller reads `started`: the
+#: write then fails (EPIPE), the launcher exits before the code runs, the jail with it.
 _LAUNCH = (
     "import json,os,resource,signal,sys\n"
     "started,cgroup,limits,*argv=sys.argv[1:]\n"
     "if int(cgroup)>=0: os.write(int(cgroup),b'0'); os.close(int(cgroup))\n"
-    "os.write(int(started),b'1'); os.close(int(started))\n"
+    "try: os.write(int(started),b'1')\n"
+    "except BrokenPipeError: os._exit(1)\n"
+    "os.close(int(started))\n"
     "for k,s,h in json.loads(limits): resource.setrlimit(k,(s,h))\n"
     "signal.signal(signal.SIGPIPE,signal.SIG_DFL)\n"
     "try: os.execvp(argv[0],argv)\n"
