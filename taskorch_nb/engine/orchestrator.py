@@ -363,7 +363,9 @@ class Orchestrator:
     def _adopt_circuit(self, name: str, state: str, failures: int,
                        opened_wall: float | None, held: bool = False) -> None:
         """Another process on the store opened or closed breaker `name`: so do we. Its
-        HALF_OPEN is its own probing, not adopted (each process probes for itself)."""
+        HALF_OPEN is its own probing, not adopted (each process probes for itself). A
+        hold (`trip`) on a breaker already OPEN here is said too: the state is the same,
+        but this process's dashboard must show it held."""
         saved = {"state": state, "failures": failures, "opened_wall": opened_wall, "held": held}
         breaker = self.circuits.get(name)
         if breaker is None:
@@ -373,8 +375,11 @@ class Orchestrator:
             return
         opened_at = (None if opened_wall is None
                      else self.clock.now() - (self.clock.wall() - opened_wall))
+        was_held = breaker.held
         previous = breaker.restore(state, failures, opened_at, held)
-        if previous != state:  # said here too (widgets, the log), not saved again
+        if previous != state or (breaker.held and not was_held):
+            # Said here too (widgets, the log), as the local transition or `trip` says it,
+            # but marked adopted: not saved, nor announced, again.
             token = _adopting.set(True)
             try:
                 self.bus.emit(CircuitEvent(

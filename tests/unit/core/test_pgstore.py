@@ -283,6 +283,42 @@ def test_a_breaker_held_open_in_one_process_is_held_in_another(backend, pg,
     here.close()
 
 
+@pytest.mark.parametrize("backend", [POSTGRES])
+def test_a_hold_on_a_breaker_already_open_here_is_said_here(backend, pg, monkeypatch) -> None:
+    """Open here by its failures, then held open by hand elsewhere: the state does not
+    change here, but the hold does, and this process's events say so (not saved again)."""
+    first = Orchestrator(store=pg, breaker=CircuitBreaker(reset_timeout=600))
+    second = Orchestrator(store=pg, breaker=CircuitBreaker(reset_timeout=600))
+    for orch in (first, second):
+        orch.breaker("search_api").restore("OPEN", 3, orch.clock.now())
+    held = threading.Event()
+    second.store.watch_circuits(lambda name, state, *rest: rest[-1] and held.set())
+    said: list = []
+    second.subscribe(lambda e: e.type.startswith("circuit.") and said.append(e))
+    saved: list = []
+    save = second.store.save_circuit
+    monkeypatch.setattr(second.store, "save_circuit",
+                        lambda *args, **kw: (saved.append(args), save(*args, **kw)))
+
+    first.breaker("search_api").trip()  # the dashboard's Open, in the other Orchestrator
+    assert held.wait(30), "the hold never arrived"
+    breaker = second.circuits["search_api"]
+    assert (breaker.state, breaker.held) == (CircuitState.OPEN, True)
+    assert [(e.type, e.name, e.state, e.previous, e.reset_at) for e in said] == [
+        ("circuit.opened", "search_api", "OPEN", "OPEN", None)]
+    # Told once: the listener's reload of the stored breakers says nothing new.
+    second._adopt_circuit("search_api", "OPEN", 3, None, True)
+    assert len(said) == 1
+    # Adopted, not saved (nor announced) again by the second: it is in its log only.
+    assert saved == []
+    second.store.flush()
+    [(count,)] = first.store.query(
+        "SELECT count(*) FROM events WHERE type = 'circuit.opened'")
+    assert count == 2  # the trip, and its adoption in the second's log
+    first.close()
+    second.close()
+
+
 # -- patterns updated by two processes at once: counts add ---------------------------------
 
 @pytest.mark.parametrize("backend", BACKENDS)
