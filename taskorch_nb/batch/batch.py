@@ -3,7 +3,8 @@
 A batch owns the budget all its runs share (a `Ledger`), the runs' order, and the
 engine that executes them (`local`: asyncio in this process; `ray`: worker processes
 on a Ray cluster). When the batch's budget runs out, the runs still to go end PAUSED
-like any run out of money, and `resume(extra_budget=...)` continues all of them.
+like any run out of money; when the batch is cancelled, they end CANCELLED; either way
+`resume(extra_budget=...)` continues all of them, and only them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from taskorch_nb.core.budget import CostReport
 from taskorch_nb.core.display import mimebundle
 from taskorch_nb.core.money import format_usd, parse_usd
 from taskorch_nb.errors import ConfigurationError, WorkflowError
+
+#: The states of a run `resume()` continues.
+RESUMABLE = ("PAUSED", "CANCELLED", "INTERRUPTED")
 
 #: How many runs of a batch are in flight at once when `max_concurrency` is not given.
 DEFAULT_CONCURRENCY = 64
@@ -42,6 +46,8 @@ class BatchEngine(Protocol):
     def cost(self, batch: Batch) -> CostReport: ...
 
     def extend(self, batch: Batch, extra: Decimal) -> None: ...
+
+    def cancel_queued(self, batch: Batch) -> None: ...
 
     def breakers(self, batch: Batch) -> dict[str, dict[str, Any]]: ...
 
@@ -78,7 +84,7 @@ class Batch:
     state (QUEUED: not started yet), `cost` is the batch's spend against its budget,
     `runs` the `Run`s in task order (each with `run.worker`, "host:pid" where it ran),
     `events_df()` every event of every run, `resume(extra_budget=...)` continues the
-    PAUSED ones.
+    runs that did not finish (PAUSED, CANCELLED, INTERRUPTED).
     """
 
     def __init__(self, tasks: list[str], *, budget: Decimal, run_budget: Decimal | None,
@@ -148,7 +154,14 @@ class Batch:
             self._started = True
             self._loop = asyncio.get_running_loop()
             self._task = self._loop.create_task(self._drive(self.engine.start))
+            self._task.add_done_callback(self._ended)
         return self
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        # Before any waiter wakes (the first callback of the task): a cancelled batch's
+        # queued runs will never start by themselves, so they are not left QUEUED.
+        if task.cancelled():
+            self.engine.cancel_queued(self)
 
     async def wait(self) -> Batch:
         """Start if not started, and wait for every run; an engine failure is raised."""
@@ -168,8 +181,9 @@ class Batch:
 
     def cancel(self) -> None:
         """Stop a started batch (from any thread): its running runs end CANCELLED (cost and
-        events kept), the queued ones stay as they are; `await batch` raises
-        `CancelledError`."""
+        events kept), and so do the queued ones (saved, no event, reason "batch cancelled
+        before this run started"); `await batch` raises `CancelledError`. `resume()`
+        continues them all later."""
         task, loop = self._task, self._loop
         if task is None or loop is None or task.done():
             return
@@ -187,14 +201,16 @@ class Batch:
         return self.wait().__await__()
 
     async def resume(self, extra_budget: float | str | Decimal | None = None) -> Batch:
-        """Continue the PAUSED and INTERRUPTED runs, with `extra_budget` USD more for the
-        batch (each run's own cap grows by as much when the runs have none)."""
+        """Continue the runs that did not finish (PAUSED, CANCELLED by `cancel()`,
+        INTERRUPTED), each once, with `extra_budget` USD more for the batch (each run's own
+        cap grows by as much when the runs have none). A run cut short goes on from its
+        checkpoint: what it paid for is not asked again."""
         if not self.done:
             raise WorkflowError(f"batch {self.id} is still running ({self._counts()}): "
                                 "await it before resume()")
         extra = None if extra_budget is None else parse_usd(extra_budget, "extra_budget")
         waiting = [s.run_id for s in self.summaries
-                   if s is not None and s.status in ("PAUSED", "INTERRUPTED")]
+                   if s is not None and s.status in RESUMABLE]
         if extra is not None:
             self.budget += extra
             self.engine.extend(self, extra)
@@ -217,4 +233,5 @@ class Batch:
         return mimebundle(self, repr(self), include, exclude)
 
 
-__all__ = ["DEFAULT_CONCURRENCY", "Batch", "BatchEngine", "check_concurrency", "check_tasks"]
+__all__ = ["DEFAULT_CONCURRENCY", "RESUMABLE", "Batch", "BatchEngine", "check_concurrency",
+           "check_tasks"]

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from taskorch_nb.batch.worker import (
+    CANCELLED_QUEUED,
     Host,
     RunSummary,
     create_run,
@@ -75,6 +76,13 @@ class LocalEngine:
                                                             run.error)
 
         await asyncio.gather(*(one(i) for i in indexes))
+
+    def cancel_queued(self, batch: Batch) -> None:
+        """The batch was cancelled: its runs not started yet end CANCELLED, resumable."""
+        for index, summary in enumerate(batch.summaries):
+            if summary is not None and summary.status == "PENDING":
+                batch.summaries[index] = park(self.host, self._runs[index], "CANCELLED",
+                                              CANCELLED_QUEUED)
 
     def runs(self, batch: Batch) -> list[Any]:
         return list(self._runs)

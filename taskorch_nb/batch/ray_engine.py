@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskorch_nb.batch.shared import SharedLedger
 from taskorch_nb.batch.worker import (
+    CANCELLED_QUEUED,
     NOT_STARTED,
     Host,
     RunSummary,
@@ -238,6 +239,17 @@ class RayEngine:
         summary = park(self.host, run)
         self.host.runner.forget(run.id)
         return summary
+
+    def cancel_queued(self, batch: Batch) -> None:
+        """The batch was cancelled: the tasks never sent to a worker become runs saved
+        CANCELLED by the driver, so `resume` finds them like the runs a worker cancelled."""
+        assert self.ledger is not None
+        for index, summary in enumerate(batch.summaries):
+            if summary is None or not summary.run_id:
+                run = create_run(self.host, self.ledger, batch.tasks[index], batch.options,
+                                 batch.run_budget, batch.budget)
+                batch.summaries[index] = park(self.host, run, "CANCELLED", CANCELLED_QUEUED)
+                self.host.runner.forget(run.id)
 
     # -- what the driver shows -----------------------------------------------------------
 

@@ -80,8 +80,14 @@ def adopt(run: Any, ledger: Ledger) -> Any:
 async def execute(host: Host, run: Any, *, extra: Decimal | None = None,
                   resumed: bool = False) -> RunSummary:
     """Execute (or resume, with `extra` USD more for the run's own cap) and sum up; the
-    runner records `run.worker` and saves it with the run (the driver reads it back)."""
-    if resumed:
+    runner records `run.worker` and saves it with the run (the driver reads it back).
+    A run the batch's cancel ended resumes too: from its checkpoint when it had started
+    (nothing paid is asked again), from the start when it had not."""
+    if resumed and run.status.value == "CANCELLED":
+        if extra is not None:
+            run.guard.extend(extra)
+        await host.runner.execute(run, resumed=bool(run.events))
+    elif resumed:
         await host.runner.resume(run, extra_budget=extra)
     else:
         await host.runner.execute(run)
@@ -102,13 +108,18 @@ async def execute(host: Host, run: Any, *, extra: Decimal | None = None,
 NOT_STARTED = "batch budget exceeded before this run started; resume the batch with extra_budget="
 
 
-def park(host: Host, run: Any) -> RunSummary:
-    """PAUSE a run that has not started because the batch's money is gone: saved, no event,
-    no call; `batch.resume(extra_budget=...)` starts it like any paused run."""
-    run.status = type(run.status)("PAUSED")
-    run.error = NOT_STARTED
+#: Why a run that never started is CANCELLED.
+CANCELLED_QUEUED = "batch cancelled before this run started; batch.resume() starts it"
+
+
+def park(host: Host, run: Any, status: str = "PAUSED", reason: str = NOT_STARTED) -> RunSummary:
+    """End a run that has not started, as `status` with `reason` (PAUSED: the batch's money
+    is gone; CANCELLED: the batch was cancelled): saved, no event, no call.
+    `batch.resume(...)` starts it like the runs that did start."""
+    run.status = type(run.status)(status)
+    run.error = reason
     host.runner.save(run)
-    return RunSummary(run.id, "PAUSED", error=NOT_STARTED)
+    return RunSummary(run.id, status, error=reason)
 
 
 def out_of_money(summary: RunSummary) -> bool:
@@ -124,7 +135,5 @@ def summarize(host: Host, run: Any) -> RunSummary:
                       provider_calls=int(getattr(host.provider, "call_count", 0)))
 
 
-
-
-__all__ = ["STATUSES", "Host", "RunSummary", "adopt", "create_run", "execute",
+__all__ = ["CANCELLED_QUEUED", "STATUSES", "Host", "RunSummary", "adopt", "create_run", "execute",
            "out_of_money", "park", "summarize", "worker_id"]
