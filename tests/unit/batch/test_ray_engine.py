@@ -180,13 +180,52 @@ async def test_a_cancelled_batch_ends_its_runs_cancelled_and_gives_back_what_the
         assert state.spent == 0
         assert ledger.holders() == {}
         # The runs in flight ended CANCELLED and were saved so, by their workers, at once:
-        # not RUNNING until their process is gone.
+        # not RUNNING until their process is gone. The tasks never sent were saved
+        # CANCELLED by the driver: nothing is left QUEUED, all of it resumable.
         stored = orch.store.runs()
-        assert stored, "no run had started"
         assert {row["status"] for row in stored} == {"CANCELLED"}
-        assert batch.status["RUNNING"] == 0
-        assert batch.status["CANCELLED"] == len(stored)
+        assert batch.status["CANCELLED"] == len(stored) == 6
         runs = batch.runs
         assert sorted(r.id for r in runs) == sorted(row["id"] for row in stored)
-        assert all(r.status is RunStatus.CANCELLED and r.worker for r in runs)
-        assert batch.status["QUEUED"] == 6 - len(stored)  # never sent: they wait
+        started = [r for r in runs if r.events]
+        assert started, "no run had started"
+        assert all(r.status is RunStatus.CANCELLED and r.worker for r in started)
+        never = [r for r in runs if not r.events]
+        assert all(r.worker is None and r.error.startswith("batch cancelled before")
+                   for r in never)
+        assert len(started) + len(never) == 6
+
+
+@pytest.mark.usefixtures("ray_cluster")
+@pytest.mark.parametrize("_", [pytest.param(None, id="pg", marks=slow_pg)])
+async def test_resume_after_a_cancel_runs_on_workers_what_did_not_finish_once(
+        _, pg_url) -> None:
+    async with Orchestrator(store=pg_url, latency=1.0) as orch:
+        tasks = [f"Summarize topic {i}" for i in range(8)]
+        batch = orch.map(tasks, budget=5, engine="ray", workers=2, max_concurrency=2, **ONE)
+        ledger = orch.store.ledger(batch.id)
+        while ledger.state().reserved == 0:  # the workers' first calls are in flight
+            await asyncio.sleep(0.05)
+        batch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+        status = batch.status
+        assert status["QUEUED"] == status["RUNNING"] == 0
+        assert sum(status.values()) == 8
+        assert status["CANCELLED"] == 8 - status["COMPLETED"] > 0
+        finished = {r.id: len(r.events) for r in batch.runs if r.status is RunStatus.COMPLETED}
+
+        await batch.resume(extra_budget=1)
+        assert batch.status["COMPLETED"] == 8
+        runs = batch.runs
+        assert [r.task for r in runs] == tasks
+        assert all(len(r.events) == finished[r.id] for r in runs if r.id in finished)
+        for run in runs:
+            kinds = [e.type for e in run.events]
+            assert kinds.count("run.started") == kinds.count("run.completed") == 1, kinds
+        assert len({r.worker for r in runs}) >= 2
+        cost = batch.cost
+        assert cost.calls == 16  # two paid calls per run: none paid twice
+        assert cost.spent == sum(r.cost.spent for r in runs)
+        assert cost.reserved == 0
+        assert cost.limit == 6
