@@ -14,6 +14,7 @@ import html
 import threading
 from typing import Any
 
+from taskorch_nb.batch.batch import RESUMABLE
 from taskorch_nb.core.money import format_usd
 from taskorch_nb.notebook.display import NO_MATH, usd_html
 
@@ -40,15 +41,28 @@ class BatchView:
         return {state: n for state, n in self.batch.status.items() if n}
 
     def finished(self) -> int:
+        """Runs ended for good (COMPLETED or FAILED): a paused or cancelled one is not done."""
         status = self.batch.status
-        return len(self.batch.tasks) - status["QUEUED"] - status["RUNNING"]
+        return status["COMPLETED"] + status["FAILED"]
+
+    def to_resume(self) -> int:
+        """Runs `batch.resume()` would continue, once the batch is done (0 before)."""
+        if not self.batch.done:
+            return 0
+        status = self.batch.status
+        return sum(status[state] for state in RESUMABLE)
+
+    def _hint(self) -> str:
+        waiting = self.to_resume()
+        return f"{waiting} to resume: batch.resume()" if waiting else ""
 
     def text(self) -> str:
         total = len(self.batch.tasks)
         cost = self.batch.cost
         counts = ", ".join(f"{n} {state}" for state, n in self.counts().items())
+        hint = self._hint()
         lines = [f"batch {self.batch.id} ({self.batch.engine.name}): {self.finished()}/{total}"
-                 f" done: {counts}",
+                 f" done: {counts}{'; ' + hint if hint else ''}",
                  f"spent {format_usd(cost.spent)} of {format_usd(cost.limit)} "
                  f"({format_usd(cost.reserved)} reserved)"]
         lines += [f"breaker {name}: {row['state']} (failures {row['failures']})"
@@ -58,6 +72,9 @@ class BatchView:
     def counts_html(self) -> str:
         parts = [f"<span style='color:{_COLOURS.get(state, '#555')}'><b>{n}</b> "
                  f"{state}</span>" for state, n in self.counts().items()]
+        hint = self._hint()
+        if hint:
+            parts.append(f"<i>{html.escape(hint)}</i>")
         return f"<div class='taskorch-batch-counts {NO_MATH}'>{' &middot; '.join(parts)}</div>"
 
     def money_html(self) -> str:
@@ -105,7 +122,8 @@ class BatchView:
         finished = self.finished()
         cost = self.batch.cost
         self._bar.value = finished
-        self._bar.bar_style = ("warning" if self.batch.status["PAUSED"]
+        status = self.batch.status
+        self._bar.bar_style = ("warning" if any(status[s] for s in RESUMABLE)
                                else "success" if finished == total else "info")
         self._done.value = f"{finished}/{total}"
         self._counts.value = self.counts_html()

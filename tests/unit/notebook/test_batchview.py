@@ -68,3 +68,34 @@ def test_show_displays_the_widget_and_follows(orch, monkeypatch) -> None:
     asyncio.run(batch.wait())
     view.stop()
     assert view._done.value == "1/1"
+
+
+def test_a_cancelled_batch_shows_what_ran_and_what_waits(orch) -> None:
+    batch = orch.map([f"Summarize topic {i}" for i in range(5)], budget=1, max_concurrency=1,
+                     **ONE)
+    stop = orch.subscribe(lambda e: e.type == "run.completed" and batch.cancel())
+    view = BatchView(batch)
+    view.widget  # noqa: B018 - built before the batch starts, as a cell shows it
+    view.follow()
+
+    async def cancelled() -> None:
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+
+    asyncio.run(cancelled())
+    stop()
+    view._thread.join()  # the batch is done once cancelled: following ends by itself
+    assert "<b>1</b> COMPLETED" in view._counts.value
+    assert "<b>4</b> CANCELLED" in view._counts.value
+    assert "QUEUED" not in view._counts.value
+    assert view._bar.bar_style == "warning"  # not a success: 4 runs wait for resume()
+    assert view._done.value == "1/5"
+    assert "4 to resume: batch.resume()" in view._counts.value
+    text = view.text()
+    assert "1/5 done: 1 COMPLETED, 4 CANCELLED; 4 to resume: batch.resume()" in text
+
+    asyncio.run(batch.resume())
+    view.refresh()
+    assert "<b>5</b> COMPLETED" in view._counts.value
+    assert "to resume" not in view._counts.value
+    assert (view._bar.bar_style, view._done.value) == ("success", "5/5")
