@@ -204,7 +204,8 @@ class Batch:
         """Continue the runs that did not finish (PAUSED, CANCELLED by `cancel()`,
         INTERRUPTED), each once, with `extra_budget` USD more for the batch (each run's own
         cap grows by as much when the runs have none). A run cut short goes on from its
-        checkpoint: what it paid for is not asked again."""
+        checkpoint: what it paid for is not asked again. `cancel()` stops it as it stops
+        the first start."""
         if not self.done:
             raise WorkflowError(f"batch {self.id} is still running ({self._counts()}): "
                                 "await it before resume()")
@@ -215,8 +216,13 @@ class Batch:
             self.budget += extra
             self.engine.extend(self, extra)
         if waiting:
+            # A task of its own, as the first start: `cancel()` stops a resume too.
             self.error = None
-            await self.engine.resume(self, waiting, extra)
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(
+                self._drive(lambda batch: self.engine.resume(batch, waiting, extra)))
+            self._task.add_done_callback(self._ended)
+            await self.wait()
         return self
 
     # -- display -------------------------------------------------------------------------

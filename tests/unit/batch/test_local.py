@@ -54,11 +54,21 @@ async def test_a_cancelled_batch_counts_its_runs_cancelled() -> None:
     assert batch.cost.spent == 0
     assert batch.cost.reserved == 0  # the cancelled calls gave their reservations back
 
+    # A resume can be cancelled as the first run was: the same runs wait again.
+    resuming = asyncio.ensure_future(batch.resume())
+    while batch.status["RUNNING"] < 2:
+        await asyncio.sleep(0.01)
+    batch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await resuming
+    assert batch.status["CANCELLED"] == 4
+    assert orch.provider.call_count == 4
+
     orch.provider.latency = 0.0
     await batch.resume()
     assert batch.status["COMPLETED"] == 4
     assert batch.cost.calls == 8  # two paid calls per run
-    assert orch.provider.call_count == 2 + 8  # the two cut short are asked again, once
+    assert orch.provider.call_count == 4 + 8  # the calls cut short are asked again, once
     await orch.aclose()
 
 
