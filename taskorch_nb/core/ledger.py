@@ -45,10 +45,18 @@ _RESERVE = ("UPDATE budgets SET reserved = reserved + ?, updated = ? "
 _HOLD = ("INSERT INTO budget_holds (budget, holder, units, seen) VALUES (?, ?, ?, ?) "
          "ON CONFLICT (budget, holder) DO UPDATE SET units = budget_holds.units + "
          "excluded.units, seen = excluded.seen")
-_SETTLE = ("UPDATE budgets SET reserved = reserved - ?, spent = spent + ?, calls = calls + 1, "
-           "updated = ? WHERE name = ?")
+# A holder settles or releases at most what it still holds: if a lease took it for dead
+# (`reclaim_stale`), the reclaim gave its reservation back already, and giving it back
+# again would free money other processes hold. (Read before the hold shrinks: SQLite runs
+# the hold's update second; PostgreSQL's WITH sees the snapshot before it.)
+_STILL_HELD = ("{least}(?, COALESCE((SELECT units FROM budget_holds WHERE budget = ? "
+               "AND holder = ?), 0))")
+_SETTLE = ("UPDATE budgets SET reserved = reserved - " + _STILL_HELD + ", spent = spent + ?, "
+           "calls = calls + 1, updated = ? WHERE name = ?")
+_RELEASE_HELD = ("UPDATE budgets SET reserved = reserved - " + _STILL_HELD + ", updated = ? "
+                 "WHERE name = ?")
 _RELEASE = "UPDATE budgets SET reserved = reserved - ?, updated = ? WHERE name = ?"
-_UNHOLD = ("UPDATE budget_holds SET units = units - ?, seen = ? "
+_UNHOLD = ("UPDATE budget_holds SET units = {greatest}(units - ?, 0), seen = ? "
            "WHERE budget = ? AND holder = ?")
 _EXTEND = "UPDATE budgets SET cap = cap + ?, updated = ? WHERE name = ?"
 _READ = "SELECT cap, spent, reserved, calls FROM budgets WHERE name = ?"
@@ -70,8 +78,13 @@ _PG_RESERVE = (f"WITH b AS ({_RESERVE} RETURNING name) INSERT INTO budget_holds 
                "(budget, holder, units, seen) SELECT name, ?, ?, ? FROM b "
                "ON CONFLICT (budget, holder) DO UPDATE SET units = budget_holds.units + "
                "excluded.units, seen = excluded.seen")
-_PG_SETTLE = f"WITH h AS ({_UNHOLD}) {_SETTLE}"
-_PG_RELEASE = f"WITH h AS ({_UNHOLD}) {_RELEASE}"
+_SQLITE = {"least": "MIN", "greatest": "MAX"}
+_PG = {"least": "LEAST", "greatest": "GREATEST"}
+_PG_SETTLE = f"WITH h AS ({_UNHOLD}) {_SETTLE}".format(**_PG)
+_PG_RELEASE = f"WITH h AS ({_UNHOLD}) {_RELEASE_HELD}".format(**_PG)
+_SQLITE_SETTLE = _SETTLE.format(**_SQLITE)
+_SQLITE_RELEASE = _RELEASE_HELD.format(**_SQLITE)
+_SQLITE_UNHOLD = _UNHOLD.format(**_SQLITE)
 
 _holder: tuple[int, str] | None = None
 
@@ -169,21 +182,24 @@ class Ledger:
         """Charge `actual` for a reservation of `units`; inside `Store.holding()` this
         commits with the checkpoint that journals the call."""
         wall = self.store.clock.wall()
-        unhold = (units, time.time(), self.name, holder())
-        settle = (units, to_nano(actual), wall, self.name)
+        who = holder()
+        unhold = (units, time.time(), self.name, who)
+        settle = (units, self.name, who, to_nano(actual), wall, self.name)
         self.store.execute_held([(_PG_SETTLE, unhold + settle)] if self._pg else
-                                [(_SETTLE, settle), (_UNHOLD, unhold)])
+                                [(_SQLITE_SETTLE, settle), (_SQLITE_UNHOLD, unhold)])
 
     def release(self, units: int) -> None:
         """The call cost nothing: give its reservation back."""
         wall = self.store.clock.wall()
-        unhold = (units, time.time(), self.name, holder())
+        who = holder()
+        unhold = (units, time.time(), self.name, who)
+        release = (units, self.name, who, wall, self.name)
         if self._pg:
-            self.store.execute(_PG_RELEASE, (*unhold, units, wall, self.name))
+            self.store.execute(_PG_RELEASE, (*unhold, *release))
             return
         with self.store.transaction() as run:
-            run(_RELEASE, (units, wall, self.name))
-            run(_UNHOLD, unhold)
+            run(_SQLITE_RELEASE, release)
+            run(_SQLITE_UNHOLD, unhold)
 
     def holders(self) -> dict[str, Decimal]:
         """What each process (`host:pid:nonce`) holds of `reserved` now."""

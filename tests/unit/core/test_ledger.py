@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import threading
 import time
 import uuid
@@ -393,3 +394,27 @@ def test_a_live_holders_heartbeat_keeps_its_lease_fresh(backend, tmp_path, monke
         assert store.query("SELECT seen FROM budget_holds")[0][0] > time.time() - 120
         ledger.settle(units, Decimal("0.05"))
         store.close()
+
+
+def test_a_holder_reclaimed_while_alive_settles_without_giving_back_twice(
+        store, monkeypatch) -> None:
+    """A live holder taken for a dead one (a laptop asleep past `stale_after`): the reclaim
+    gave its reservation back already, so its late settlement charges the cost and frees
+    nothing more; another process's reservation stays reserved."""
+    ledger = store.ledger("team", "2.00")
+    mine = ledger.reserve(Decimal("1.00"))
+    assert mine is not None
+    me = ledger_module.holder()
+    assert ledger.reclaim(me) == Decimal("1.00")  # taken for dead
+    with monkeypatch.context() as other:  # another process reserves meanwhile
+        other.setattr(ledger_module, "_holder", (os.getpid(), "elsewhere:1:0a1b2c3d"))
+        theirs = ledger.reserve(Decimal("0.75"))
+    assert theirs is not None
+    ledger.settle(mine, Decimal("0.40"))  # the live holder's call ends after all
+    state = ledger.state()
+    assert (state.spent, state.reserved) == (Decimal("0.40"), Decimal("0.75"))
+    assert ledger.holders() == {"elsewhere:1:0a1b2c3d": Decimal("0.75")}
+    second = ledger.reserve(Decimal("0.50"))  # the woken process goes on normally
+    assert second is not None
+    ledger.release(second)
+    assert ledger.state().reserved == Decimal("0.75")
