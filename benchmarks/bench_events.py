@@ -35,13 +35,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pydantic_core import to_json
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from taskorch_nb import Orchestrator
 from taskorch_nb.core import store as store_module
-from taskorch_nb.core.eventcodec import decode, encode, json_default
+from taskorch_nb.core.eventcodec import decode, encode, encode_dict
 from taskorch_nb.core.events import (
     Event,
     EventBus,
@@ -49,7 +47,6 @@ from taskorch_nb.core.events import (
     current_actor,
     current_run_id,
     event_from_record,
-    field_names,
 )
 from taskorch_nb.core.pgstore import PgStore, connect
 from taskorch_nb.core.store import Store, _insert_sql
@@ -57,13 +54,9 @@ from taskorch_nb.core.store import Store, _insert_sql
 # -- the code this release replaced (the baseline) ------------------------------------
 
 
-def old_encode(event: Event) -> str:
-    record = {"kind": type(event).__name__}
-    for name in field_names(type(event)):
-        value = getattr(event, name)
-        if value is not None:
-            record[name] = value
-    return to_json(record, fallback=json_default).decode()
+#: The release before wrote every event in the dict form, which the codec still writes
+#: for classes it has no layout of.
+old_encode = encode_dict
 
 
 _OLD_MONEY = ("amount", "spent", "reserved", "limit", "remaining", "cost")

@@ -64,12 +64,18 @@ def interpolate(task: str, names: dict[str, Any] | None) -> str:
     return _NAME.sub(lambda m: str(names[m.group(1)]), task)
 
 
+def stored_worker(data: Mapping[str, Any]) -> str | None:
+    """Where a stored run ran ("host:pid"); batches of earlier releases kept it in the
+    checkpoint."""
+    return data.get("worker") or (data.get("checkpoint") or {}).get("worker")
+
+
 def stored_status(row: Mapping[str, Any]) -> RunStatus:
     """A stored run's status; RUNNING or PENDING in a process that died is INTERRUPTED.
     (Only this host's processes can be asked: another host's run keeps its status.)"""
     status = RunStatus(row["status"])
     if status in (RunStatus.RUNNING, RunStatus.PENDING) and not alive(row["pid"]):
-        worker = (row.get("data") or {}).get("worker")
+        worker = stored_worker(row.get("data") or {})
         if worker and worker.rpartition(":")[0] != socket.gethostname():
             return status
         return RunStatus.INTERRUPTED
@@ -294,7 +300,7 @@ class Runner:
                   tools=tuple(data.get("tools", ())), checkpoint=checkpoint, status=status)
         run.output = data.get("output")
         run.error = data.get("error")
-        run.worker = data.get("worker") or checkpoint.get("worker")  # batches kept it there
+        run.worker = stored_worker(data)
         run.events = self.orch.store.events(run_id)
         self._ended[run_id] = run
         return run
@@ -341,7 +347,7 @@ class Runner:
                 "spent": float(Decimal(data.get("spent", "0"))),
                 "limit": float(Decimal(data.get("limit", "0"))),
                 "output": data.get("output"),
-                "worker": data.get("worker") or (data.get("checkpoint") or {}).get("worker"),
+                "worker": stored_worker(data),
             })
         columns = ["run_id", "task", "workflow", "status", "created", "updated", "spent",
                    "limit", "output", "worker"]
